@@ -1,0 +1,70 @@
+# entropyd: the two commands of the README, and the rest.
+#   make run    install what is missing, build, serve in the foreground (defaults)
+#   make check  install what the tests need, build, run every test
+#   make bench  throughput and latency next to the alternatives (not a test)
+# Missing Debian packages are installed with apt-get (root, or sudo).
+
+PYTHON := /usr/bin/python3
+BUILD := build
+ASAN := build-asan
+APT := scripts/apt-ensure
+
+DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev
+DEPS_TEST := $(DEPS_BUILD) libcmocka-dev python3 python3-pytest socat \
+	qemu-system-x86 busybox-static cpio procps iproute2
+ENTROPYD_ARGS ?=
+
+.PHONY: all build run check unit system e2e asan bench deps-build deps-test clean install
+
+all: build
+
+deps-build:
+	@$(APT) $(DEPS_BUILD)
+
+deps-test:
+	@$(APT) $(DEPS_TEST)
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+build: deps-build $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/entropyd --foreground $(ENTROPYD_ARGS)
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+system: build
+	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/system
+
+e2e: build
+	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/e2e
+
+# The unit and system tests again on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+asan: deps-test $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN) --suite unit --print-errorlogs
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ENTROPYD=$(ASAN)/entropyd ENTROPYD_SANITIZED=1 $(PYTHON) -m pytest -q tests/system
+
+check: deps-test build
+	$(MAKE) unit
+	$(MAKE) system
+	$(MAKE) asan
+	$(MAKE) e2e
+
+bench: deps-test build
+	$(PYTHON) bench/bench_egd.py
+	$(PYTHON) bench/bench_guest.py
+
+install: build
+	meson install -C $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

@@ -1,0 +1,42 @@
+/* client: one state machine for every connected peer, whatever the transport, and the
+ * scheduler that shares the pool among them.
+ *
+ * Each client owns an ordered queue of requests (runs of 0x02 merge into one count of owed
+ * bytes) and keeps reading requests while it owes bytes. Bytes are written straight from
+ * the pool and consumed only once the kernel took them, so no byte is lost or sent twice.
+ * Clients that wait for bytes are served round-robin; a client whose socket is full leaves
+ * the rotation until it is writable, so it never delays another. */
+#ifndef ENTROPYD_CLIENT_H
+#define ENTROPYD_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct pool;
+struct clients;
+struct client;
+
+/* Per-endpoint behaviour of its clients. */
+struct client_opts {
+	bool raw;         /* proto=raw: stream bytes, no protocol */
+	unsigned primer;  /* unrequested bytes sent if a new peer stays silent for 100 ms */
+	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
+};
+
+/* Called when a client is gone (for connecting endpoints, to redial). */
+typedef void (*client_closed_fn)(void *arg);
+
+/* The registry of clients serving from pool on base; NULL on failure. */
+struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2);
+/* Close every client and free the registry. */
+void clients_free(struct clients *cs);
+/* Adopt connected, non-blocking socket fd; peer names it in log lines. Returns NULL (fd
+ * closed) on failure. on_closed may be NULL. */
+struct client *client_new(struct clients *cs, int fd, const struct client_opts *opts,
+			  const char *peer, client_closed_fn on_closed, void *arg);
+/* Number of connected clients. */
+size_t clients_count(const struct clients *cs);
+
+#endif

@@ -1,0 +1,399 @@
+/* conf: command-line options and the `KIND:ADDRESS[,option=value…]` specs of sources and
+ * endpoints. Every error is one line that names the offending text. */
+#include "conf.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+	"Usage: entropyd [OPTION]...\n"
+	"Serve randomness from hardware generators to QEMU guests and programs over the EGD\n"
+	"protocol (QEMU -object rng-egd), health-testing every byte (SP 800-90B).\n"
+	"\n"
+	"  -s, --source SPEC    a source, repeatable, in priority order (failover to the next):\n"
+	"                         file:PATH   a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
+	"                         rdseed      the x86 CPU's RDSEED instruction\n"
+	"                         getrandom   the kernel's generator (not a hardware source)\n"
+	"                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
+	"                                ,prio=N priority group (default: position; equal\n"
+	"                                priorities feed together)\n"
+	"                       default: /dev/hwrng if it delivers, else rdseed, else getrandom\n"
+	"  -l, --listen EP      accept clients on EP, repeatable:\n"
+	"                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH\n"
+	"                       default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX "\n"
+	"  -c, --connect EP     dial EP (a QEMU chardev with server=on) and redial forever:\n"
+	"                         tcp:HOST:PORT, unix:PATH\n"
+	"                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
+	"                       0 = never) ,write=on (accept EGD 0x03); unix listeners:\n"
+	"                       ,mode=0660 ,owner=USER ,group=GROUP\n"
+	"  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
+	"  -v, --verbose        log debug lines too\n"
+	"  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
+	"      --alpha N        health tests' false-positive rate 2^-N (default 30)\n"
+	"      --pool-size N    bytes of tested randomness held ready (default 1048576)\n"
+	"  -h, --help           show this help and exit\n"
+	"  -V, --version        show the version and exit\n"
+	"\n"
+	"Each byte is health-tested and, by default, delivered once to one client. A peer that\n"
+	"is silent for 100 ms after connecting gets `primer` unrequested bytes: this resumes a\n"
+	"QEMU guest whose requests were lost across a reconnect; EGD clients that send their\n"
+	"first request at once never see them. See entropyd(8).\n";
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
+							const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Split "kind:rest,opt,opt" in place: returns the option list (or NULL). */
+static char *split_options(char *s)
+{
+	char *comma = strchr(s, ',');
+
+	if (comma == NULL) {
+		return NULL;
+	}
+	*comma = '\0';
+	return comma + 1;
+}
+
+static int parse_long(const char *v, long min, long max, int base, long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(v, &end, base);
+	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
+}
+
+int conf_parse_source(const char *spec, int position, struct source_conf *out, char *err,
+		      size_t errlen)
+{
+	char *s = strdup(spec);
+	char *opts, *colon, *opt, *save = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL) {
+		return fail(err, errlen, "out of memory");
+	}
+	out->spec = strdup(spec);
+	out->min_entropy = CONF_DEFAULT_H;
+	out->prio = position;
+	opts = split_options(s);
+	colon = strchr(s, ':');
+	if (colon != NULL) {
+		*colon = '\0';
+		out->arg = strdup(colon + 1);
+	}
+	out->kind = strdup(s);
+	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt; opt = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(opt, '=');
+		long v;
+
+		if (eq == NULL) {
+			free(s);
+			return fail(err, errlen, "source %s: option '%s' needs a value", spec, opt);
+		}
+		*eq++ = '\0';
+		if (strcmp(opt, "h") == 0) {
+			char *end;
+			double h = strtod(eq, &end);
+
+			if (end == eq || *end != '\0' || !(h > 0 && h <= 8)) {
+				free(s);
+				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec, eq);
+			}
+			out->min_entropy = h;
+		} else if (strcmp(opt, "prio") == 0) {
+			if (parse_long(eq, 0, 1000000, 10, &v) < 0) {
+				free(s);
+				return fail(err, errlen, "source %s: bad prio=%s", spec, eq);
+			}
+			out->prio = (int)v;
+		} else {
+			free(s);
+			return fail(err, errlen, "source %s: unknown option '%s' (h, prio)", spec, opt);
+		}
+	}
+	free(s);
+	return 0;
+}
+
+static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char *opt, char *err,
+				 size_t errlen)
+{
+	char *v = strchr(opt, '=');
+	long n;
+
+	if (v == NULL) {
+		return fail(err, errlen, "endpoint %s: option '%s' needs a value", spec, opt);
+	}
+	*v++ = '\0';
+	if (strcmp(opt, "proto") == 0) {
+		if (strcmp(v, "raw") != 0 && strcmp(v, "egd") != 0) {
+			return fail(err, errlen, "endpoint %s: proto=%s (egd or raw)", spec, v);
+		}
+		e->opts.raw = strcmp(v, "raw") == 0;
+	} else if (strcmp(opt, "primer") == 0) {
+		if (parse_long(v, 0, 1 << 20, 10, &n) < 0) {
+			return fail(err, errlen, "endpoint %s: bad primer=%s (0..1048576)", spec, v);
+		}
+		e->opts.primer = (unsigned)n;
+	} else if (strcmp(opt, "write") == 0) {
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			return fail(err, errlen, "endpoint %s: write=%s (on or off)", spec, v);
+		}
+		e->opts.allow_write = strcmp(v, "on") == 0;
+	} else if (strcmp(opt, "mode") == 0 || strcmp(opt, "owner") == 0 ||
+		   strcmp(opt, "group") == 0) {
+		if (e->kind != EP_UNIX || e->connect) {
+			return fail(err, errlen, "endpoint %s: %s= applies to unix listeners only",
+				    spec, opt);
+		}
+		if (opt[0] == 'm') {
+			if (parse_long(v, 0, 07777, 8, &n) < 0) {
+				return fail(err, errlen, "endpoint %s: bad mode=%s", spec, v);
+			}
+			e->mode = (mode_t)n;
+			e->has_mode = true;
+		} else if (opt[0] == 'o') {
+			struct passwd *pw = getpwnam(v);
+
+			if (pw == NULL && parse_long(v, 0, INT_MAX, 10, &n) < 0) {
+				return fail(err, errlen, "endpoint %s: no such user '%s'", spec, v);
+			}
+			e->owner = pw ? pw->pw_uid : (uid_t)n;
+			e->has_owner = true;
+		} else {
+			struct group *gr = getgrnam(v);
+
+			if (gr == NULL && parse_long(v, 0, INT_MAX, 10, &n) < 0) {
+				return fail(err, errlen, "endpoint %s: no such group '%s'", spec, v);
+			}
+			e->group = gr ? gr->gr_gid : (gid_t)n;
+			e->has_group = true;
+		}
+	} else {
+		return fail(err, errlen,
+			    "endpoint %s: unknown option '%s' (proto, primer, write, mode, owner, "
+			    "group)",
+			    spec, opt);
+	}
+	return 0;
+}
+
+int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
+			size_t errlen)
+{
+	char *s = strdup(spec);
+	char *opts, *addr, *opt, *save = NULL;
+	int rc = 0;
+
+	memset(e, 0, sizeof(*e));
+	if (s == NULL) {
+		return fail(err, errlen, "out of memory");
+	}
+	e->spec = strdup(spec);
+	e->connect = connect;
+	e->opts.primer = CONF_DEFAULT_PRIMER;
+	opts = split_options(s);
+	if (strncmp(s, "tcp:", 4) == 0) {
+		char *colon;
+
+		e->kind = EP_TCP;
+		addr = s + 4;
+		colon = strrchr(addr, ':');
+		if (colon == NULL || colon == addr || colon[1] == '\0') {
+			rc = fail(err, errlen, "endpoint %s: expected tcp:HOST:PORT", spec);
+			goto out;
+		}
+		*colon = '\0';
+		if (addr[0] == '[') {
+			size_t len = strlen(addr);
+
+			if (len < 3 || addr[len - 1] != ']') {
+				rc = fail(err, errlen, "endpoint %s: bad IPv6 address %s", spec,
+					  addr);
+				goto out;
+			}
+			addr[len - 1] = '\0';
+			addr++;
+		}
+		long port;
+		if (parse_long(colon + 1, 0, 65535, 10, &port) < 0 || (connect && port == 0)) {
+			rc = fail(err, errlen, "endpoint %s: bad port '%s'", spec, colon + 1);
+			goto out;
+		}
+		e->host = strdup(addr);
+		e->port = strdup(colon + 1);
+	} else if (strncmp(s, "unix:", 5) == 0 && s[5] != '\0') {
+		e->kind = EP_UNIX;
+		e->path = strdup(s + 5);
+	} else {
+		rc = fail(err, errlen, "endpoint %s: expected tcp:HOST:PORT or unix:PATH", spec);
+		goto out;
+	}
+	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt && rc == 0;
+	     opt = strtok_r(NULL, ",", &save)) {
+		rc = parse_endpoint_option(e, spec, opt, err, errlen);
+	}
+out:
+	free(s);
+	return rc;
+}
+
+static int add_endpoint(struct conf *c, const char *spec, bool connect)
+{
+	char err[512];
+	struct endpoint_conf *v = realloc(c->endpoints, (c->nendpoints + 1) * sizeof(*v));
+
+	if (v == NULL) {
+		fprintf(stderr, "entropyd: out of memory\n");
+		return -1;
+	}
+	c->endpoints = v;
+	if (conf_parse_endpoint(spec, connect, &v[c->nendpoints], err, sizeof(err)) < 0) {
+		fprintf(stderr, "entropyd: %s\n", err);
+		return -1;
+	}
+	c->nendpoints++;
+	return 0;
+}
+
+void conf_default_endpoints(struct conf *c)
+{
+	char path[256];
+	const char *run = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0 || run == NULL) {
+		snprintf(path, sizeof(path), "unix:%s", CONF_DEFAULT_UNIX);
+	} else {
+		snprintf(path, sizeof(path), "unix:%s/entropyd/egd.sock", run);
+	}
+	(void)add_endpoint(c, CONF_DEFAULT_TCP, false);
+	(void)add_endpoint(c, path, false);
+}
+
+int conf_parse(struct conf *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"source", required_argument, NULL, 's'},
+		{"listen", required_argument, NULL, 'l'},
+		{"connect", required_argument, NULL, 'c'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"check", no_argument, NULL, 'n'},
+		{"alpha", required_argument, NULL, 'A'},
+		{"pool-size", required_argument, NULL, 'P'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+	long v;
+	char err[512];
+
+	memset(c, 0, sizeof(*c));
+	c->alpha_log2 = CONF_DEFAULT_ALPHA;
+	c->pool_size = CONF_DEFAULT_POOL;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":s:l:c:fvnhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': {
+			struct source_conf *s =
+				realloc(c->sources, (c->nsources + 1) * sizeof(*s));
+
+			if (s == NULL) {
+				return -1;
+			}
+			c->sources = s;
+			if (conf_parse_source(optarg, (int)c->nsources, &s[c->nsources], err,
+					      sizeof(err)) < 0) {
+				fprintf(stderr, "entropyd: %s\n", err);
+				return -1;
+			}
+			c->nsources++;
+			break;
+		}
+		case 'l':
+		case 'c':
+			if (add_endpoint(c, optarg, ch == 'c') < 0) {
+				return -1;
+			}
+			break;
+		case 'f':
+			c->foreground = true;
+			break;
+		case 'v':
+			c->verbose = true;
+			break;
+		case 'n':
+			c->check = true;
+			break;
+		case 'A':
+			if (parse_long(optarg, 1, 64, 10, &v) < 0) {
+				fprintf(stderr, "entropyd: --alpha %s: expected 1..64\n", optarg);
+				return -1;
+			}
+			c->alpha_log2 = (unsigned)v;
+			break;
+		case 'P':
+			if (parse_long(optarg, 4096, 1L << 30, 10, &v) < 0) {
+				fprintf(stderr, "entropyd: --pool-size %s: expected 4096..2^30\n",
+					optarg);
+				return -1;
+			}
+			c->pool_size = (size_t)v;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		case 'V':
+			printf("entropyd %s\n", ENTROPYD_VERSION);
+			exit(0);
+		case ':':
+			fprintf(stderr, "entropyd: option %s needs an argument (see --help)\n",
+				argv[optind - 1]);
+			return -1;
+		default:
+			fprintf(stderr, "entropyd: unknown option %s (see --help)\n",
+				argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "entropyd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+void conf_free(struct conf *c)
+{
+	for (size_t i = 0; i < c->nsources; i++) {
+		free(c->sources[i].spec);
+		free(c->sources[i].kind);
+		free(c->sources[i].arg);
+	}
+	for (size_t i = 0; i < c->nendpoints; i++) {
+		free(c->endpoints[i].spec);
+		free(c->endpoints[i].host);
+		free(c->endpoints[i].port);
+		free(c->endpoints[i].path);
+	}
+	free(c->sources);
+	free(c->endpoints);
+}

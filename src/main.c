@@ -1,0 +1,143 @@
+/* entropyd: serve health-tested randomness from hardware generators to QEMU guests and
+ * programs over the EGD protocol.
+ *
+ * Start-up order: configuration -> sources (opened and checked) -> endpoints (bound) ->
+ * daemonise -> memory locked -> source threads -> event loop. Any failure before the loop
+ * is one line and exit status 1; nothing has been served yet. */
+#include "client.h"
+#include "conf.h"
+#include "listen.h"
+#include "log.h"
+#include "pool.h"
+#include "src.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	log_info("received %s; shutting down", strsignal((int)sig));
+	event_base_loopbreak(base);
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("received SIGHUP: nothing to reload (configuration comes from the command "
+		 "line); sockets stay open");
+}
+
+/* Lock memory so tested bytes never reach swap; best effort with a clear warning. */
+static void lock_memory(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+		log_warn("cannot lock memory (mlockall); the pool alone is locked if the limit "
+			 "allows (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct conf conf;
+	struct pool *pool;
+	struct sources *srcs;
+	struct event_base *base;
+	struct clients *cs;
+	struct endpoints *eps;
+	struct event *sigev[3];
+	char err[512];
+
+	if (conf_parse(&conf, argc, argv) < 0) {
+		return 1;
+	}
+	log_init("entropyd", true, conf.verbose);
+	signal(SIGPIPE, SIG_IGN);
+
+	pool = pool_new(conf.pool_size);
+	if (pool == NULL) {
+		fatal("cannot allocate the pool of %zu bytes", conf.pool_size);
+	}
+	srcs = sources_new(pool, conf.alpha_log2);
+	for (size_t i = 0; i < conf.nsources; i++) {
+		if (sources_add(srcs, &conf.sources[i], err, sizeof(err)) < 0) {
+			fatalx("%s", err);
+		}
+	}
+	if (conf.nsources == 0 && sources_add_default(srcs, err, sizeof(err)) < 0) {
+		fatalx("%s", err);
+	}
+	if (conf.nendpoints == 0) {
+		conf_default_endpoints(&conf);
+	}
+
+	base = event_base_new();
+	if (base == NULL) {
+		fatalx("cannot create the event loop");
+	}
+	cs = clients_new(base, pool, conf.alpha_log2);
+	eps = endpoints_new(base, cs);
+	if (cs == NULL || eps == NULL) {
+		fatalx("out of memory");
+	}
+	for (size_t i = 0; i < conf.nendpoints; i++) {
+		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {
+			endpoints_free(eps);
+			fatalx("%s", err);
+		}
+	}
+	if (conf.check) {
+		endpoints_free(eps);
+		log_info("configuration OK");
+		return 0;
+	}
+	if (!conf.foreground) {
+		if (daemon(0, 0) < 0) {
+			fatal("cannot become a daemon");
+		}
+		log_init("entropyd", false, conf.verbose);
+		/* libevent's backend (epoll) does not survive fork(): re-initialise it. */
+		if (event_reinit(base) < 0) {
+			fatalx("cannot re-initialise the event loop after fork");
+		}
+	}
+	lock_memory();
+
+	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
+	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);
+	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, base);
+	for (int i = 0; i < 3; i++) {
+		event_add(sigev[i], NULL);
+	}
+	if (sources_start(srcs) < 0) {
+		fatal("cannot start the source threads");
+	}
+	log_info("ready: %zu source(s), %zu endpoint(s), pool of %zu bytes", sources_count(srcs),
+		 conf.nendpoints, conf.pool_size);
+	sd_notify(0, "READY=1");
+
+	event_base_dispatch(base);
+
+	sd_notify(0, "STOPPING=1");
+	sources_stop(srcs);
+	clients_free(cs);
+	endpoints_free(eps);
+	sources_log_stats(srcs);
+	log_info("delivered %llu bytes in all; stopped",
+		 (unsigned long long)pool_delivered(pool));
+	for (int i = 0; i < 3; i++) {
+		event_free(sigev[i]);
+	}
+	event_base_free(base);
+	conf_free(&conf);
+	/* Source threads may be blocked in a device read: the process exit ends them (their
+	 * bytes can no longer reach a client; the kernel clears freed pages before reuse). */
+	_exit(0);
+}

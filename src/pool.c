@@ -1,0 +1,211 @@
+/* pool: a ring of health-tested bytes, many producers, one consumer.
+ *
+ * Invariant: a byte is handed out once. head and tail only grow (64-bit, never wrap in
+ * practice); the filled region is [tail, head). Producers extend head under the mutex;
+ * the consumer reads [tail, head) without the mutex (only it moves tail, and producers
+ * never write there), then wipes and releases what it consumed. */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct pool {
+	uint8_t *buf;
+	size_t cap;
+	_Atomic uint64_t head; /* total bytes ever put */
+	_Atomic uint64_t tail; /* total bytes ever consumed */
+	atomic_bool want;      /* consumer asked for a wake-up */
+	int efd;
+	pthread_mutex_t lock;
+	pthread_cond_t space;
+	unsigned waiting; /* producers blocked for space, under lock */
+};
+
+struct pool *pool_new(size_t capacity)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		return NULL;
+	}
+	p->cap = capacity;
+	p->buf = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->buf == MAP_FAILED) {
+		free(p);
+		return NULL;
+	}
+	/* Best effort: without CAP_IPC_LOCK the limit may be too small; main() reports it. */
+	(void)mlock(p->buf, capacity);
+	(void)madvise(p->buf, capacity, MADV_DONTDUMP);
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->efd < 0) {
+		int saved = errno;
+		munmap(p->buf, capacity);
+		free(p);
+		errno = saved;
+		return NULL;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->space, NULL);
+	return p;
+}
+
+void pool_free(struct pool *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	explicit_bzero(p->buf, p->cap);
+	munmap(p->buf, p->cap);
+	close(p->efd);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->space);
+	free(p);
+}
+
+int pool_wakeup_fd(const struct pool *p)
+{
+	return p->efd;
+}
+
+void pool_ack_wakeup(struct pool *p)
+{
+	uint64_t v;
+
+	while (read(p->efd, &v, sizeof(v)) > 0) {
+	}
+}
+
+size_t pool_put(struct pool *p, const uint8_t *buf, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t head = atomic_load(&p->head);
+	uint64_t used = head - atomic_load(&p->tail);
+	size_t room = p->cap - (size_t)used;
+	size_t put = n < room ? n : room;
+	size_t off = (size_t)(head % p->cap);
+	size_t first = put < p->cap - off ? put : p->cap - off;
+
+	memcpy(p->buf + off, buf, first);
+	memcpy(p->buf, buf + first, put - first);
+	atomic_store(&p->head, head + put);
+	pthread_mutex_unlock(&p->lock);
+
+	if (put > 0 && atomic_exchange(&p->want, false)) {
+		uint64_t one = 1;
+		(void)!write(p->efd, &one, sizeof(one));
+	}
+	return put;
+}
+
+size_t pool_wait_space(struct pool *p, const atomic_bool *stop)
+{
+	size_t room;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		room = p->cap - (size_t)(atomic_load(&p->head) - atomic_load(&p->tail));
+		if (room > 0 || atomic_load(stop)) {
+			break;
+		}
+		p->waiting++;
+		pthread_cond_wait(&p->space, &p->lock);
+		p->waiting--;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return room;
+}
+
+void pool_wake_producers(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_broadcast(&p->space);
+	pthread_mutex_unlock(&p->lock);
+}
+
+size_t pool_avail(struct pool *p)
+{
+	return (size_t)(atomic_load(&p->head) - atomic_load(&p->tail));
+}
+
+size_t pool_capacity(const struct pool *p)
+{
+	return p->cap;
+}
+
+int pool_peek(struct pool *p, size_t n, struct iovec iov[2])
+{
+	uint64_t tail = atomic_load(&p->tail);
+	size_t avail = (size_t)(atomic_load(&p->head) - tail);
+	size_t off = (size_t)(tail % p->cap);
+	size_t first;
+
+	if (n > avail) {
+		n = avail;
+	}
+	if (n == 0) {
+		return 0;
+	}
+	first = n < p->cap - off ? n : p->cap - off;
+	iov[0].iov_base = p->buf + off;
+	iov[0].iov_len = first;
+	if (first == n) {
+		return 1;
+	}
+	iov[1].iov_base = p->buf;
+	iov[1].iov_len = n - first;
+	return 2;
+}
+
+void pool_consume(struct pool *p, size_t n)
+{
+	struct iovec iov[2];
+	int cnt = pool_peek(p, n, iov);
+
+	for (int i = 0; i < cnt; i++) {
+		explicit_bzero(iov[i].iov_base, iov[i].iov_len);
+	}
+	atomic_fetch_add(&p->tail, n);
+	/* Waking under the lock orders this after a producer's check-then-wait. */
+	pthread_mutex_lock(&p->lock);
+	if (p->waiting > 0) {
+		pthread_cond_broadcast(&p->space);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+size_t pool_take(struct pool *p, uint8_t *out, size_t n)
+{
+	struct iovec iov[2];
+	int cnt = pool_peek(p, n, iov);
+	size_t got = 0;
+
+	for (int i = 0; i < cnt; i++) {
+		memcpy(out + got, iov[i].iov_base, iov[i].iov_len);
+		got += iov[i].iov_len;
+	}
+	if (got > 0) {
+		pool_consume(p, got);
+	}
+	return got;
+}
+
+void pool_want(struct pool *p)
+{
+	atomic_store(&p->want, true);
+	/* A put may have landed between the caller's empty check and this store. */
+	if (pool_avail(p) > 0 && atomic_exchange(&p->want, false)) {
+		uint64_t one = 1;
+		(void)!write(p->efd, &one, sizeof(one));
+	}
+}
+
+uint64_t pool_delivered(struct pool *p)
+{
+	return atomic_load(&p->tail);
+}

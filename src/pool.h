@@ -1,0 +1,51 @@
+/* pool: the buffer of health-tested bytes between the source threads and the event loop.
+ *
+ * Raw-mode delivery rule: every byte put in is handed out at most once and then wiped.
+ * Producers (source threads) append under a mutex; the single consumer (the event loop)
+ * reads the filled region without the lock, so it can write() straight from the buffer,
+ * and only then consumes (and wipes) what the kernel accepted. The memory is locked
+ * against swapping and excluded from core dumps. */
+#ifndef ENTROPYD_POOL_H
+#define ENTROPYD_POOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct pool;
+
+/* New pool holding up to capacity bytes; NULL on failure (errno set). */
+struct pool *pool_new(size_t capacity);
+/* Wipe and free the pool. */
+void pool_free(struct pool *p);
+/* Descriptor (eventfd) that becomes readable when bytes arrive after the consumer asked. */
+int pool_wakeup_fd(const struct pool *p);
+/* Consumer: clear the wake-up descriptor after it fired. */
+void pool_ack_wakeup(struct pool *p);
+
+/* Producer (any thread): append up to n bytes, never blocking; returns how many fitted. */
+size_t pool_put(struct pool *p, const uint8_t *buf, size_t n);
+/* Producer: block until there is free space or *stop becomes true; returns free bytes. */
+size_t pool_wait_space(struct pool *p, const atomic_bool *stop);
+/* Wake every producer blocked in pool_wait_space (used at shutdown). */
+void pool_wake_producers(struct pool *p);
+
+/* Consumer: bytes available now. */
+size_t pool_avail(struct pool *p);
+/* Consumer: free space now. */
+size_t pool_capacity(const struct pool *p);
+/* Consumer: describe the first min(n, avail) bytes as up to two iovecs; returns iovcnt
+ * (0 when empty). Nothing is consumed. */
+int pool_peek(struct pool *p, size_t n, struct iovec iov[2]);
+/* Consumer: consume (and wipe) the first n available bytes; n <= pool_avail(). */
+void pool_consume(struct pool *p, size_t n);
+/* Consumer: copy up to n bytes to out and consume them; returns the count. */
+size_t pool_take(struct pool *p, uint8_t *out, size_t n);
+/* Consumer: ask for a wake-up when bytes are next put (call when found empty). */
+void pool_want(struct pool *p);
+/* Total bytes ever consumed (delivered). */
+uint64_t pool_delivered(struct pool *p);
+
+#endif

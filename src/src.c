@@ -1,0 +1,422 @@
+/* src: one thread per source; each tests what it reads with its own health tester and
+ * hands over only whole APT windows that passed, after a passing start-up test.
+ *
+ * Invariant: no byte read before the start-up test passed, or in a window in which a test
+ * failed, ever reaches the pool. The thread stages the current window (at most 512 bytes)
+ * and wipes it on a failure. Which sources feed is decided by priority groups: the best
+ * group with a healthy member feeds, healthy members of worse groups wait as standbys. */
+#include "src.h"
+
+#include "gate.h"
+#include "health.h"
+#include "log.h"
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SRC_CHUNK (64u * 1024u)
+#define SRC_FAILURES_BEFORE_REOPEN 3u
+#define SRC_BACKOFF_MAX 60u
+
+enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_EXHAUSTED };
+
+struct src_inst {
+	struct sources *set;
+	char *spec;
+	char *arg;
+	int prio;
+	const struct src_driver *drv;
+	void *st;
+	struct gate *gate;
+	pthread_t thread;
+	bool thread_started;
+	enum src_state state; /* under set->lock */
+	uint8_t *chunk;
+	unsigned consecutive_failures;
+	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens;
+};
+
+struct sources {
+	struct pool *pool;
+	unsigned alpha_log2;
+	struct src_inst **v;
+	size_t n;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	atomic_bool stop;
+	int active_prio; /* INT_MAX when no source is healthy */
+};
+
+static const struct src_driver *const drivers[] = {
+	&src_file_driver,
+	&src_rdseed_driver,
+	&src_getrandom_driver,
+};
+
+struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
+{
+	struct sources *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		return NULL;
+	}
+	s->pool = pool;
+	s->alpha_log2 = alpha_log2;
+	s->active_prio = INT_MAX;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	return s;
+}
+
+size_t sources_count(const struct sources *s)
+{
+	return s->n;
+}
+
+int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
+{
+	const struct src_driver *drv = NULL;
+	struct src_inst *si;
+	struct src_inst **v;
+	char derr[256] = "";
+
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		if (strcmp(drivers[i]->kind, conf->kind) == 0) {
+			drv = drivers[i];
+		}
+	}
+	if (drv == NULL) {
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, getrandom)",
+			 conf->spec, conf->kind);
+		return -1;
+	}
+	if (drv->needs_arg && (conf->arg == NULL || conf->arg[0] == '\0')) {
+		snprintf(err, errlen, "source %s: needs an argument (%s:PATH)", conf->spec, drv->kind);
+		return -1;
+	}
+	if (!drv->needs_arg && conf->arg != NULL) {
+		snprintf(err, errlen, "source %s: '%s' takes no argument", conf->spec, drv->kind);
+		return -1;
+	}
+	si = calloc(1, sizeof(*si));
+	v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (si == NULL || v == NULL) {
+		free(si);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->v = v;
+	si->gate = gate_new(conf->min_entropy, s->alpha_log2);
+	if (si->gate == NULL) {
+		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", conf->spec,
+			 conf->min_entropy);
+		free(si);
+		return -1;
+	}
+	si->st = drv->open(conf->arg, derr, sizeof(derr));
+	if (si->st == NULL) {
+		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
+		gate_free(si->gate);
+		free(si);
+		return -1;
+	}
+	si->set = s;
+	si->drv = drv;
+	si->spec = strdup(conf->spec);
+	si->arg = conf->arg ? strdup(conf->arg) : NULL;
+	si->prio = conf->prio;
+	si->state = SRC_STARTING;
+	si->chunk = malloc(SRC_CHUNK);
+	if (si->spec == NULL || si->chunk == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->v[s->n++] = si;
+	log_info("source %s: opened (%s, h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u)%s",
+		 si->spec, drv->hardware ? "hardware" : "not a hardware source", conf->min_entropy,
+		 health_rct_cutoff(gate_health(si->gate)),
+		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW,
+		 drv->hardware ? "" : " - the kernel's generator");
+	return 0;
+}
+
+/* Under s->lock: recompute the feeding group and log when it changes. */
+static void update_active_locked(struct sources *s)
+{
+	int best = INT_MAX;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i]->state == SRC_HEALTHY && s->v[i]->prio < best) {
+			best = s->v[i]->prio;
+		}
+	}
+	if (best != s->active_prio) {
+		if (best == INT_MAX) {
+			log_warnx("no healthy source left: clients wait until one recovers");
+		} else {
+			for (size_t i = 0; i < s->n; i++) {
+				if (s->v[i]->state == SRC_HEALTHY && s->v[i]->prio == best) {
+					log_info("serving from source %s", s->v[i]->spec);
+				}
+			}
+		}
+		s->active_prio = best;
+	}
+	pthread_cond_broadcast(&s->cond);
+}
+
+static void set_state(struct src_inst *si, enum src_state st)
+{
+	pthread_mutex_lock(&si->set->lock);
+	si->state = st;
+	update_active_locked(si->set);
+	pthread_mutex_unlock(&si->set->lock);
+}
+
+/* Sleep for secs unless asked to stop; returns false when stopping. */
+static bool nap(struct sources *s, unsigned secs)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += secs;
+	pthread_mutex_lock(&s->lock);
+	while (!atomic_load(&s->stop)) {
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT) {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return !atomic_load(&s->stop);
+}
+
+/* Wait while this source is a healthy standby; returns false when stopping. */
+static bool wait_turn(struct src_inst *si)
+{
+	struct sources *s = si->set;
+
+	pthread_mutex_lock(&s->lock);
+	while (!atomic_load(&s->stop) && si->state == SRC_HEALTHY && si->prio > s->active_prio) {
+		pthread_cond_wait(&s->cond, &s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return !atomic_load(&s->stop);
+}
+
+static void close_source(struct src_inst *si)
+{
+	if (si->st != NULL) {
+		si->drv->close(si->st);
+		si->st = NULL;
+	}
+}
+
+static void release(void *arg, const uint8_t *p, size_t n)
+{
+	struct src_inst *si = arg;
+	struct sources *s = si->set;
+
+	si->consecutive_failures = 0;
+	while (n > 0 && !atomic_load(&s->stop)) {
+		size_t put = pool_put(s->pool, p, n);
+
+		p += put;
+		n -= put;
+		atomic_fetch_add(&si->bytes_served, put);
+		if (n > 0) {
+			pool_wait_space(s->pool, &s->stop);
+		}
+	}
+}
+
+/* Test a chunk of n bytes and pass on the windows it completes. */
+static void feed(struct src_inst *si, size_t n)
+{
+	struct gate_result r;
+
+	gate_feed(si->gate, si->chunk, n, release, si, &r);
+	explicit_bzero(si->chunk, n);
+	atomic_fetch_add(&si->bytes_discarded, r.discarded);
+	if (r.started_now) {
+		log_info("source %s: start-up test passed (%u samples)", si->spec,
+			 HEALTH_STARTUP_SAMPLES);
+		set_state(si, SRC_HEALTHY);
+	}
+	if (!r.failed) {
+		return;
+	}
+	log_warnx("source %s: health test failed (%s) at byte %llu of its stream; %zu bytes "
+		  "discarded; re-running the start-up test",
+		  si->spec, r.failed_rct ? "repetition count" : "adaptive proportion",
+		  (unsigned long long)(atomic_load(&si->bytes_read) - n + r.failed_at), r.discarded);
+	set_state(si, SRC_STARTING);
+	if (++si->consecutive_failures >= SRC_FAILURES_BEFORE_REOPEN &&
+	    si->drv->reopenable(si->st)) {
+		log_warnx("source %s: %u failures in a row; closing and re-opening it", si->spec,
+			  si->consecutive_failures);
+		close_source(si);
+		set_state(si, SRC_CLOSED);
+	}
+}
+
+static void *src_thread(void *arg)
+{
+	struct src_inst *si = arg;
+	struct sources *s = si->set;
+	unsigned backoff = 1;
+	char err[256];
+
+	while (!atomic_load(&s->stop)) {
+		if (si->st == NULL) {
+			if (!nap(s, backoff)) {
+				break;
+			}
+			backoff = backoff * 2 > SRC_BACKOFF_MAX ? SRC_BACKOFF_MAX : backoff * 2;
+			si->st = si->drv->open(si->arg, err, sizeof(err));
+			if (si->st == NULL) {
+				log_warnx("source %s: cannot re-open: %s (next try in %u s)", si->spec,
+					  err, backoff);
+				continue;
+			}
+			atomic_fetch_add(&si->reopens, 1);
+			log_info("source %s: re-opened; running the start-up test", si->spec);
+			atomic_fetch_add(&si->bytes_discarded, gate_reset(si->gate));
+			set_state(si, SRC_STARTING);
+		}
+		if (!wait_turn(si)) {
+			break;
+		}
+		long n = si->drv->read(si->st, si->chunk, SRC_CHUNK, err, sizeof(err));
+		if (atomic_load(&s->stop)) {
+			break;
+		}
+		if (n > 0) {
+			atomic_fetch_add(&si->bytes_read, (uint64_t)n);
+			feed(si, (size_t)n);
+			backoff = 1;
+			continue;
+		}
+		atomic_fetch_add(&si->bytes_discarded, gate_reset(si->gate));
+		if (n == 0 || !si->drv->reopenable(si->st)) {
+			if (n == 0) {
+				log_info("source %s: end of data, source exhausted", si->spec);
+			} else {
+				log_warnx("source %s: %s; source exhausted", si->spec, err);
+			}
+			close_source(si);
+			set_state(si, SRC_EXHAUSTED);
+			break;
+		}
+		log_warnx("source %s: %s; closing it, re-opening in %u s", si->spec, err, backoff);
+		close_source(si);
+		set_state(si, SRC_CLOSED);
+	}
+	return NULL;
+}
+
+int sources_start(struct sources *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		int rc = pthread_create(&s->v[i]->thread, NULL, src_thread, s->v[i]);
+
+		if (rc != 0) {
+			errno = rc;
+			return -1;
+		}
+		s->v[i]->thread_started = true;
+	}
+	return 0;
+}
+
+void sources_stop(struct sources *s)
+{
+	atomic_store(&s->stop, true);
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pool_wake_producers(s->pool);
+}
+
+void sources_log_stats(struct sources *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct src_inst *si = s->v[i];
+
+		log_info("source %s: %llu bytes read, %llu passed to the pool, %llu discarded, "
+			 "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens",
+			 si->spec, (unsigned long long)atomic_load(&si->bytes_read),
+			 (unsigned long long)atomic_load(&si->bytes_served),
+			 (unsigned long long)atomic_load(&si->bytes_discarded),
+			 (unsigned long long)health_failures_rct(gate_health(si->gate)),
+			 (unsigned long long)health_failures_apt(gate_health(si->gate)),
+			 (unsigned long long)atomic_load(&si->reopens));
+	}
+}
+
+/* Try /dev/hwrng without blocking for more than about two seconds. */
+static bool hwrng_delivers(const char *path, char *why, size_t whylen)
+{
+	uint8_t probe[16];
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, whylen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	for (int i = 0; i < 200; i++) {
+		ssize_t r = read(fd, probe, sizeof(probe));
+
+		if (r > 0) {
+			explicit_bzero(probe, sizeof(probe));
+			close(fd);
+			return true;
+		}
+		if (r < 0 && errno != EAGAIN && errno != EINTR) {
+			snprintf(why, whylen, "%s: %s", path, strerror(errno));
+			close(fd);
+			return false;
+		}
+		usleep(10000);
+	}
+	close(fd);
+	snprintf(why, whylen, "%s: delivered nothing within 2 s", path);
+	return false;
+}
+
+int sources_add_default(struct sources *s, char *err, size_t errlen)
+{
+	char why_hwrng[160], why_rdseed[80];
+	char spec[64];
+	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0};
+
+	if (hwrng_delivers("/dev/hwrng", why_hwrng, sizeof(why_hwrng))) {
+		snprintf(spec, sizeof(spec), "file:/dev/hwrng");
+		c.kind = "file";
+		c.arg = "/dev/hwrng";
+		log_info("no --source given: using file:/dev/hwrng, the kernel's hardware RNG, "
+			 "which delivers");
+		return sources_add(s, &c, err, errlen);
+	}
+	if (src_rdseed_supported()) {
+		snprintf(spec, sizeof(spec), "rdseed");
+		c.kind = "rdseed";
+		log_info("no --source given: using rdseed (%s)", why_hwrng);
+		return sources_add(s, &c, err, errlen);
+	}
+	snprintf(why_rdseed, sizeof(why_rdseed), "the CPU has no RDSEED");
+	snprintf(spec, sizeof(spec), "getrandom");
+	c.kind = "getrandom";
+	log_warnx("no --source given and no hardware source found (%s; %s): using getrandom, "
+		  "the kernel's generator, which is not a hardware source",
+		  why_hwrng, why_rdseed);
+	return sources_add(s, &c, err, errlen);
+}

@@ -1,0 +1,65 @@
+/* src: the configured randomness sources, each read by its own thread, each with its own
+ * health tester. Tested bytes go into the pool in whole passing APT windows.
+ *
+ * Sources have priorities (default: the order given). Only the best priority group that
+ * has a healthy source feeds the pool; lower groups pass their start-up test and then wait
+ * as standbys, so failover is immediate. Sources of equal priority feed together. */
+#ifndef ENTROPYD_SRC_H
+#define ENTROPYD_SRC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pool;
+struct sources;
+
+/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N]`. */
+struct source_conf {
+	char *spec;         /* as written by the user, for log lines */
+	char *kind;         /* "file", "rdseed", "getrandom" */
+	char *arg;          /* path for file, NULL otherwise */
+	double min_entropy; /* assumed min-entropy per byte for the health tests */
+	int prio;           /* lower is preferred */
+};
+
+/* The set of sources feeding pool; alpha_log2 sets the health tests' false-positive rate. */
+struct sources *sources_new(struct pool *pool, unsigned alpha_log2);
+/* Open and check one source now (start-up); -1 with a one-line message in err. */
+int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen);
+/* Pick the best source on this machine (/dev/hwrng, rdseed, getrandom) and add it; logs why. */
+int sources_add_default(struct sources *s, char *err, size_t errlen);
+/* Start one thread per source. */
+int sources_start(struct sources *s);
+/* Ask the threads to stop; blocked device reads are abandoned, not waited for. */
+void sources_stop(struct sources *s);
+/* Log a one-line summary per source (bytes read, served, discarded, failures). */
+void sources_log_stats(struct sources *s);
+/* Number of configured sources. */
+size_t sources_count(const struct sources *s);
+
+/* Driver of one kind of source; the instance's blocking reads run in its thread. */
+struct src_driver {
+	const char *kind;
+	bool hardware; /* false: logged as not a hardware source */
+	bool needs_arg;
+	/* Open; returns driver state, or NULL with a one-line message in err. */
+	void *(*open)(const char *arg, char *err, size_t errlen);
+	/* Read up to n bytes, blocking. > 0 bytes, 0 when exhausted for good (end of a regular
+	 * file), -1 on an error (message in err: the source is re-opened later). */
+	long (*read)(void *st, uint8_t *buf, size_t n, char *err, size_t errlen);
+	/* Close and free the state. */
+	void (*close)(void *st);
+	/* True if re-opening may continue the stream (devices); false for regular files,
+	 * whose re-opening would serve the same bytes twice. */
+	bool (*reopenable)(void *st);
+};
+
+extern const struct src_driver src_file_driver;
+extern const struct src_driver src_rdseed_driver;
+extern const struct src_driver src_getrandom_driver;
+
+/* True if the CPU has RDSEED. */
+bool src_rdseed_supported(void);
+
+#endif

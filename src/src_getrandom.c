@@ -1,0 +1,55 @@
+/* src_getrandom: the kernel's generator through getrandom(2). Not a hardware source: it is
+ * the fallback when the machine has none, and is logged as such. */
+#include "src.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static int getrandom_token;
+
+static void *getrandom_open(const char *arg, char *err, size_t errlen)
+{
+	uint8_t probe;
+
+	if (getrandom(&probe, 1, GRND_NONBLOCK) < 0 && errno != EAGAIN) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return NULL;
+	}
+	return &getrandom_token;
+}
+
+static long getrandom_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
+{
+	ssize_t r;
+
+	do {
+		r = getrandom(buf, n, 0);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -1;
+	}
+	return (long)r;
+}
+
+static void getrandom_close(void *st)
+{
+}
+
+static bool getrandom_reopenable(void *st)
+{
+	return true;
+}
+
+const struct src_driver src_getrandom_driver = {
+	.kind = "getrandom",
+	.hardware = false,
+	.needs_arg = false,
+	.open = getrandom_open,
+	.read = getrandom_read,
+	.close = getrandom_close,
+	.reopenable = getrandom_reopenable,
+};

@@ -1,0 +1,100 @@
+/* src_rdseed: the x86 RDSEED instruction, which returns conditioned output of the CPU's
+ * entropy source (unlike RDRAND, which is a DRBG's output). RDSEED may fail transiently when
+ * the source is drained; we retry with a pause and report an error only after many tries. */
+#include "src.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define RDSEED_TRIES 1000
+
+bool src_rdseed_supported(void)
+{
+	unsigned a, b, c, d;
+
+	if (__get_cpuid_max(0, NULL) < 7) {
+		return false;
+	}
+	__cpuid_count(7, 0, a, b, c, d);
+	return (b & (1u << 18)) != 0;
+}
+
+__attribute__((target("rdseed"))) static int rdseed64(unsigned long long *v)
+{
+	for (int i = 0; i < RDSEED_TRIES; i++) {
+		if (_rdseed64_step(v)) {
+			return 0;
+		}
+		_mm_pause();
+	}
+	return -1;
+}
+
+static long rdseed_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
+{
+	size_t got = 0;
+
+	n = n > 4096 ? 4096 : n;
+	while (got < n) {
+		unsigned long long v;
+		size_t take = n - got < sizeof(v) ? n - got : sizeof(v);
+
+		if (rdseed64(&v) < 0) {
+			if (got > 0) {
+				break;
+			}
+			snprintf(err, errlen, "RDSEED failed %d times in a row", RDSEED_TRIES);
+			return -1;
+		}
+		memcpy(buf + got, &v, take);
+		got += take;
+	}
+	return (long)got;
+}
+#else
+bool src_rdseed_supported(void)
+{
+	return false;
+}
+
+static long rdseed_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "RDSEED exists only on x86");
+	return -1;
+}
+#endif
+
+static int rdseed_token;
+
+static void *rdseed_open(const char *arg, char *err, size_t errlen)
+{
+	if (!src_rdseed_supported()) {
+		snprintf(err, errlen, "this CPU has no RDSEED instruction (see the rdseed flag in "
+				      "/proc/cpuinfo); use another source");
+		return NULL;
+	}
+	return &rdseed_token;
+}
+
+static void rdseed_close(void *st)
+{
+}
+
+static bool rdseed_reopenable(void *st)
+{
+	return true;
+}
+
+const struct src_driver src_rdseed_driver = {
+	.kind = "rdseed",
+	.hardware = true,
+	.needs_arg = false,
+	.open = rdseed_open,
+	.read = rdseed_read,
+	.close = rdseed_close,
+	.reopenable = rdseed_reopenable,
+};

@@ -1,0 +1,94 @@
+"""Fixtures for the end-to-end tests: the guest image, a random source file,
+and factories for entropyd, socat and QEMU runs that clean up after themselves
+(by PID) and print the processes' output, which pytest shows on failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import guest  # noqa: E402
+import peers  # noqa: E402
+
+from support import SOURCE_SIZE  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> guest.GuestImage:
+    try:
+        return guest.ensure_image()
+    except guest.GuestError as e:
+        pytest.fail(f"cannot obtain the x86_64 guest (QEMU, kernel, busybox): {e}",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def source_file(tmp_path_factory) -> tuple[Path, bytes]:
+    """A 6 MiB random file: passes the health tests, and any 8 bytes are unique."""
+    data = os.urandom(SOURCE_SIZE)
+    path = tmp_path_factory.mktemp("source") / "random.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.fixture
+def entropyd():
+    """entropyd(*args, wait_ready=True) starts build/entropyd -f ARGS."""
+    started: list[peers.Entropyd] = []
+
+    def start(*args: str, wait_ready: bool = True) -> peers.Entropyd:
+        try:
+            d = peers.Entropyd(args, wait_ready=wait_ready)
+        except peers.PeerError as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+    for d in started:
+        print(d.describe())
+
+
+@pytest.fixture
+def socat():
+    """socat(port, address) starts socat TCP-LISTEN:port,reuseaddr,fork address."""
+    started: list[peers.Socat] = []
+
+    def start(port: int, address: str) -> peers.Socat:
+        try:
+            s = peers.Socat(port, address)
+        except peers.PeerError as e:
+            pytest.fail(str(e), pytrace=False)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def guests(guest_image, tmp_path):
+    """guests(backend_args, **GuestRun fields) starts a QEMU guest (not waited)."""
+    runs: list[guest.GuestRun] = []
+
+    def start(backend: list[str], **kw) -> guest.GuestRun:
+        run = guest.GuestRun(guest_image, backend, workdir=tmp_path / f"guest{len(runs)}", **kw)
+        runs.append(run)
+        try:
+            return run.start()
+        except guest.GuestError as e:
+            pytest.fail(str(e), pytrace=False)
+
+    yield start
+    for run in runs:
+        run.kill()
+    for run in runs:
+        print(run.describe())
