@@ -9,8 +9,8 @@ BUILD := build
 ASAN := build-asan
 APT := scripts/apt-ensure
 
-DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev
-DEPS_TEST := $(DEPS_BUILD) libcmocka-dev python3 python3-pytest socat \
+DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev
+DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat \
 	qemu-system-x86 busybox-static cpio procps iproute2
 ENTROPYD_ARGS ?=
 

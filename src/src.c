@@ -141,11 +141,10 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		return -1;
 	}
 	s->v[s->n++] = si;
-	log_info("source %s: opened (%s, h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u)%s",
-		 si->spec, drv->hardware ? "hardware" : "not a hardware source", conf->min_entropy,
+	log_info("source %s: opened (%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u)",
+		 si->spec, drv->what, conf->min_entropy,
 		 health_rct_cutoff(gate_health(si->gate)),
-		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW,
-		 drv->hardware ? "" : " - the kernel's generator");
+		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW);
 	return 0;
 }
 

@@ -41,7 +41,7 @@ size_t sources_count(const struct sources *s);
 /* Driver of one kind of source; the instance's blocking reads run in its thread. */
 struct src_driver {
 	const char *kind;
-	bool hardware; /* false: logged as not a hardware source */
+	const char *what; /* how log lines describe it */
 	bool needs_arg;
 	/* Open; returns driver state, or NULL with a one-line message in err. */
 	void *(*open)(const char *arg, char *err, size_t errlen);

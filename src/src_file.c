@@ -106,7 +106,7 @@ static bool file_reopenable(void *st)
 
 const struct src_driver src_file_driver = {
 	.kind = "file",
-	.hardware = true,
+	.what = "a device, pipe or file",
 	.needs_arg = true,
 	.open = file_open,
 	.read = file_read,

@@ -46,7 +46,7 @@ static bool getrandom_reopenable(void *st)
 
 const struct src_driver src_getrandom_driver = {
 	.kind = "getrandom",
-	.hardware = false,
+	.what = "not a hardware source: the kernel's generator",
 	.needs_arg = false,
 	.open = getrandom_open,
 	.read = getrandom_read,

@@ -91,7 +91,7 @@ static bool rdseed_reopenable(void *st)
 
 const struct src_driver src_rdseed_driver = {
 	.kind = "rdseed",
-	.hardware = true,
+	.what = "hardware: the CPU's entropy source",
 	.needs_arg = false,
 	.open = rdseed_open,
 	.read = rdseed_read,

@@ -410,62 +410,165 @@ def _describe(label, p):
     return "%s, stream offset %d" % (label, p)
 
 
-def _stream_pieces(index, s, label):
-    """Greedy segmentation of one stream. Returns (pieces, gaps, zones):
-    pieces: [(stream_pos, file_off, length)] anchored (>= 8 bytes or a full tail);
-    gaps:   [(stream_pos, bytes, lo, hi, is_tail)] unplaced stretches, to be placed at a
-            file offset in [lo, hi] (start positions);
-    zones:  [(stream_pos, off_a, off_b)] single bytes that match under two pieces."""
+def _stream_segments(index, s, label):
+    """Greedy segmentation of one stream into anchored pieces and unplaced stretches.
+    Returns a list of ("piece", p, o, m) and ("gap", p, t, lo, hi) in stream order, where a
+    gap's bytes t must start at a file offset in [lo, hi]."""
     f = index.data
-    pieces, gaps = [], []
+    segs = []
     p, floor = 0, 0
     while p < len(s):
         best, below = _best_anchor(index, s, p, floor)
         if best is not None:
             o, m = best
-            pieces.append((p, o, m))
+            segs.append(("piece", p, o, m))
             p, floor = p + m, o + m
             continue
         if below is not None:
             o, m = below
             raise AlignmentError(
                 "%s: %d bytes found at file offset %d, before the end (%d) of this client's "
-                "previous piece: a client's bytes must come from increasing file offsets"
+                "previous piece: a client's bytes must come from increasing file offsets "
+                "(a byte served twice, or out of order)"
                 % (_describe(label, p), m, o, floor))
         # No anchor here: find the next one and leave the stretch in between as a gap.
         q = p + 1
         nxt = None
         while q < len(s) and q - p <= MAX_GAP:
-            nb, _ = _best_anchor(index, s, q, floor)
-            if nb is not None:
-                nxt = nb
+            nxt, _ = _best_anchor(index, s, q, floor)
+            if nxt is not None:
                 break
             q += 1
         if nxt is None and q < len(s):
             raise AlignmentError(
                 "%s: %d bytes (%s...) cannot be located in the file at or after offset %d: "
                 "bytes that the file source never produced, or bytes that occur at several "
-                "places in the file" % (_describe(label, p), min(MAX_GAP, len(s) - p),
-                                        s[p:p + 16].hex(), floor))
-        stretch = s[p:q]
+                "places in the file (such as a run of equal bytes)"
+                % (_describe(label, p), min(MAX_GAP, len(s) - p), s[p:p + 16].hex(), floor))
         if nxt is None:
-            gaps.append((p, stretch, floor, len(f) - len(stretch), True))
+            segs.append(("gap", p, s[p:q], floor, len(f) - (q - p)))
             p = q
         else:
             o2, m2 = nxt
-            gaps.append((p, stretch, floor, o2 - len(stretch), False))
-            pieces.append((q, o2, m2))
+            segs.append(("gap", p, s[p:q], floor, o2 - (q - p)))
+            segs.append(("piece", q, o2, m2))
             p, floor = q + m2, o2 + m2
-    # Ambiguous boundary bytes: the last bytes of a piece that would also match as the
-    # first bytes of the next piece.
-    zones = []
-    for (pa, oa, ma), (pb, ob, mb) in zip(pieces, pieces[1:]):
-        if pa + ma != pb:
+    return segs
+
+
+def _resolve_stream(index, s, segs):
+    """Split a stream's segments into definite pieces and ambiguous choices.
+
+    Returns (definite, choices): definite is [(p, o, m)]; each choice is (p, kind,
+    [option, ...]) where an option is a list of (p, o, m) pieces covering the same stream
+    bytes. A choice arises where an anchored piece B also matches backwards into the end
+    of the segment before it: the last k bytes of a piece A (a coincidence of 1/256 per
+    boundary, so A's greedy match may have run into bytes that are really B's), or the end
+    of a gap."""
+    f = index.data
+    definite, choices = [], []
+    pending = None  # the previous segment, possibly to be shortened at its end
+    for seg in segs + [None]:
+        k = 0
+        if seg is not None and seg[0] == "piece" and pending is not None:
+            _k, pb, ob, _mb = seg
+            prev_len = pending[3] - 1 if pending[0] == "piece" else len(pending[2])
+            k = _back_match_len(s, pb, f, ob, max(prev_len, 0))
+        if pending is not None:
+            if pending[0] == "piece":
+                _k, pa, oa, ma = pending
+                definite.append((pa, oa, ma - k)) if ma - k > 0 else None
+                if k:
+                    # Split point j: the first j of the k bytes stay with A.
+                    opts = []
+                    for j in range(k + 1):
+                        opt = []
+                        if j:
+                            opt.append((pa + ma - k, oa + ma - k, j))
+                        if k - j:
+                            opt.append((pa + ma - k + j, seg[2] - (k - j), k - j))
+                        opts.append(opt)
+                    choices.append((pa + ma - k, "boundary", opts))
+            else:
+                _k, pg, t, lo, hi = pending
+                choices.append((pg, "gap", [("place", pg, t, lo, hi, k,
+                                             seg[2] if seg is not None else None)]))
+        pending = seg
+    return definite, choices
+
+
+def _place_pieces(f, holes, t, floor, limit=2, budget=200000):
+    """Ways to write t as pieces of f at increasing offsets >= floor, each piece inside one
+    of the free holes [(a, b)]. Returns up to `limit` solutions, each [(t_pos, o, m)];
+    None if the search ran out of budget."""
+    sols = []
+    work = [0]
+
+    def rec(i, lo, acc):
+        if len(sols) >= limit:
+            return
+        if i == len(t):
+            sols.append(list(acc))
+            return
+        for a, b in holes:
+            if b <= lo:
+                continue
+            o = f.find(t[i:i + 1], max(a, lo), b)
+            while o != -1:
+                work[0] += 1
+                if work[0] > budget:
+                    raise _OutOfBudget()
+                m = _match_len(t, i, f, o)
+                m = min(m, b - o)
+                # Longest pieces first: a long match is the likely one.
+                for l in range(m, 0, -1):
+                    acc.append((i, o, l))
+                    rec(i + l, o + l, acc)
+                    acc.pop()
+                    if len(sols) >= limit:
+                        return
+                o = f.find(t[i:i + 1], o + 1, b)
+
+    try:
+        rec(0, floor, [])
+    except _OutOfBudget:
+        return None
+    return sols
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+def _gap_options(f, cov, opt, gmin, gmax, is_tail):
+    """Placements of a gap: the stretch t, except its last k' bytes (k' <= k) that may
+    belong to the following piece, written as one or more pieces at free offsets between
+    the neighbouring pieces. Returns (solutions (at most 2), searched_range)."""
+    _tag, pg, t, lo, hi, k, o_next = opt
+    out = []
+    bottom = max(lo, gmin - len(t))
+    top = o_next if o_next is not None else len(f)
+    if is_tail:
+        top = min(top, gmax + len(t))
+    for kk in range(k + 1):
+        body = t[:len(t) - kk]
+        tail = []
+        if kk:
+            if cov.conflict(o_next - kk, o_next) is not None:
+                continue
+            tail = [(pg + len(body), o_next - kk, kk)]
+        if not body:
+            out.append(tail)
             continue
-        k = _back_match_len(s, pb, f, ob, ma - 1)
-        for i in range(1, k + 1):
-            zones.append((pb - i, oa + (pb - i - pa), ob - i))
-    return pieces, gaps, zones
+        holes = cov.holes(bottom, top - kk)
+        sols = _place_pieces(f, holes, body, bottom)
+        if sols is None:
+            return None, (bottom, top)
+        for sol in sols:
+            out.append([(pg + i, o, m) for i, o, m in sol] + tail)
+        if len(out) > 1:
+            break
+    return out, (bottom, top)
 
 
 class Coverage:
@@ -479,10 +582,30 @@ class Coverage:
         i = bisect.bisect_right(self.starts, start) - 1
         for j in (i, i + 1):
             if 0 <= j < len(self.items):
-                a, b, owner = self.items[j]
+                a, b, _owner = self.items[j]
                 if a < end and start < b:
                     return self.items[j]
         return None
+
+    def holes(self, start, end):
+        """Free intervals within [start, end)."""
+        out = []
+        pos = start
+        i = max(bisect.bisect_right(self.starts, start) - 1, 0)
+        while i < len(self.items) and pos < end:
+            a, b, _owner = self.items[i]
+            if b <= pos:
+                i += 1
+                continue
+            if a >= end:
+                break
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+            i += 1
+        if pos < end:
+            out.append((pos, end))
+        return out
 
     def add(self, start, end, owner):
         c = self.conflict(start, end)
@@ -502,26 +625,14 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
     if index is None:
         index = FileIndex(file_data)
     f = file_data
-    per = {}
+    definite, choices = {}, {}
     for label, s in streams.items():
-        per[label] = _stream_pieces(index, s, label)
+        definite[label], choices[label] = _resolve_stream(index, s,
+                                                          _stream_segments(index, s, label))
 
-    # Definite coverage: anchored pieces minus their ambiguous boundary bytes.
-    intervals = []
-    for label, (pieces, gaps, zones) in per.items():
-        zone_pos = sorted(z[0] for z in zones)
-        for p, o, m in pieces:
-            start = p
-            i = bisect.bisect_left(zone_pos, p)
-            while i < len(zone_pos) and zone_pos[i] < p + m:
-                z = zone_pos[i]
-                if z > start:
-                    intervals.append((o + start - p, o + z - p, label, start))
-                start = z + 1
-                i += 1
-            if p + m > start:
-                intervals.append((o + start - p, o + m, label, start))
-    intervals.sort()
+    # Definite pieces must not overlap anywhere.
+    intervals = sorted((o, o + m, label, p) for label, pcs in definite.items()
+                       for p, o, m in pcs)
     cov = Coverage()
     prev = None
     for a, b, label, p in intervals:
@@ -529,44 +640,57 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
             raise AlignmentError(
                 "file offsets %d..%d reached two clients (or one client twice): %s "
                 "(stream offset %d) and %s (stream offset %d)"
-                % (a, min(b, prev[1]) - 1, prev[2], prev[3], label, p))
+                % (a, min(b, prev[1]) - 1, prev[2], prev[3] + (a - prev[0]), label, p))
         cov.starts.append(a)
         cov.items.append((a, b, label))
         prev = (a, b, label, p)
-    gmax = max((b for a, b, _l, _p in intervals), default=0)
+    gmin = intervals[0][0] if intervals else 0
+    gmax = max((b for _a, b, _l, _p in intervals), default=0)
 
-    placed = {label: list(pieces) for label, (pieces, _g, _z) in per.items()}
-    # Boundary bytes: either neighbour's offset, whichever is free.
-    for label, (_pieces, _gaps, zones) in per.items():
-        for p, oa, ob in zones:
-            for o in (ob, oa):
-                if cov.add(o, o + 1, label) is None:
-                    placed[label].append((p, o, 1))
+    placed = {label: list(pcs) for label, pcs in definite.items()}
+
+    def take(label, option):
+        for p, o, m in option:
+            c = cov.add(o, o + m, label)
+            assert c is None, "internal: option collides with %r" % (c,)
+            placed[label].append((p, o, m))
+
+    # Boundary bytes first: any split whose offsets are still free will do.
+    for label, chs in choices.items():
+        for p, kind, opts in chs:
+            if kind != "boundary":
+                continue
+            for opt in reversed(opts):
+                if all(cov.conflict(o, o + m) is None for _p, o, m in opt):
+                    take(label, opt)
                     break
             else:
                 raise AlignmentError(
-                    "%s: this byte matches file offsets %d and %d, and both reached "
-                    "another client" % (_describe(label, p), oa, ob))
-    # Gaps (tiny pieces): every place in range that fits and is not covered yet.
-    for label, (_pieces, gaps, _zones) in per.items():
-        for p, t, lo, hi, is_tail in gaps:
-            if is_tail:
-                hi = min(hi, gmax)
-            fits = []
-            o = f.find(t, lo, hi + len(t)) if hi >= lo else -1
-            while o != -1 and len(fits) < 64:
-                if cov.conflict(o, o + len(t)) is None:
-                    fits.append(o)
-                o = f.find(t, o + 1, hi + len(t))
-            if len(fits) != 1:
+                    "%s: %d bytes at a piece boundary match two places in the file, and "
+                    "every way to split them collides with bytes another client received "
+                    "(a byte served twice?)" % (_describe(label, p), sum(
+                        m for _p, _o, m in opts[0])))
+    # Gaps (tiny pieces): exactly one placement must fit.
+    for label, chs in choices.items():
+        nstream = len(streams[label])
+        for p, kind, opts in chs:
+            if kind != "gap":
+                continue
+            gap = opts[0]
+            is_tail = gap[6] is None and p + len(gap[2]) == nstream
+            fits, (bottom, top) = _gap_options(f, cov, gap, gmin, gmax, is_tail)
+            if fits is None or len(fits) != 1:
+                t = gap[2]
                 raise AlignmentError(
-                    "%s: a piece of %d bytes (%s) cannot be located unambiguously: it fits "
-                    "%s free place(s) in file offsets %d..%d%s"
-                    % (_describe(label, p), len(t), t[:16].hex(),
-                       len(fits) if len(fits) < 64 else "64 or more", lo, hi + len(t),
-                       " " + str(fits[:8]) if fits else ""))
-            cov.add(fits[0], fits[0] + len(t), label)
-            placed[label].append((p, fits[0], len(t)))
+                    "%s: %d bytes (%s) cannot be located unambiguously: between file offsets "
+                    "%d and %d, among the offsets no other piece covers, they fit %s (tiny "
+                    "pieces, bytes served twice, or bytes that are not from the file)"
+                    % (_describe(label, p), len(t), t[:16].hex(), bottom, top,
+                       "nowhere" if fits == [] else
+                       "too many ways to enumerate" if fits is None else
+                       "in several ways, e.g. at %s and %s" % (
+                           [o for _p, o, _m in fits[0]], [o for _p, o, _m in fits[1]])))
+            take(label, fits[0])
 
     for label, pcs in placed.items():
         pcs.sort()
@@ -575,10 +699,10 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
         for p, o, m in pcs:
             assert p == pos, "internal: %s pieces do not tile the stream at %d" % (label, pos)
             pos += m
-            if o < last_end and m > 0:
+            if o < last_end:
                 raise AlignmentError("%s: bytes from file offset %d come after bytes up to "
-                                     "offset %d" % (_describe(label, p), o, last_end))
-            last_end = max(last_end, o + m)
+                                     "offset %d" % (_describe(label, p), o, last_end - 1))
+            last_end = o + m
             if o < min_offset:
                 raise AlignmentError(
                     "%s: received file offsets %d..%d, below %d (bytes the start-up test "
@@ -590,7 +714,8 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                         "%s: received file offsets %d..%d, inside the range %d..%d that "
                         "must never be served" % (_describe(label, p), max(o, fa),
                                                   min(o + m, fb) - 1, fa, fb - 1))
-        assert pos == len(streams[label])
+        assert pos == len(streams[label]), "internal: %s placed %d of %d bytes" % (
+            label, pos, len(streams[label]))
     return placed
 
 
