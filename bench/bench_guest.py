@@ -12,6 +12,7 @@ periodically (a filter-buffer timer on an unused netdev; see the facts page).
 Prints MB/s and the ratio to rng-builtin. Under TCG only ratios mean much.
 
 Usage: /usr/bin/python3 bench/bench_guest.py [--bytes N] [--repeat N] [--pacer]
+                                             [--rows builtin,entropyd,socat]
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 
 import guest  # noqa: E402
 import peers  # noqa: E402
-
-Row = tuple[str, Callable[[], tuple[list[str], Callable[[], None]]]]
-
 
 def builtin() -> tuple[list[str], Callable[[], None]]:
     return guest.builtin_backend(), lambda: None
@@ -74,6 +72,9 @@ def main() -> int:
     ap.add_argument("--entropyd", type=Path, default=peers.entropyd_path(),
                     help="daemon binary (default $ENTROPYD or build/entropyd)")
     ap.add_argument("--timeout", type=float, default=600, help="hard limit per boot, s")
+    ap.add_argument("--rows", default="builtin,entropyd,socat",
+                    help="comma-separated subset of builtin,entropyd,socat (builtin is "
+                         "always measured: it is the reference)")
     args = ap.parse_args()
 
     try:
@@ -82,41 +83,50 @@ def main() -> int:
         print(f"bench_guest: cannot obtain the guest: {e}", file=sys.stderr)
         return 1
 
-    rows: list[tuple[str, Callable, list[str]]] = [
-        ("rng-builtin", builtin, []),
-        ("rng-egd tcp -> entropyd (getrandom)", via_entropyd(args.entropyd), []),
-        ("rng-egd tcp -> socat OPEN:/dev/urandom", via_socat, []),
-    ]
+    wanted = set(args.rows.split(","))
+    unknown = wanted - {"builtin", "entropyd", "socat"}
+    if unknown:
+        ap.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    egd_rows = []
+    if "entropyd" in wanted:
+        egd_rows.append(("rng-egd tcp -> entropyd (getrandom)", via_entropyd(args.entropyd)))
+    if "socat" in wanted:
+        egd_rows.append(("rng-egd tcp -> socat OPEN:/dev/urandom", via_socat))
+    rows: list[tuple[str, Callable, list[str]]] = [("rng-builtin", builtin, [])]
+    rows += [(name, setup, []) for name, setup in egd_rows]
     if args.pacer:
         pace = guest.pacer_args(args.pacer_interval)
         tag = f" + pacer {args.pacer_interval}us"
-        rows += [
-            ("rng-egd tcp -> entropyd (getrandom)" + tag, via_entropyd(args.entropyd), pace),
-            ("rng-egd tcp -> socat OPEN:/dev/urandom" + tag, via_socat, pace),
-        ]
+        rows += [(name + tag, setup, pace) for name, setup in egd_rows]
 
     print(f"guest: {image.kernel_version}, TCG, reading {args.bytes} bytes from /dev/hwrng; "
           f"{args.repeat} boot(s) per row; guest-side timing (/proc/uptime, 10 ms)")
-    results: list[tuple[str, float | None, str]] = []
-    failed = False
-    for name, setup, extra in rows:
-        times = []
-        err = ""
-        for _ in range(args.repeat):
+    # Rounds interleave the rows so that load drift on a shared machine hits
+    # every row alike; each row reports the median of its rounds.
+    times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    errors: dict[str, str] = {}
+    for rnd in range(args.repeat):
+        for name, setup, extra in rows:
+            if name in errors:
+                continue
             t = time.monotonic()
             try:
-                times.append(measure(image, setup, args.bytes, extra, args.timeout))
+                s = measure(image, setup, args.bytes, extra, args.timeout)
             except (guest.GuestError, peers.PeerError) as e:
-                err = str(e).splitlines()[0]
-                break
-            print(f"  {name}: {args.bytes / times[-1] / 1e6:.3f} MB/s "
-                  f"(read {times[-1]:.2f}s, boot+read {time.monotonic() - t:.1f}s)",
+                errors[name] = str(e).splitlines()[0]
+                print(f"  round {rnd + 1}: {name}: FAILED: {e}", file=sys.stderr, flush=True)
+                continue
+            times[name].append(s)
+            print(f"  round {rnd + 1}: {name}: {args.bytes / s / 1e6:.3f} MB/s "
+                  f"(read {s:.2f}s; boot to power-off {time.monotonic() - t:.1f}s)",
                   flush=True)
-        if err:
-            failed = True
-            results.append((name, None, err))
+    results: list[tuple[str, float | None, str]] = []
+    for name, _, _ in rows:
+        if name in errors:
+            results.append((name, None, errors[name]))
         else:
-            results.append((name, args.bytes / statistics.median(times) / 1e6, ""))
+            results.append((name, args.bytes / statistics.median(times[name]) / 1e6, ""))
+    failed = bool(errors)
 
     base = results[0][1]
     width = max(len(r[0]) for r in results)

@@ -44,6 +44,7 @@ struct client {
 	int fd;
 	char peer[128];
 	struct client_opts opts;
+	struct client_io io;
 	struct event *rev, *wev, *primer_ev;
 	client_closed_fn on_closed;
 	void *on_closed_arg;
@@ -173,6 +174,9 @@ static void set_reading(struct client *c, bool on)
 		return;
 	}
 	c->reading = on;
+	if (c->rev == NULL) {
+		return; /* input arrives through client_input(); a full queue drops it there */
+	}
 	if (on) {
 		event_add(c->rev, NULL);
 	} else {
@@ -261,6 +265,16 @@ static int parse_input(struct client *c)
 	return 0;
 }
 
+static void mark_spoke(struct client *c)
+{
+	if (!c->spoke) {
+		c->spoke = true;
+		if (c->primer_ev != NULL) {
+			event_del(c->primer_ev);
+		}
+	}
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
@@ -286,12 +300,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		c->eof = true;
 		return;
 	}
-	if (!c->spoke) {
-		c->spoke = true;
-		if (c->primer_ev != NULL) {
-			event_del(c->primer_ev);
-		}
-	}
+	mark_spoke(c);
 	if (c->opts.raw) {
 		return;
 	}
@@ -301,6 +310,40 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	client_kick(c);
 	serve(cs);
+}
+
+int client_input(struct client *c, const uint8_t *buf, size_t n)
+{
+	struct clients *cs = c->cs;
+
+	mark_spoke(c);
+	if (c->opts.raw) {
+		return 0;
+	}
+	if (n > sizeof(c->in) - c->inlen || !c->reading) {
+		/* A datagram peer that outruns its queue: drop what does not fit, as the
+		 * network would (it is not acknowledged either way). */
+		log_debug("client %s: request queue full; %zu bytes dropped", c->peer, n);
+		return 0;
+	}
+	memcpy(c->in + c->inlen, buf, n);
+	c->inlen += n;
+	if (parse_input(c) < 0) {
+		return -1;
+	}
+	client_kick(c);
+	serve(cs);
+	return 0;
+}
+
+bool client_idle(const struct client *c)
+{
+	return c->opcount == 0 && c->outlen == c->outoff && !c->opts.raw;
+}
+
+void client_drop(struct client *c, const char *why)
+{
+	client_close(c, why);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -331,7 +374,8 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
  * write. */
 static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want)
 {
-	ssize_t w = writev(c->fd, iov, cnt);
+	ssize_t w = c->io.send != NULL ? c->io.send(c->io.ctx, c->fd, iov, cnt)
+				       : writev(c->fd, iov, cnt);
 
 	if (w < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
@@ -442,6 +486,10 @@ static int give(struct client *c, size_t quantum)
 	struct op *op = c->opts.raw ? NULL : op_head(c);
 	uint64_t owed = op != NULL ? op->n : UINT64_MAX;
 	size_t want = owed < quantum ? (size_t)owed : quantum;
+
+	if (c->io.max_send > 0 && want > c->io.max_send) {
+		want = c->io.max_send;
+	}
 	struct iovec iov[2];
 	int cnt = pool_peek(pool, want, iov);
 	size_t have = iov[0].iov_len + (cnt == 2 ? iov[1].iov_len : 0);
@@ -497,35 +545,63 @@ static void serve(struct clients *cs)
 struct client *client_new(struct clients *cs, int fd, const struct client_opts *opts,
 			  const char *peer, client_closed_fn on_closed, void *arg)
 {
+	static const struct client_io stream_io;
+
+	return client_new_io(cs, fd, opts, peer, on_closed, arg, &stream_io);
+}
+
+static void free_events(struct client *c)
+{
+	if (c->rev != NULL) {
+		event_free(c->rev);
+	}
+	if (c->wev != NULL) {
+		event_free(c->wev);
+	}
+	if (c->primer_ev != NULL) {
+		event_free(c->primer_ev);
+	}
+}
+
+struct client *client_new_io(struct clients *cs, int fd, const struct client_opts *opts,
+			     const char *peer, client_closed_fn on_closed, void *arg,
+			     const struct client_io *io)
+{
 	struct client *c = calloc(1, sizeof(*c));
+	bool primer = !opts->raw && opts->primer > 0 && !io->shared_fd;
 
 	if (c == NULL) {
 		log_warnx("client %s: out of memory; closing", peer);
-		close(fd);
+		if (!io->shared_fd) {
+			close(fd);
+		}
 		return NULL;
 	}
-	evutil_make_socket_nonblocking(fd);
+	if (!io->shared_fd) {
+		evutil_make_socket_nonblocking(fd);
+	}
 	c->cs = cs;
 	c->fd = fd;
 	c->opts = *opts;
+	c->io = *io;
 	c->on_closed = on_closed;
 	c->on_closed_arg = arg;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->rev = event_new(cs->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	if (!io->shared_fd && !io->no_input) {
+		c->rev = event_new(cs->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	}
 	c->wev = event_new(cs->base, fd, EV_WRITE, write_cb, c);
-	if (!opts->raw && opts->primer > 0) {
+	if (primer) {
 		c->primer_ev = evtimer_new(cs->base, primer_cb, c);
 	}
-	if (c->rev == NULL || c->wev == NULL || (!opts->raw && opts->primer > 0 && !c->primer_ev)) {
+	if ((c->rev == NULL && !io->shared_fd && !io->no_input) || c->wev == NULL ||
+	    (primer && c->primer_ev == NULL)) {
 		log_warnx("client %s: cannot create events; closing", peer);
-		if (c->rev) {
-			event_free(c->rev);
-		}
-		if (c->wev) {
-			event_free(c->wev);
+		free_events(c);
+		if (!io->shared_fd) {
+			close(fd);
 		}
 		free(c);
-		close(fd);
 		return NULL;
 	}
 	LIST_INSERT_HEAD(&cs->all, c, all_link);
@@ -570,13 +646,11 @@ static void client_close(struct client *c, const char *why)
 	}
 	LIST_REMOVE(c, all_link);
 	cs->count--;
-	event_free(c->rev);
-	event_free(c->wev);
-	if (c->primer_ev != NULL) {
-		event_free(c->primer_ev);
-	}
+	free_events(c);
 	gate_free(c->wgate);
-	close(c->fd);
+	if (!c->io.shared_fd) {
+		close(c->fd);
+	}
 	explicit_bzero(c, sizeof(*c));
 	free(c);
 	if (cb != NULL) {

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 struct event_base;
 struct pool;
@@ -28,6 +30,16 @@ struct client_opts {
 /* Called when a client is gone (for connecting endpoints, to redial). */
 typedef void (*client_closed_fn)(void *arg);
 
+/* How a client's bytes travel, for transports other than a stream socket of its own. */
+struct client_io {
+	/* Send like writev; NULL means writev(fd). A datagram transport sends all or nothing. */
+	ssize_t (*send)(void *ctx, int fd, const struct iovec *iov, int cnt);
+	void *ctx;
+	size_t max_send; /* largest single send (a datagram), 0 = no limit */
+	bool shared_fd;  /* fd belongs to the endpoint: not read, not closed by the client */
+	bool no_input;   /* never read from fd (a pipe's write end) */
+};
+
 /* The registry of clients serving from pool on base; NULL on failure. */
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2);
 /* Close every client and free the registry. */
@@ -36,6 +48,16 @@ void clients_free(struct clients *cs);
  * closed) on failure. on_closed may be NULL. */
 struct client *client_new(struct clients *cs, int fd, const struct client_opts *opts,
 			  const char *peer, client_closed_fn on_closed, void *arg);
+/* Like client_new, for another transport (io is copied). */
+struct client *client_new_io(struct clients *cs, int fd, const struct client_opts *opts,
+			     const char *peer, client_closed_fn on_closed, void *arg,
+			     const struct client_io *io);
+/* Feed bytes the endpoint received for c (shared_fd transports); -1 if c was closed. */
+int client_input(struct client *c, const uint8_t *buf, size_t n);
+/* True if c neither owes nor is owed anything (an idle datagram peer may be dropped). */
+bool client_idle(const struct client *c);
+/* Close c (the endpoint drops a peer); why is logged. */
+void client_drop(struct client *c, const char *why);
 /* Number of connected clients. */
 size_t clients_count(const struct clients *cs);
 

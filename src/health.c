@@ -63,11 +63,13 @@ static long double log_add(long double a, long double b)
 static unsigned apt_cutoff(unsigned n, double min_entropy, unsigned alpha_log2)
 {
 	const long double ln2 = 0.693147180559945309417232121458176568L;
-	long double lp = -(long double)min_entropy * ln2; /* log p */
-	long double lq = logl(-expm1l(lp));               /* log (1 - p), exact for tiny H too */
+	/* log p and log (1 - p); expm1 keeps the latter exact for a tiny H too. */
+	long double lp = -(long double)min_entropy * ln2;
+	long double lq = logl(-expm1l(lp));
 	long double lalpha = -(long double)alpha_log2 * ln2;
-	long double lpmf = (long double)n * lp; /* log P[X = n] */
-	long double ltail = -INFINITY;          /* log P[X > k], k = n to start */
+	/* log P[X = k] and log P[X > k], starting at k = n. */
+	long double lpmf = (long double)n * lp;
+	long double ltail = -INFINITY;
 	unsigned k = n;
 
 	/* Walk k down while P[X > k - 1] = P[X > k] + P[X = k] still stays within alpha. */

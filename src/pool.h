@@ -27,14 +27,15 @@ void pool_ack_wakeup(struct pool *p);
 
 /* Producer (any thread): append up to n bytes, never blocking; returns how many fitted. */
 size_t pool_put(struct pool *p, const uint8_t *buf, size_t n);
-/* Producer: block until there is free space or *stop becomes true; returns free bytes. */
+/* Producer: block until there is free space or *stop is true (whoever sets *stop must then
+ * call pool_wake_producers); returns free bytes. */
 size_t pool_wait_space(struct pool *p, const atomic_bool *stop);
 /* Wake every producer blocked in pool_wait_space (used at shutdown). */
 void pool_wake_producers(struct pool *p);
 
 /* Consumer: bytes available now. */
 size_t pool_avail(struct pool *p);
-/* Consumer: free space now. */
+/* Total capacity in bytes. */
 size_t pool_capacity(const struct pool *p);
 /* Consumer: describe the first min(n, avail) bytes as up to two iovecs; returns iovcnt
  * (0 when empty). Nothing is consumed. */

@@ -103,7 +103,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		snprintf(err, errlen, "source %s: needs an argument (%s:PATH)", conf->spec, drv->kind);
 		return -1;
 	}
-	if (!drv->needs_arg && conf->arg != NULL) {
+	if (!drv->needs_arg && !drv->takes_arg && conf->arg != NULL) {
 		snprintf(err, errlen, "source %s: '%s' takes no argument", conf->spec, drv->kind);
 		return -1;
 	}

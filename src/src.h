@@ -42,7 +42,8 @@ size_t sources_count(const struct sources *s);
 struct src_driver {
 	const char *kind;
 	const char *what; /* how log lines describe it */
-	bool needs_arg;
+	bool needs_arg; /* the argument is required */
+	bool takes_arg; /* an argument is allowed (optional unless needs_arg) */
 	/* Open; returns driver state, or NULL with a one-line message in err. */
 	void *(*open)(const char *arg, char *err, size_t errlen);
 	/* Read up to n bytes, blocking. > 0 bytes, 0 when exhausted for good (end of a regular

@@ -108,6 +108,7 @@ const struct src_driver src_file_driver = {
 	.kind = "file",
 	.what = "a device, pipe or file",
 	.needs_arg = true,
+	.takes_arg = true,
 	.open = file_open,
 	.read = file_read,
 	.close = file_close,

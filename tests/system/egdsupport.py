@@ -308,15 +308,23 @@ def random_file_bytes(n):
 #   - optionally: every offset is >= a minimum (the start-up bytes were discarded) and
 #     none lies in forbidden ranges (a window that failed a health test).
 #
-# Pieces are found greedily: at stream position p, every candidate offset o >= L (L = end
-# of this stream's previous piece) that an index of F's 8-byte substrings at offsets that
-# are multiples of 8 suggests is extended as far as the bytes match, and the longest
-# match (at least 8 bytes) wins. A stretch of stream shorter than that (a tiny piece) is
-# placed by searching F between its neighbours and, if several places fit, by excluding
-# offsets that other pieces already cover; if it still fits at no place or several, the
-# check fails with a message naming the stream position. Bytes at a piece boundary that
-# match under both neighbouring pieces' offsets (a coincidence of 1/256 per boundary) are
-# assigned to whichever option does not collide with other coverage.
+# How: at stream position p, every candidate offset o >= L (L = end of this stream's
+# previous piece) suggested by an index of F's 8-byte substrings at offsets that are
+# multiples of 8 is extended as far as the bytes match; the longest match (>= 8 bytes) is
+# taken as a piece. Then the places where greedy matching can be wrong by coincidence
+# (each byte at a piece's edge matches the wrong neighbour with probability 1/256) are
+# settled against what the other clients certainly received:
+#   - bytes at the boundary of two adjacent pieces that match under both pieces' offsets
+#     go to whichever offset no other client covers;
+#   - a few bytes at a piece's edge next to an unplaced stretch that collide with another
+#     client's piece are handed back to the stretch;
+#   - unplaced stretches (tiny pieces, < 8 bytes or not containing an indexed position)
+#     are written as pieces of F at offsets between their neighbours that no other client
+#     covers; they must fit in exactly one way.
+# Anything else fails with a message naming the client and the stream offset.
+# Bytes served twice, bytes not from F, bytes out of order, start-up bytes and bytes of a
+# failed window are all reported; a correct daemon is never reported unless it cuts its
+# output into many pieces of a few bytes, and then the message says so.
 
 _AMBIGUOUS = -1
 MIN_ANCHOR = 8
@@ -410,10 +418,27 @@ def _describe(label, p):
     return "%s, stream offset %d" % (label, p)
 
 
-def _stream_segments(index, s, label):
-    """Greedy segmentation of one stream into anchored pieces and unplaced stretches.
-    Returns a list of ("piece", p, o, m) and ("gap", p, t, lo, hi) in stream order, where a
-    gap's bytes t must start at a file offset in [lo, hi]."""
+EDGE_SLACK = 8
+
+
+class _Piece:
+    __slots__ = ("p", "o", "m", "gap_before", "gap_after")
+
+    def __init__(self, p, o, m):
+        self.p, self.o, self.m = p, o, m
+        self.gap_before = self.gap_after = None
+
+
+class _Gap:
+    """Stream bytes [p, q) still to be placed at file offsets in [floor, top)."""
+    __slots__ = ("p", "q", "floor", "top")
+
+    def __init__(self, p, q, floor, top):
+        self.p, self.q, self.floor, self.top = p, q, floor, top
+
+
+def _segment(index, s, label):
+    """Greedy segmentation of one stream: [_Piece or _Gap] in stream order."""
     f = index.data
     segs = []
     p, floor = 0, 0
@@ -421,7 +446,7 @@ def _stream_segments(index, s, label):
         best, below = _best_anchor(index, s, p, floor)
         if best is not None:
             o, m = best
-            segs.append(("piece", p, o, m))
+            segs.append(_Piece(p, o, m))
             p, floor = p + m, o + m
             continue
         if below is not None:
@@ -445,62 +470,83 @@ def _stream_segments(index, s, label):
                 "bytes that the file source never produced, or bytes that occur at several "
                 "places in the file (such as a run of equal bytes)"
                 % (_describe(label, p), min(MAX_GAP, len(s) - p), s[p:p + 16].hex(), floor))
+        gap = _Gap(p, q, floor, None)
+        if segs and isinstance(segs[-1], _Piece):
+            segs[-1].gap_after = gap
+        segs.append(gap)
         if nxt is None:
-            segs.append(("gap", p, s[p:q], floor, len(f) - (q - p)))
             p = q
         else:
             o2, m2 = nxt
-            segs.append(("gap", p, s[p:q], floor, o2 - (q - p)))
-            segs.append(("piece", q, o2, m2))
+            gap.top = o2
+            piece = _Piece(q, o2, m2)
+            piece.gap_before = gap
+            segs.append(piece)
             p, floor = q + m2, o2 + m2
     return segs
 
 
-def _resolve_stream(index, s, segs):
-    """Split a stream's segments into definite pieces and ambiguous choices.
-
-    Returns (definite, choices): definite is [(p, o, m)]; each choice is (p, kind,
-    [option, ...]) where an option is a list of (p, o, m) pieces covering the same stream
-    bytes. A choice arises where an anchored piece B also matches backwards into the end
-    of the segment before it: the last k bytes of a piece A (a coincidence of 1/256 per
-    boundary, so A's greedy match may have run into bytes that are really B's), or the end
-    of a gap."""
-    f = index.data
-    definite, choices = [], []
-    pending = None  # the previous segment, possibly to be shortened at its end
-    for seg in segs + [None]:
-        k = 0
-        if seg is not None and seg[0] == "piece" and pending is not None:
-            _k, pb, ob, _mb = seg
-            prev_len = pending[3] - 1 if pending[0] == "piece" else len(pending[2])
-            k = _back_match_len(s, pb, f, ob, max(prev_len, 0))
-        if pending is not None:
-            if pending[0] == "piece":
-                _k, pa, oa, ma = pending
-                definite.append((pa, oa, ma - k)) if ma - k > 0 else None
+class _Stream:
+    def __init__(self, label, s, segs, f):
+        self.label, self.s = label, s
+        self.pieces = [x for x in segs if isinstance(x, _Piece)]
+        self.gaps = [x for x in segs if isinstance(x, _Gap)]
+        # Boundary choices between adjacent pieces: the last k bytes of piece A that piece
+        # B also matches backwards.
+        self.zones = []  # (A, B, k)
+        for a, b in zip(self.pieces, self.pieces[1:]):
+            if a.p + a.m == b.p:
+                k = _back_match_len(s, b.p, f, b.o, a.m - 1)
                 if k:
-                    # Split point j: the first j of the k bytes stay with A.
-                    opts = []
-                    for j in range(k + 1):
-                        opt = []
-                        if j:
-                            opt.append((pa + ma - k, oa + ma - k, j))
-                        if k - j:
-                            opt.append((pa + ma - k + j, seg[2] - (k - j), k - j))
-                        opts.append(opt)
-                    choices.append((pa + ma - k, "boundary", opts))
-            else:
-                _k, pg, t, lo, hi = pending
-                choices.append((pg, "gap", [("place", pg, t, lo, hi, k,
-                                             seg[2] if seg is not None else None)]))
-        pending = seg
-    return definite, choices
+                    self.zones.append((a, b, k))
+        self.zone_of = {id(a): k for a, _b, k in self.zones}
+
+    def definite(self):
+        """(o_start, o_end, label, p, piece) for the bytes whose offset is certain."""
+        out = []
+        for x in self.pieces:
+            m = x.m - self.zone_of.get(id(x), 0)
+            if m > 0:
+                out.append((x.o, x.o + m, self.label, x.p, x))
+        return out
+
+
+def _settle_edges(streams):
+    """Hand colliding edge bytes of pieces next to gaps back to the gaps. Returns the
+    sorted definite intervals once no such fix applies."""
+    for _round in range(10000):
+        intervals = sorted(iv for st in streams for iv in st.definite())
+        fixed = False
+        for (a1, b1, _l1, _p1, x), (a2, b2, _l2, _p2, y) in zip(intervals, intervals[1:]):
+            if a2 >= b1:
+                continue
+            overlap = min(b1, b2) - a2
+            if overlap > EDGE_SLACK:
+                continue
+            # x's end or y's start collides. Trim whichever is next to a gap.
+            if x.gap_after is not None and b1 <= b2 and x.m > overlap:
+                x.m -= overlap
+                x.gap_after.p -= overlap
+                x.gap_after.floor -= overlap
+                fixed = True
+            elif y.gap_before is not None and y.m > overlap and a2 + overlap <= b1:
+                y.p += overlap
+                y.o += overlap
+                y.m -= overlap
+                y.gap_before.q += overlap
+                y.gap_before.top += overlap
+                fixed = True
+            if fixed:
+                break
+        if not fixed:
+            return intervals
+    raise AlignmentError("internal: edge settling does not converge")
 
 
 def _place_pieces(f, holes, t, floor, limit=2, budget=200000):
-    """Ways to write t as pieces of f at increasing offsets >= floor, each piece inside one
-    of the free holes [(a, b)]. Returns up to `limit` solutions, each [(t_pos, o, m)];
-    None if the search ran out of budget."""
+    """Ways to write t as pieces of f at increasing, non-contiguous offsets >= floor, each
+    inside one of the free holes [(a, b)]. Returns up to `limit` solutions, each
+    [(t_pos, o, m)]; None if the search ran out of budget."""
     sols = []
     work = [0]
 
@@ -518,12 +564,10 @@ def _place_pieces(f, holes, t, floor, limit=2, budget=200000):
                 work[0] += 1
                 if work[0] > budget:
                     raise _OutOfBudget()
-                m = _match_len(t, i, f, o)
-                m = min(m, b - o)
-                # Longest pieces first: a long match is the likely one.
-                for l in range(m, 0, -1):
-                    acc.append((i, o, l))
-                    rec(i + l, o + l, acc)
+                m = min(_match_len(t, i, f, o), b - o)
+                for ln in range(m, 0, -1):  # longest first
+                    acc.append((i, o, ln))
+                    rec(i + ln, o + ln + 1, acc)  # contiguous would be the same piece
                     acc.pop()
                     if len(sols) >= limit:
                         return
@@ -538,37 +582,6 @@ def _place_pieces(f, holes, t, floor, limit=2, budget=200000):
 
 class _OutOfBudget(Exception):
     pass
-
-
-def _gap_options(f, cov, opt, gmin, gmax, is_tail):
-    """Placements of a gap: the stretch t, except its last k' bytes (k' <= k) that may
-    belong to the following piece, written as one or more pieces at free offsets between
-    the neighbouring pieces. Returns (solutions (at most 2), searched_range)."""
-    _tag, pg, t, lo, hi, k, o_next = opt
-    out = []
-    bottom = max(lo, gmin - len(t))
-    top = o_next if o_next is not None else len(f)
-    if is_tail:
-        top = min(top, gmax + len(t))
-    for kk in range(k + 1):
-        body = t[:len(t) - kk]
-        tail = []
-        if kk:
-            if cov.conflict(o_next - kk, o_next) is not None:
-                continue
-            tail = [(pg + len(body), o_next - kk, kk)]
-        if not body:
-            out.append(tail)
-            continue
-        holes = cov.holes(bottom, top - kk)
-        sols = _place_pieces(f, holes, body, bottom)
-        if sols is None:
-            return None, (bottom, top)
-        for sol in sols:
-            out.append([(pg + i, o, m) for i, o, m in sol] + tail)
-        if len(out) > 1:
-            break
-    return out, (bottom, top)
 
 
 class Coverage:
@@ -594,15 +607,14 @@ class Coverage:
         i = max(bisect.bisect_right(self.starts, start) - 1, 0)
         while i < len(self.items) and pos < end:
             a, b, _owner = self.items[i]
+            i += 1
             if b <= pos:
-                i += 1
                 continue
             if a >= end:
                 break
             if a > pos:
                 out.append((pos, a))
             pos = max(pos, b)
-            i += 1
         if pos < end:
             out.append((pos, end))
         return out
@@ -625,17 +637,12 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
     if index is None:
         index = FileIndex(file_data)
     f = file_data
-    definite, choices = {}, {}
-    for label, s in streams.items():
-        definite[label], choices[label] = _resolve_stream(index, s,
-                                                          _stream_segments(index, s, label))
+    sts = [_Stream(label, s, _segment(index, s, label), f) for label, s in streams.items()]
 
-    # Definite pieces must not overlap anywhere.
-    intervals = sorted((o, o + m, label, p) for label, pcs in definite.items()
-                       for p, o, m in pcs)
+    intervals = _settle_edges(sts)
     cov = Coverage()
     prev = None
-    for a, b, label, p in intervals:
+    for a, b, label, p, _x in intervals:
         if prev is not None and a < prev[1]:
             raise AlignmentError(
                 "file offsets %d..%d reached two clients (or one client twice): %s "
@@ -645,9 +652,10 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
         cov.items.append((a, b, label))
         prev = (a, b, label, p)
     gmin = intervals[0][0] if intervals else 0
-    gmax = max((b for _a, b, _l, _p in intervals), default=0)
+    gmax = max((iv[1] for iv in intervals), default=0)
 
-    placed = {label: list(pcs) for label, pcs in definite.items()}
+    placed = {st.label: [(iv[3], iv[0], iv[1] - iv[0]) for iv in st.definite()]
+              for st in sts}
 
     def take(label, option):
         for p, o, m in option:
@@ -656,41 +664,46 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
             placed[label].append((p, o, m))
 
     # Boundary bytes first: any split whose offsets are still free will do.
-    for label, chs in choices.items():
-        for p, kind, opts in chs:
-            if kind != "boundary":
-                continue
-            for opt in reversed(opts):
+    for st in sts:
+        for a, b, k in st.zones:
+            zp = b.p - k
+            opts = []
+            for j in range(k, -1, -1):  # the first j of the k bytes stay with a
+                opt = []
+                if j:
+                    opt.append((zp, a.o + (zp - a.p), j))
+                if k - j:
+                    opt.append((zp + j, b.o - (k - j), k - j))
+                opts.append(opt)
+            for opt in opts:
                 if all(cov.conflict(o, o + m) is None for _p, o, m in opt):
-                    take(label, opt)
+                    take(st.label, opt)
                     break
             else:
                 raise AlignmentError(
                     "%s: %d bytes at a piece boundary match two places in the file, and "
                     "every way to split them collides with bytes another client received "
-                    "(a byte served twice?)" % (_describe(label, p), sum(
-                        m for _p, _o, m in opts[0])))
+                    "(a byte served twice?)" % (_describe(st.label, zp), k))
     # Gaps (tiny pieces): exactly one placement must fit.
-    for label, chs in choices.items():
-        nstream = len(streams[label])
-        for p, kind, opts in chs:
-            if kind != "gap":
-                continue
-            gap = opts[0]
-            is_tail = gap[6] is None and p + len(gap[2]) == nstream
-            fits, (bottom, top) = _gap_options(f, cov, gap, gmin, gmax, is_tail)
+    for st in sts:
+        for g in st.gaps:
+            t = st.s[g.p:g.q]
+            top = g.top
+            if top is None:  # the stream's end: handed out no later than the last bytes
+                top = min(len(f), gmax + len(t))
+            bottom = max(g.floor, gmin - len(t))
+            fits = _place_pieces(f, cov.holes(bottom, top), t, bottom)
             if fits is None or len(fits) != 1:
-                t = gap[2]
                 raise AlignmentError(
                     "%s: %d bytes (%s) cannot be located unambiguously: between file offsets "
                     "%d and %d, among the offsets no other piece covers, they fit %s (tiny "
                     "pieces, bytes served twice, or bytes that are not from the file)"
-                    % (_describe(label, p), len(t), t[:16].hex(), bottom, top,
+                    % (_describe(st.label, g.p), len(t), t[:16].hex(), bottom, top,
                        "nowhere" if fits == [] else
                        "too many ways to enumerate" if fits is None else
                        "in several ways, e.g. at %s and %s" % (
                            [o for _p, o, _m in fits[0]], [o for _p, o, _m in fits[1]])))
-            take(label, fits[0])
+            take(st.label, [(g.p + i, o, m) for i, o, m in fits[0]])
 
     for label, pcs in placed.items():
         pcs.sort()

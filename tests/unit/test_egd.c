@@ -269,17 +269,20 @@ static void test_pid_encoding_is_length_then_digits(void **state)
 
 	(void)state;
 	assert_int_equal(egd_encode_pid(1234, out, sizeof(out)), 5);
-	assert_memory_equal(out, "\x04"
-				 "1234",
+	assert_memory_equal(out,
+			    "\x04"
+			    "1234",
 			    5);
 	assert_int_equal(egd_encode_pid(0, out, sizeof(out)), 2);
-	assert_memory_equal(out, "\x01"
-				 "0",
+	assert_memory_equal(out,
+			    "\x01"
+			    "0",
 			    2);
 	/* The largest Linux pid (2^22) fits in the documented 12 bytes. */
 	assert_int_equal(egd_encode_pid(4194304, out, 12), 8);
-	assert_memory_equal(out, "\x07"
-				 "4194304",
+	assert_memory_equal(out,
+			    "\x07"
+			    "4194304",
 			    8);
 	assert_int_equal(egd_encode_pid(LONG_MAX, out, sizeof(out)), 20);
 	assert_int_equal(out[0], 19);
@@ -315,8 +318,8 @@ static void guarded_init(struct guarded *g)
 
 	assert_true(sz > 0);
 	g->pagesz = (size_t)sz;
-	g->page = mmap(NULL, 2 * g->pagesz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
+	g->page =
+	    mmap(NULL, 2 * g->pagesz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(g->page != MAP_FAILED);
 	assert_int_equal(mprotect(g->page + g->pagesz, g->pagesz, PROT_NONE), 0);
 }
@@ -391,22 +394,22 @@ static void test_garbage_never_reads_out_of_bounds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_level_request_is_one_byte),
-		cmocka_unit_test(test_pid_request_is_one_byte),
-		cmocka_unit_test(test_nonblocking_read_takes_its_length),
-		cmocka_unit_test(test_blocking_read_takes_its_length),
-		cmocka_unit_test(test_write_carries_bits_and_data),
-		cmocka_unit_test(test_write_of_zero_bytes),
-		cmocka_unit_test(test_empty_input_needs_more),
-		cmocka_unit_test(test_split_input_needs_more_until_whole),
-		cmocka_unit_test(test_pipelined_requests_are_parsed_in_order),
-		cmocka_unit_test(test_stream_fed_byte_by_byte_yields_same_requests),
-		cmocka_unit_test(test_unknown_command_is_rejected),
-		cmocka_unit_test(test_unknown_command_after_good_ones_is_found_in_place),
-		cmocka_unit_test(test_level_encoding_is_big_endian),
-		cmocka_unit_test(test_pid_encoding_is_length_then_digits),
-		cmocka_unit_test(test_pid_encoding_never_writes_past_outlen),
-		cmocka_unit_test(test_garbage_never_reads_out_of_bounds),
+	    cmocka_unit_test(test_level_request_is_one_byte),
+	    cmocka_unit_test(test_pid_request_is_one_byte),
+	    cmocka_unit_test(test_nonblocking_read_takes_its_length),
+	    cmocka_unit_test(test_blocking_read_takes_its_length),
+	    cmocka_unit_test(test_write_carries_bits_and_data),
+	    cmocka_unit_test(test_write_of_zero_bytes),
+	    cmocka_unit_test(test_empty_input_needs_more),
+	    cmocka_unit_test(test_split_input_needs_more_until_whole),
+	    cmocka_unit_test(test_pipelined_requests_are_parsed_in_order),
+	    cmocka_unit_test(test_stream_fed_byte_by_byte_yields_same_requests),
+	    cmocka_unit_test(test_unknown_command_is_rejected),
+	    cmocka_unit_test(test_unknown_command_after_good_ones_is_found_in_place),
+	    cmocka_unit_test(test_level_encoding_is_big_endian),
+	    cmocka_unit_test(test_pid_encoding_is_length_then_digits),
+	    cmocka_unit_test(test_pid_encoding_never_writes_past_outlen),
+	    cmocka_unit_test(test_garbage_never_reads_out_of_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

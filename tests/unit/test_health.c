@@ -80,18 +80,18 @@ struct cutoff {
 };
 
 static const struct cutoff rct_table[] = {
-	{0.5, 20, 41}, {1, 20, 21}, {2, 20, 11}, {4, 20, 6}, {7, 20, 4}, {8, 20, 4},
-	{0.5, 30, 61}, {1, 30, 31}, {2, 30, 16}, {4, 30, 9}, {7, 30, 6}, {8, 30, 5},
-	{0.5, 40, 81}, {1, 40, 41}, {2, 40, 21}, {4, 40, 11}, {7, 40, 7}, {8, 40, 6},
+    {0.5, 20, 41}, {1, 20, 21}, {2, 20, 11}, {4, 20, 6},  {7, 20, 4}, {8, 20, 4},
+    {0.5, 30, 61}, {1, 30, 31}, {2, 30, 16}, {4, 30, 9},  {7, 30, 6}, {8, 30, 5},
+    {0.5, 40, 81}, {1, 40, 41}, {2, 40, 21}, {4, 40, 11}, {7, 40, 7}, {8, 40, 6},
 };
 
 /* The facts-page table (first formula), plus values checked with exact rational arithmetic
  * (integer H) or 60-digit arithmetic (H = 0.5, 0.1, 7.5) outside it. */
 static const struct cutoff apt_table[] = {
-	{1, 20, 311},  {2, 20, 177}, {4, 20, 62},  {7, 20, 18},  {8, 20, 13},
-	{1, 30, 325},  {2, 30, 190}, {4, 30, 71},  {6, 30, 31},  {8, 30, 16},
-	{1, 64, 358},  {2, 64, 223}, {4, 64, 93},  {8, 64, 26},  {8, 1, 3},
-	{1, 1, 257},   {0.5, 20, 410}, {0.1, 20, 502}, {7.5, 40, 22}, {0.5, 64, 449},
+    {1, 20, 311}, {2, 20, 177},	  {4, 20, 62},	  {7, 20, 18},	 {8, 20, 13},
+    {1, 30, 325}, {2, 30, 190},	  {4, 30, 71},	  {6, 30, 31},	 {8, 30, 16},
+    {1, 64, 358}, {2, 64, 223},	  {4, 64, 93},	  {8, 64, 26},	 {8, 1, 3},
+    {1, 1, 257},  {0.5, 20, 410}, {0.1, 20, 502}, {7.5, 40, 22}, {0.5, 64, 449},
 };
 
 static void test_rct_cutoff_matches_sp800_90b_table(void **state)
@@ -580,28 +580,28 @@ static void test_boundary_parameters_accepted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rct_cutoff_matches_sp800_90b_table),
-		cmocka_unit_test(test_apt_cutoff_matches_table),
-		cmocka_unit_test(test_tiny_entropy_gives_unreachable_cutoffs),
-		cmocka_unit_test(test_run_of_cutoff_minus_one_passes),
-		cmocka_unit_test(test_run_of_cutoff_fails_at_exact_index),
-		cmocka_unit_test(test_run_split_across_calls_fails_at_exact_index),
-		cmocka_unit_test(test_stuck_source_fails_from_first_sample),
-		cmocka_unit_test(test_apt_fails_exactly_when_count_reaches_cutoff),
-		cmocka_unit_test(test_apt_count_restarts_each_window),
-		cmocka_unit_test(test_apt_counts_only_the_window_reference),
-		cmocka_unit_test(test_startup_needs_1024_samples),
-		cmocka_unit_test(test_startup_samples_are_tested),
-		cmocka_unit_test(test_failure_resets_to_startup),
-		cmocka_unit_test(test_reset_returns_to_startup),
-		cmocka_unit_test(test_failure_counters_accumulate),
-		cmocka_unit_test(test_windows_aligned_after_startup),
-		cmocka_unit_test(test_random_data_passes),
-		cmocka_unit_test(test_low_entropy_data_fails),
-		cmocka_unit_test(test_instances_are_independent),
-		cmocka_unit_test(test_empty_input_passes),
-		cmocka_unit_test(test_bad_parameters_rejected),
-		cmocka_unit_test(test_boundary_parameters_accepted),
+	    cmocka_unit_test(test_rct_cutoff_matches_sp800_90b_table),
+	    cmocka_unit_test(test_apt_cutoff_matches_table),
+	    cmocka_unit_test(test_tiny_entropy_gives_unreachable_cutoffs),
+	    cmocka_unit_test(test_run_of_cutoff_minus_one_passes),
+	    cmocka_unit_test(test_run_of_cutoff_fails_at_exact_index),
+	    cmocka_unit_test(test_run_split_across_calls_fails_at_exact_index),
+	    cmocka_unit_test(test_stuck_source_fails_from_first_sample),
+	    cmocka_unit_test(test_apt_fails_exactly_when_count_reaches_cutoff),
+	    cmocka_unit_test(test_apt_count_restarts_each_window),
+	    cmocka_unit_test(test_apt_counts_only_the_window_reference),
+	    cmocka_unit_test(test_startup_needs_1024_samples),
+	    cmocka_unit_test(test_startup_samples_are_tested),
+	    cmocka_unit_test(test_failure_resets_to_startup),
+	    cmocka_unit_test(test_reset_returns_to_startup),
+	    cmocka_unit_test(test_failure_counters_accumulate),
+	    cmocka_unit_test(test_windows_aligned_after_startup),
+	    cmocka_unit_test(test_random_data_passes),
+	    cmocka_unit_test(test_low_entropy_data_fails),
+	    cmocka_unit_test(test_instances_are_independent),
+	    cmocka_unit_test(test_empty_input_passes),
+	    cmocka_unit_test(test_bad_parameters_rejected),
+	    cmocka_unit_test(test_boundary_parameters_accepted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -487,19 +487,19 @@ static void test_stream_between_threads_arrives_once_in_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_new_pool_is_empty),
-		cmocka_unit_test(test_put_peek_consume_preserve_order_across_wrap),
-		cmocka_unit_test(test_consumed_bytes_are_never_handed_out_again),
-		cmocka_unit_test(test_consumed_region_is_wiped),
-		cmocka_unit_test(test_put_returns_short_count_when_full),
-		cmocka_unit_test(test_take_copies_and_consumes),
-		cmocka_unit_test(test_delivered_counts_consumed_bytes),
-		cmocka_unit_test(test_wakeup_fd_fires_only_when_asked),
-		cmocka_unit_test(test_wait_space_returns_free_space_at_once),
-		cmocka_unit_test(test_wait_space_on_full_pool_returns_if_already_stopped),
-		cmocka_unit_test(test_wait_space_returns_promptly_when_stop_set),
-		cmocka_unit_test(test_wait_space_wakes_when_consumer_frees_space),
-		cmocka_unit_test(test_stream_between_threads_arrives_once_in_order),
+	    cmocka_unit_test(test_new_pool_is_empty),
+	    cmocka_unit_test(test_put_peek_consume_preserve_order_across_wrap),
+	    cmocka_unit_test(test_consumed_bytes_are_never_handed_out_again),
+	    cmocka_unit_test(test_consumed_region_is_wiped),
+	    cmocka_unit_test(test_put_returns_short_count_when_full),
+	    cmocka_unit_test(test_take_copies_and_consumes),
+	    cmocka_unit_test(test_delivered_counts_consumed_bytes),
+	    cmocka_unit_test(test_wakeup_fd_fires_only_when_asked),
+	    cmocka_unit_test(test_wait_space_returns_free_space_at_once),
+	    cmocka_unit_test(test_wait_space_on_full_pool_returns_if_already_stopped),
+	    cmocka_unit_test(test_wait_space_returns_promptly_when_stop_set),
+	    cmocka_unit_test(test_wait_space_wakes_when_consumer_frees_space),
+	    cmocka_unit_test(test_stream_between_threads_arrives_once_in_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
