@@ -157,11 +157,42 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 			return fail(err, errlen, "endpoint %s: write=%s (on or off)", spec, v);
 		}
 		e->opts.allow_write = strcmp(v, "on") == 0;
+	} else if (strcmp(opt, "allow") == 0) {
+		char *save = NULL;
+
+		if (e->kind != EP_UDP || e->connect) {
+			return fail(err, errlen, "endpoint %s: allow= applies to udp listeners", spec);
+		}
+		e->nallow = 0;
+		for (char *p = strtok_r(v, "+", &save); p; p = strtok_r(NULL, "+", &save)) {
+			if (e->nallow == UDP_MAX_ALLOW || udp_parse_prefix(p, &e->allow[e->nallow]) < 0) {
+				return fail(err, errlen,
+					    "endpoint %s: bad allow= entry '%s' (ADDR[/BITS], "
+					    "joined by +, at most %d)",
+					    spec, p, UDP_MAX_ALLOW);
+			}
+			e->nallow++;
+		}
+	} else if (strcmp(opt, "local") == 0) {
+		char *colon = strrchr(v, ':');
+
+		if (e->kind != EP_UDP || !e->connect || colon == NULL || colon == v) {
+			return fail(err, errlen,
+				    "endpoint %s: local=HOST:PORT applies to udp --connect", spec);
+		}
+		*colon = '\0';
+		if (v[0] == '[' && colon[-1] == ']') {
+			colon[-1] = '\0';
+			v++;
+		}
+		e->local_host = strdup(v);
+		e->local_port = strdup(colon + 1);
 	} else if (strcmp(opt, "mode") == 0 || strcmp(opt, "owner") == 0 ||
 		   strcmp(opt, "group") == 0) {
-		if (e->kind != EP_UNIX || e->connect) {
-			return fail(err, errlen, "endpoint %s: %s= applies to unix listeners only",
-				    spec, opt);
+		if ((e->kind != EP_UNIX && e->kind != EP_FIFO) || e->connect) {
+			return fail(err, errlen,
+				    "endpoint %s: %s= applies to unix and fifo listeners only", spec,
+				    opt);
 		}
 		if (opt[0] == 'm') {
 			if (parse_long(v, 0, 07777, 8, &n) < 0) {
@@ -210,14 +241,14 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	e->connect = connect;
 	e->opts.primer = CONF_DEFAULT_PRIMER;
 	opts = split_options(s);
-	if (strncmp(s, "tcp:", 4) == 0) {
+	if (strncmp(s, "tcp:", 4) == 0 || strncmp(s, "udp:", 4) == 0) {
 		char *colon;
 
-		e->kind = EP_TCP;
+		e->kind = s[0] == 't' ? EP_TCP : EP_UDP;
 		addr = s + 4;
 		colon = strrchr(addr, ':');
 		if (colon == NULL || colon == addr || colon[1] == '\0') {
-			rc = fail(err, errlen, "endpoint %s: expected tcp:HOST:PORT", spec);
+			rc = fail(err, errlen, "endpoint %s: expected %.3s:HOST:PORT", spec, s);
 			goto out;
 		}
 		*colon = '\0';
@@ -242,9 +273,25 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	} else if (strncmp(s, "unix:", 5) == 0 && s[5] != '\0') {
 		e->kind = EP_UNIX;
 		e->path = strdup(s + 5);
+	} else if (strncmp(s, "fifo:", 5) == 0 && s[5] != '\0' && !connect) {
+		e->kind = EP_FIFO;
+		e->path = strdup(s + 5);
+		e->opts.raw = true;
+		e->opts.primer = 0;
 	} else {
-		rc = fail(err, errlen, "endpoint %s: expected tcp:HOST:PORT or unix:PATH", spec);
+		rc = fail(err, errlen,
+			  "endpoint %s: expected tcp:HOST:PORT, udp:HOST:PORT, unix:PATH or "
+			  "fifo:PATH (listen only)",
+			  spec);
 		goto out;
+	}
+	if (e->kind == EP_UDP) {
+		e->opts.primer = 0;
+		if (!connect) {
+			(void)udp_parse_prefix("127.0.0.0/8", &e->allow[0]);
+			(void)udp_parse_prefix("::1", &e->allow[1]);
+			e->nallow = 2;
+		}
 	}
 	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt && rc == 0;
 	     opt = strtok_r(NULL, ",", &save)) {
@@ -393,6 +440,8 @@ void conf_free(struct conf *c)
 		free(c->endpoints[i].host);
 		free(c->endpoints[i].port);
 		free(c->endpoints[i].path);
+		free(c->endpoints[i].local_host);
+		free(c->endpoints[i].local_port);
 	}
 	free(c->sources);
 	free(c->endpoints);

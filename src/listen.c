@@ -4,8 +4,10 @@
 #include "listen.h"
 
 #include "log.h"
+#include "udp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -16,11 +18,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #define DIAL_BACKOFF_MIN_MS 100
 #define DIAL_BACKOFF_MAX_MS 5000
 #define DIAL_TIMEOUT_S 5
+#define MAX_INHERITED 64
 
 struct endpoint {
 	struct endpoints *eps;
@@ -29,6 +33,8 @@ struct endpoint {
 	struct event *relisten;
 	size_t nlev;
 	bool own_path; /* we created the unix socket file */
+	struct udp_ep *udp;
+	int udp_fd, fifo_fd, fifo_keeper;
 	/* connecting endpoints */
 	struct event *timer, *dial_ev;
 	int dial_fd;
@@ -41,17 +47,86 @@ struct endpoints {
 	struct event_base *base;
 	struct clients *cs;
 	struct endpoint *head;
+	int inherited[MAX_INHERITED]; /* -1 once adopted */
+	size_t ninherited;
 };
 
 struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 {
 	struct endpoints *eps = calloc(1, sizeof(*eps));
+	int n;
 
-	if (eps != NULL) {
-		eps->base = base;
-		eps->cs = cs;
+	if (eps == NULL) {
+		return NULL;
+	}
+	eps->base = base;
+	eps->cs = cs;
+	n = sd_listen_fds(1);
+	if (n > MAX_INHERITED) {
+		log_warnx("%d sockets passed; using the first %d", n, MAX_INHERITED);
+		n = MAX_INHERITED;
+	}
+	for (int i = 0; i < n; i++) {
+		eps->inherited[eps->ninherited++] = SD_LISTEN_FDS_START + i;
+	}
+	if (n > 0) {
+		log_info("%d listening socket(s) or pipe(s) passed in (socket activation or re-exec)",
+			 n);
 	}
 	return eps;
+}
+
+/* Same address (and port, unless want's port is 0)? */
+static bool same_inet(const struct sockaddr *have, const struct sockaddr *want)
+{
+	if (have->sa_family != want->sa_family) {
+		return false;
+	}
+	if (want->sa_family == AF_INET) {
+		const struct sockaddr_in *h = (const void *)have, *w = (const void *)want;
+
+		return h->sin_addr.s_addr == w->sin_addr.s_addr &&
+		       (w->sin_port == 0 || w->sin_port == h->sin_port);
+	}
+	if (want->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *h = (const void *)have, *w = (const void *)want;
+
+		return memcmp(&h->sin6_addr, &w->sin6_addr, sizeof(w->sin6_addr)) == 0 &&
+		       (w->sin6_port == 0 || w->sin6_port == h->sin6_port);
+	}
+	return false;
+}
+
+/* Take an inherited descriptor that matches; -1 if none. */
+static int adopt_inet(struct endpoints *eps, int type, const struct sockaddr *want)
+{
+	for (size_t i = 0; i < eps->ninherited; i++) {
+		int fd = eps->inherited[i];
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, type, -1) > 0 &&
+		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+		    same_inet((struct sockaddr *)&ss, want)) {
+			eps->inherited[i] = -1;
+			return fd;
+		}
+	}
+	return -1;
+}
+
+static int adopt_path(struct endpoints *eps, const char *path, bool fifo)
+{
+	for (size_t i = 0; i < eps->ninherited; i++) {
+		int fd = eps->inherited[i];
+
+		if (fd >= 0 && (fifo ? sd_is_fifo(fd, path) : sd_is_socket_unix(fd, SOCK_STREAM, 1,
+										 path, 0)) > 0) {
+			eps->inherited[i] = -1;
+			return fd;
+		}
+	}
+	return -1;
 }
 
 /* "tcp:127.0.0.1:8888", "tcp:[::1]:8888" or "unix:PATH" for a socket address. */
@@ -131,6 +206,45 @@ static int add_listener(struct endpoint *ep, int fd, char *err, size_t errlen)
 	return 0;
 }
 
+/* Bind (or adopt an inherited) socket for one address of an inet endpoint. */
+static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, size_t errlen)
+{
+	int one = 1;
+	bool stream = ai->ai_socktype == SOCK_STREAM;
+	int fd = adopt_inet(ep->eps, ai->ai_socktype, ai->ai_addr);
+
+	if (fd >= 0) {
+		evutil_make_socket_nonblocking(fd);
+		return fd;
+	}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: socket: %s", ep->conf.spec, strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (stream && listen(fd, SOMAXCONN) < 0)) {
+		snprintf(err, errlen, "%s: cannot listen: %s", ep->conf.spec, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* "tcp:127.0.0.1:PORT" (kind = "tcp" or "udp") for a bound socket. */
+static void sock_name(int fd, const char *kind, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+
+	getsockname(fd, (struct sockaddr *)&ss, &sslen);
+	format_addr((struct sockaddr *)&ss, sslen, out, outlen);
+	memcpy(out, kind, 3);
+}
+
 static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -144,29 +258,14 @@ static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		int one = 1;
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
+		int fd = bind_inet(ep, ai, err, errlen);
 		char name[160];
 
 		if (fd < 0) {
-			snprintf(err, errlen, "%s: socket: %s", ep->conf.spec, strerror(errno));
 			freeaddrinfo(res);
 			return -1;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6) {
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		}
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
-			snprintf(err, errlen, "%s: cannot listen: %s", ep->conf.spec, strerror(errno));
-			close(fd);
-			freeaddrinfo(res);
-			return -1;
-		}
-		getsockname(fd, (struct sockaddr *)&ss, &sslen);
-		format_addr((struct sockaddr *)&ss, sslen, name, sizeof(name));
+		sock_name(fd, "tcp", name, sizeof(name));
 		if (add_listener(ep, fd, err, errlen) < 0) {
 			freeaddrinfo(res);
 			return -1;
@@ -174,6 +273,82 @@ static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 		log_info("listening on %s (%s)", name, ep->conf.opts.raw ? "raw" : "egd");
 	}
 	freeaddrinfo(res);
+	return 0;
+}
+
+static int listen_udp(struct endpoint *ep, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_DGRAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res;
+	char name[160];
+	int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, &res);
+
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: %s", ep->conf.spec, gai_strerror(rc));
+		return -1;
+	}
+	ep->udp_fd = bind_inet(ep, res, err, errlen);
+	freeaddrinfo(res);
+	if (ep->udp_fd < 0) {
+		return -1;
+	}
+	sock_name(ep->udp_fd, "udp", name, sizeof(name));
+	ep->udp = udp_listen(ep->eps->base, ep->eps->cs, ep->udp_fd, name, &ep->conf.opts,
+			     ep->conf.allow, ep->conf.nallow);
+	if (ep->udp == NULL) {
+		snprintf(err, errlen, "%s: cannot watch the socket", ep->conf.spec);
+		return -1;
+	}
+	log_info("listening on %s (egd, %zu allowed prefix(es))", name, ep->conf.nallow);
+	return 0;
+}
+
+/* A named pipe for QEMU's rng-random: entropyd keeps a read end of its own open, so the
+ * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
+static int listen_fifo(struct endpoint *ep, char *err, size_t errlen)
+{
+	static const struct client_io pipe_io = {.no_input = true};
+	struct endpoint_conf *c = &ep->conf;
+	char peer[160];
+
+	ep->fifo_fd = adopt_path(ep->eps, c->path, true);
+	if (ep->fifo_fd < 0) {
+		if (mkfifo(c->path, c->has_mode ? c->mode : 0600) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: mkfifo: %s", c->spec, strerror(errno));
+			return -1;
+		}
+		ep->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		ep->fifo_fd = open(c->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	} else {
+		ep->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	}
+	struct stat sb;
+	if (ep->fifo_keeper < 0 || ep->fifo_fd < 0 || fstat(ep->fifo_fd, &sb) < 0 ||
+	    !S_ISFIFO(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a usable named pipe: %s", c->spec,
+			 errno ? strerror(errno) : "not a FIFO");
+		return -1;
+	}
+	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
+	    ((c->has_owner || c->has_group) &&
+	     chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
+		   c->has_group ? c->group : (gid_t)-1) < 0)) {
+		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
+		return -1;
+	}
+	c->opts.raw = true;
+	snprintf(peer, sizeof(peer), "fifo:%s", c->path);
+	/* The pipe's descriptor must outlive the client: the client gets a duplicate. */
+	int dup = fcntl(ep->fifo_fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0 || client_new_io(ep->eps->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) ==
+			       NULL) {
+		snprintf(err, errlen, "%s: cannot serve the pipe", c->spec);
+		return -1;
+	}
+	log_info("listening on fifo:%s (raw; for QEMU -object rng-random,filename=%s)", c->path,
+		 c->path);
 	return 0;
 }
 
@@ -227,6 +402,16 @@ static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
 
 	if (unix_addr(c->path, &sun, err, errlen) < 0) {
 		return -1;
+	}
+	fd = adopt_path(ep->eps, c->path, false);
+	if (fd >= 0) {
+		evutil_make_socket_nonblocking(fd);
+		ep->own_path = true;
+		if (add_listener(ep, fd, err, errlen) < 0) {
+			return -1;
+		}
+		log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
+		return 0;
 	}
 	snprintf(dir, sizeof(dir), "%s", c->path);
 	slash = strrchr(dir, '/');
@@ -323,6 +508,52 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	client_new(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep);
 }
 
+/* UDP has no connection to wait for: bind the local address QEMU expects replies from (if
+ * given), connect to QEMU's address, and serve. ICMP errors while QEMU is away close the
+ * client, and the endpoint redials with backoff. */
+static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	static const struct client_io dgram_io = {.max_send = UDP_MAX_REPLY};
+	int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0) {
+		dial_failed(ep, errno);
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ep->conf.local_host != NULL) {
+		struct addrinfo hints = {.ai_family = ss->ss_family,
+					 .ai_socktype = SOCK_DGRAM,
+					 .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+		struct addrinfo *res;
+		int rc = getaddrinfo(ep->conf.local_host, ep->conf.local_port, &hints, &res);
+
+		if (rc != 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+			int e = rc != 0 ? EADDRNOTAVAIL : errno;
+
+			if (rc == 0) {
+				freeaddrinfo(res);
+			}
+			close(fd);
+			dial_failed(ep, e);
+			return;
+		}
+		freeaddrinfo(res);
+	}
+	if (connect(fd, (const struct sockaddr *)ss, sslen) < 0) {
+		int e = errno;
+
+		close(fd);
+		dial_failed(ep, e);
+		return;
+	}
+	ep->last_errno = 0;
+	log_info("connected to %s", ep->conf.spec);
+	client_new_io(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep,
+		      &dgram_io);
+}
+
 static void dial(struct endpoint *ep)
 {
 	struct sockaddr_storage ss;
@@ -336,7 +567,9 @@ static void dial(struct endpoint *ep)
 		}
 		sslen = sizeof(struct sockaddr_un);
 	} else {
-		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+		bool udp = ep->conf.kind == EP_UDP;
+		struct addrinfo hints = {.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM,
+					 .ai_flags = AI_NUMERICSERV};
 		struct addrinfo *res;
 		int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, &res);
 
@@ -348,6 +581,10 @@ static void dial(struct endpoint *ep)
 		memcpy(&ss, res->ai_addr, res->ai_addrlen);
 		sslen = res->ai_addrlen;
 		freeaddrinfo(res);
+	}
+	if (ep->conf.kind == EP_UDP) {
+		dial_udp(ep, &ss, sslen);
+		return;
 	}
 	ep->dial_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ep->dial_fd < 0) {
@@ -389,7 +626,9 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->conf.host = dup_or_null(conf->host);
 	ep->conf.port = dup_or_null(conf->port);
 	ep->conf.path = dup_or_null(conf->path);
-	ep->dial_fd = -1;
+	ep->conf.local_host = dup_or_null(conf->local_host);
+	ep->conf.local_port = dup_or_null(conf->local_port);
+	ep->dial_fd = ep->udp_fd = ep->fifo_fd = ep->fifo_keeper = -1;
 	ep->next = eps->head;
 	eps->head = ep;
 	if (conf->connect) {
@@ -401,7 +640,20 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 		return 0;
 	}
 	ep->relisten = evtimer_new(eps->base, relisten_cb, ep);
-	rc = conf->kind == EP_TCP ? listen_tcp(ep, err, errlen) : listen_unix(ep, err, errlen);
+	switch (conf->kind) {
+	case EP_TCP:
+		rc = listen_tcp(ep, err, errlen);
+		break;
+	case EP_UDP:
+		rc = listen_udp(ep, err, errlen);
+		break;
+	case EP_FIFO:
+		rc = listen_fifo(ep, err, errlen);
+		break;
+	default:
+		rc = listen_unix(ep, err, errlen);
+		break;
+	}
 	return rc;
 }
 
@@ -430,14 +682,61 @@ void endpoints_free(struct endpoints *eps)
 		if (ep->relisten != NULL) {
 			event_free(ep->relisten);
 		}
-		if (ep->dial_fd >= 0) {
-			close(ep->dial_fd);
+		udp_free(ep->udp);
+		for (int *fd = &ep->dial_fd; fd <= &ep->fifo_keeper; fd++) {
+			if (*fd >= 0) {
+				close(*fd);
+			}
 		}
 		free(ep->conf.spec);
 		free(ep->conf.host);
 		free(ep->conf.port);
 		free(ep->conf.path);
+		free(ep->conf.local_host);
+		free(ep->conf.local_port);
 		free(ep);
 	}
 	free(eps);
+}
+
+int endpoints_reexec(struct endpoints *eps, char *const argv[])
+{
+	int fds[MAX_INHERITED];
+	size_t n = 0;
+	char count[24], pid[24];
+
+	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
+		for (size_t i = 0; i < ep->nlev && n < MAX_INHERITED; i++) {
+			fds[n++] = evconnlistener_get_fd(ep->lev[i]);
+		}
+		if (ep->udp_fd >= 0 && n < MAX_INHERITED) {
+			fds[n++] = ep->udp_fd;
+		}
+		if (ep->fifo_fd >= 0 && n < MAX_INHERITED) {
+			fds[n++] = ep->fifo_fd;
+		}
+	}
+	if (access("/proc/self/exe", X_OK) < 0) {
+		return -1;
+	}
+	/* Move them to 3, 4, … (first out of the way, so that no move overwrites another). */
+	for (size_t i = 0; i < n; i++) {
+		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + MAX_INHERITED + 1);
+		if (fds[i] < 0) {
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (dup2(fds[i], SD_LISTEN_FDS_START + (int)i) < 0) {
+			return -1;
+		}
+	}
+	snprintf(count, sizeof(count), "%zu", n);
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	setenv("LISTEN_FDS", count, 1);
+	setenv("LISTEN_PID", pid, 1);
+	unsetenv("LISTEN_FDNAMES");
+	log_info("re-executing with %zu listening socket(s) and pipe(s) kept open", n);
+	execv("/proc/self/exe", argv);
+	return -1;
 }

@@ -5,6 +5,7 @@
 #define ENTROPYD_LISTEN_H
 
 #include "client.h"
+#include "udp.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,15 +14,19 @@
 struct event_base;
 struct endpoints;
 
-enum endpoint_kind { EP_TCP, EP_UNIX };
+enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO };
 
-/* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
+/* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. Listening sockets passed by
+ * systemd (socket activation) or kept across a SIGHUP re-exec are adopted by address. */
 struct endpoint_conf {
 	char *spec; /* as written, for log lines */
 	bool connect;
 	enum endpoint_kind kind;
-	char *host, *port; /* tcp */
-	char *path;        /* unix */
+	char *host, *port; /* tcp, udp */
+	char *path;        /* unix, fifo */
+	char *local_host, *local_port; /* udp connect: local=HOST:PORT */
+	struct udp_prefix allow[UDP_MAX_ALLOW]; /* udp listen: allowed peers */
+	size_t nallow;
 	bool has_mode, has_owner, has_group;
 	mode_t mode;
 	uid_t owner;
@@ -36,5 +41,8 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 		  size_t errlen);
 /* Close every endpoint (unix socket files are removed). */
 void endpoints_free(struct endpoints *eps);
+/* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
+ * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
+int endpoints_reexec(struct endpoints *eps, char *const argv[]);
 
 #endif

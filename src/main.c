@@ -29,10 +29,24 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(base);
 }
 
+struct reload {
+	struct endpoints *eps;
+	char **argv;
+};
+
+/* SIGHUP: re-execute with the same command line, keeping every listening socket and pipe
+ * open (a UDP port that is never unbound keeps QEMU's UDP chardev alive; TCP and unix peers
+ * reconnect and are resumed by the primer). Connected clients are dropped. */
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	log_info("received SIGHUP: nothing to reload (configuration comes from the command "
-		 "line); sockets stay open");
+	struct reload *r = arg;
+
+	log_info("received SIGHUP: reloading");
+	sd_notify(0, "RELOADING=1");
+	if (endpoints_reexec(r->eps, r->argv) < 0) {
+		/* The sockets may have been moved already: continuing could serve nobody. */
+		fatal("reload failed; exiting");
+	}
 }
 
 /* Lock memory so tested bytes never reach swap; best effort with a clear warning. */
@@ -53,9 +67,15 @@ int main(int argc, char **argv)
 	struct clients *cs;
 	struct endpoints *eps;
 	struct event *sigev[3];
+	struct reload reload;
 	char err[512];
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
 
-	if (conf_parse(&conf, argc, argv) < 0) {
+	/* getopt may reorder argv; a reload re-executes the command line as given. */
+	for (int i = 0; args != NULL && i < argc; i++) {
+		args[i] = argv[i];
+	}
+	if (args == NULL || conf_parse(&conf, argc, argv) < 0) {
 		return 1;
 	}
 	log_init("entropyd", true, conf.verbose);
@@ -112,7 +132,8 @@ int main(int argc, char **argv)
 
 	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
 	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);
-	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, base);
+	reload = (struct reload){eps, args};
+	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, &reload);
 	for (int i = 0; i < 3; i++) {
 		event_add(sigev[i], NULL);
 	}
@@ -137,6 +158,7 @@ int main(int argc, char **argv)
 	}
 	event_base_free(base);
 	conf_free(&conf);
+	free(args);
 	/* Source threads may be blocked in a device read: the process exit ends them (their
 	 * bytes can no longer reach a client; the kernel clears freed pages before reuse). */
 	_exit(0);

@@ -663,7 +663,32 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
             assert c is None, "internal: option collides with %r" % (c,)
             placed[label].append((p, o, m))
 
-    # Boundary bytes first: any split whose offsets are still free will do.
+    # Gaps (tiny pieces) first: the placement with the fewest pieces must be unique (each
+    # extra cut needs a coincidence).
+    for st in sts:
+        for g in st.gaps:
+            t = st.s[g.p:g.q]
+            top = g.top
+            if top is None:  # the stream's end: handed out no later than the last bytes
+                top = min(len(f), gmax + len(t))
+            bottom = max(g.floor, gmin - len(t))
+            fits = _place_pieces(f, cov.holes(bottom, top), t, bottom, limit=32)
+            if fits:
+                fewest = min(len(x) for x in fits)
+                fits = [x for x in fits if len(x) == fewest]
+            if fits is None or len(fits) != 1:
+                raise AlignmentError(
+                    "%s: %d bytes (%s) cannot be located unambiguously: between file offsets "
+                    "%d and %d, among the offsets no other piece covers, they fit %s (tiny "
+                    "pieces, bytes served twice, or bytes that are not from the file)"
+                    % (_describe(st.label, g.p), len(t), t[:16].hex(), bottom, top,
+                       "nowhere" if fits == [] else
+                       "too many ways to enumerate" if fits is None else
+                       "in several ways, e.g. at %s and %s" % (
+                           [o for _p, o, _m in fits[0]], [o for _p, o, _m in fits[1]])))
+            take(st.label, [(g.p + i, o, m) for i, o, m in fits[0]])
+
+    # Then boundary bytes: any split whose offsets are still free will do.
     for st in sts:
         for a, b, k in st.zones:
             zp = b.p - k
@@ -684,27 +709,6 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                     "%s: %d bytes at a piece boundary match two places in the file, and "
                     "every way to split them collides with bytes another client received "
                     "(a byte served twice?)" % (_describe(st.label, zp), k))
-    # Gaps (tiny pieces): exactly one placement must fit.
-    for st in sts:
-        for g in st.gaps:
-            t = st.s[g.p:g.q]
-            top = g.top
-            if top is None:  # the stream's end: handed out no later than the last bytes
-                top = min(len(f), gmax + len(t))
-            bottom = max(g.floor, gmin - len(t))
-            fits = _place_pieces(f, cov.holes(bottom, top), t, bottom)
-            if fits is None or len(fits) != 1:
-                raise AlignmentError(
-                    "%s: %d bytes (%s) cannot be located unambiguously: between file offsets "
-                    "%d and %d, among the offsets no other piece covers, they fit %s (tiny "
-                    "pieces, bytes served twice, or bytes that are not from the file)"
-                    % (_describe(st.label, g.p), len(t), t[:16].hex(), bottom, top,
-                       "nowhere" if fits == [] else
-                       "too many ways to enumerate" if fits is None else
-                       "in several ways, e.g. at %s and %s" % (
-                           [o for _p, o, _m in fits[0]], [o for _p, o, _m in fits[1]])))
-            take(st.label, [(g.p + i, o, m) for i, o, m in fits[0]])
-
     for label, pcs in placed.items():
         pcs.sort()
         pos = 0
