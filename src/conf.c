@@ -27,10 +27,13 @@ static const char usage[] =
 	"                                priorities feed together)\n"
 	"                       default: /dev/hwrng if it delivers, else rdseed, else getrandom\n"
 	"  -l, --listen EP      accept clients on EP, repeatable:\n"
-	"                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH\n"
+	"                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+	"                         udp:HOST:PORT (,allow=PREFIX+PREFIX; default loopback),\n"
+	"                         fifo:PATH (a named pipe for QEMU -object rng-random)\n"
 	"                       default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX "\n"
 	"  -c, --connect EP     dial EP (a QEMU chardev with server=on) and redial forever:\n"
-	"                         tcp:HOST:PORT, unix:PATH\n"
+	"                         tcp:HOST:PORT, unix:PATH,\n"
+	"                         udp:HOST:PORT[,local=HOST:PORT] (QEMU's chardev udp)\n"
 	"                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
 	"                       0 = never) ,write=on (accept EGD 0x03); unix listeners:\n"
 	"                       ,mode=0660 ,owner=USER ,group=GROUP\n"
@@ -45,7 +48,8 @@ static const char usage[] =
 	"Each byte is health-tested and, by default, delivered once to one client. A peer that\n"
 	"is silent for 100 ms after connecting gets `primer` unrequested bytes: this resumes a\n"
 	"QEMU guest whose requests were lost across a reconnect; EGD clients that send their\n"
-	"first request at once never see them. See entropyd(8).\n";
+	"first request at once never see them. SIGHUP re-executes entropyd keeping every\n"
+	"listening socket open; systemd socket activation is supported. See entropyd(8).\n";
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
 							const char *fmt, ...)
