@@ -33,9 +33,9 @@ def builtin() -> tuple[list[str], Callable[[], None]]:
     return guest.builtin_backend(), lambda: None
 
 
-def via_entropyd(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+def via_entropyd(binary: Path, options: str = "") -> Callable[[], tuple[list[str], Callable[[], None]]]:
     def setup():
-        d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0"],
+        d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0" + options],
                            binary=binary)
         chardev = f"socket,id=egd0,host=127.0.0.1,port={d.port()},reconnect=1"
         return guest.egd_backend(chardev), d.stop

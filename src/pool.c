@@ -17,13 +17,14 @@
 struct pool {
 	uint8_t *buf;
 	size_t cap;
+	size_t low; /* producers sleep until this much space is free (hysteresis) */
 	_Atomic uint64_t head; /* total bytes ever put */
 	_Atomic uint64_t tail; /* total bytes ever consumed */
 	atomic_bool want;      /* consumer asked for a wake-up */
 	int efd;
 	pthread_mutex_t lock;
 	pthread_cond_t space;
-	unsigned waiting; /* producers blocked for space, under lock */
+	atomic_uint waiting; /* producers in pool_wait_space */
 };
 
 struct pool *pool_new(size_t capacity)
@@ -34,6 +35,9 @@ struct pool *pool_new(size_t capacity)
 		return NULL;
 	}
 	p->cap = capacity;
+	/* Waking a producer for every small consume costs a context switch per request, CPU
+	 * that the guests' QEMU threads need: wake them only when a quarter is free. */
+	p->low = capacity / 4 > 0 ? capacity / 4 : 1;
 	p->buf = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p->buf == MAP_FAILED) {
 		free(p);
@@ -108,15 +112,17 @@ size_t pool_wait_space(struct pool *p, const atomic_bool *stop)
 	size_t room;
 
 	pthread_mutex_lock(&p->lock);
+	/* Announce before checking: the consumer advances tail before it reads `waiting`, so
+	 * (sequentially consistent) either we see its space or it sees us and wakes us. */
+	atomic_fetch_add(&p->waiting, 1);
 	for (;;) {
 		room = p->cap - (size_t)(atomic_load(&p->head) - atomic_load(&p->tail));
-		if (room > 0 || atomic_load(stop)) {
+		if (room >= p->low || room == p->cap || atomic_load(stop)) {
 			break;
 		}
-		p->waiting++;
 		pthread_cond_wait(&p->space, &p->lock);
-		p->waiting--;
 	}
+	atomic_fetch_sub(&p->waiting, 1);
 	pthread_mutex_unlock(&p->lock);
 	return room;
 }
@@ -170,13 +176,15 @@ void pool_consume(struct pool *p, size_t n)
 	for (int i = 0; i < cnt; i++) {
 		explicit_bzero(iov[i].iov_base, iov[i].iov_len);
 	}
-	atomic_fetch_add(&p->tail, n);
-	/* Waking under the lock orders this after a producer's check-then-wait. */
-	pthread_mutex_lock(&p->lock);
-	if (p->waiting > 0) {
+	uint64_t tail = atomic_fetch_add(&p->tail, n) + n;
+	size_t room = p->cap - (size_t)(atomic_load(&p->head) - tail);
+
+	/* Producers sleep until a quarter is free: no lock and no wake-up before that. */
+	if (room >= p->low && atomic_load(&p->waiting) > 0) {
+		pthread_mutex_lock(&p->lock);
 		pthread_cond_broadcast(&p->space);
+		pthread_mutex_unlock(&p->lock);
 	}
-	pthread_mutex_unlock(&p->lock);
 }
 
 size_t pool_take(struct pool *p, uint8_t *out, size_t n)

@@ -27,8 +27,8 @@ void pool_ack_wakeup(struct pool *p);
 
 /* Producer (any thread): append up to n bytes, never blocking; returns how many fitted. */
 size_t pool_put(struct pool *p, const uint8_t *buf, size_t n);
-/* Producer: block until there is free space or *stop is true (whoever sets *stop must then
- * call pool_wake_producers); returns free bytes. */
+/* Producer: block until a quarter of the pool is free (or any space, if it is already) or
+ * *stop is true (whoever sets *stop must then call pool_wake_producers); returns free bytes. */
 size_t pool_wait_space(struct pool *p, const atomic_bool *stop);
 /* Wake every producer blocked in pool_wait_space (used at shutdown). */
 void pool_wake_producers(struct pool *p);

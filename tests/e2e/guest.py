@@ -378,7 +378,7 @@ class GuestResult:
     data: bytes | None          # bytes the guest read (None when not dumped)
     nbytes: int                 # bytes the guest reports it read
     read_seconds: float         # guest-side time of the read (/proc/uptime, 10 ms)
-    boot_seconds: float         # host time from QEMU start to READ-START
+    boot_seconds: float         # guest uptime when the read started (~ boot time)
     wall_seconds: float         # host time from QEMU start to QEMU exit
     console: str
     exit_code: int | None
@@ -536,9 +536,7 @@ class GuestRun:
                            console=console, exit_code=self.proc.returncode)
 
     def boot_seconds(self) -> float:
-        """Host seconds from QEMU start to the READ-START line (0 if unknown)."""
-        # Derived from guest uptime, which starts within a fraction of a second
-        # of QEMU; good enough to report.
+        """Guest uptime at the READ-START line, about the boot time (0 if unknown)."""
         m = re.search(rf"^{MARK}READ-START .*uptime=([\d.]+)", self.console(), re.M)
         return float(m.group(1)) if m else 0.0
 

@@ -688,7 +688,9 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                            [o for _p, o, _m in fits[0]], [o for _p, o, _m in fits[1]])))
             take(st.label, [(g.p + i, o, m) for i, o, m in fits[0]])
 
-    # Then boundary bytes: any split whose offsets are still free will do.
+    # Then boundary bytes: forced choices first (one split fits), repeatedly; where
+    # several fit, any will do, and then the forced ones are looked at again.
+    pending = []
     for st in sts:
         for a, b, k in st.zones:
             zp = b.p - k
@@ -700,15 +702,30 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                 if k - j:
                     opt.append((zp + j, b.o - (k - j), k - j))
                 opts.append(opt)
-            for opt in opts:
-                if all(cov.conflict(o, o + m) is None for _p, o, m in opt):
-                    take(st.label, opt)
-                    break
-            else:
+            pending.append((st.label, zp, k, opts))
+    while pending:
+        progress = False
+        undecided = []
+        for label, zp, k, opts in pending:
+            ok = [opt for opt in opts
+                  if all(cov.conflict(o, o + m) is None for _p, o, m in opt)]
+            if not ok:
                 raise AlignmentError(
                     "%s: %d bytes at a piece boundary match two places in the file, and "
                     "every way to split them collides with bytes another client received "
-                    "(a byte served twice?)" % (_describe(st.label, zp), k))
+                    "(a byte served twice?)" % (_describe(label, zp), k))
+            if len(ok) == 1:
+                take(label, ok[0])
+                progress = True
+            else:
+                undecided.append((label, zp, k, opts))
+        if not progress and undecided:
+            label, zp, k, opts = undecided.pop(0)
+            ok = [opt for opt in opts
+                  if all(cov.conflict(o, o + m) is None for _p, o, m in opt)]
+            take(label, ok[-1])
+        pending = undecided
+
     for label, pcs in placed.items():
         pcs.sort()
         pos = 0

@@ -383,17 +383,22 @@ static void test_wait_space_returns_promptly_when_stop_set(void **state)
 	pool_free(w.p);
 }
 
-static void test_wait_space_wakes_when_consumer_frees_space(void **state)
+static void test_wait_space_wakes_when_a_quarter_is_free(void **state)
 {
 	struct waiter w;
 	pthread_t t;
 
 	(void)state;
 	start_waiter(&w, &t);
+	/* Hysteresis: 5 of 32 bytes free is below the low-water mark (a quarter, 8 bytes), so
+	 * the producer keeps sleeping instead of being woken for every small consume. */
 	pool_consume(w.p, 5);
+	usleep(50 * 1000);
+	assert_false(atomic_load(&w.done));
+	pool_consume(w.p, 3);
 	assert_true(wait_flag(&w.done, 5));
 	assert_int_equal(pthread_join(t, NULL), 0);
-	assert_int_equal(w.got, 5);
+	assert_int_equal(w.got, 8);
 	pool_free(w.p);
 }
 
@@ -498,7 +503,7 @@ int main(void)
 	    cmocka_unit_test(test_wait_space_returns_free_space_at_once),
 	    cmocka_unit_test(test_wait_space_on_full_pool_returns_if_already_stopped),
 	    cmocka_unit_test(test_wait_space_returns_promptly_when_stop_set),
-	    cmocka_unit_test(test_wait_space_wakes_when_consumer_frees_space),
+	    cmocka_unit_test(test_wait_space_wakes_when_a_quarter_is_free),
 	    cmocka_unit_test(test_stream_between_threads_arrives_once_in_order),
 	};
 
