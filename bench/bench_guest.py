@@ -5,6 +5,9 @@ Boots the e2e x86_64 guest (TCG) once per backend and lets it time, inside the
 guest, a read of --bytes from /dev/hwrng:
   builtin   -object rng-builtin (QEMU's getrandom(); the reference)
   entropyd  rng-egd over TCP to `entropyd --source getrandom`
+  unix      rng-egd over a unix socket to entropyd
+  udp       rng-egd over UDP to entropyd
+  fifo      rng-random reading entropyd's named pipe (fifo endpoint)
   socat     rng-egd over TCP to `socat ... OPEN:/dev/urandom` (a peer that keeps
             the socket full: the best a plain byte stream does through rng-egd)
 With --pacer, the rng-egd rows are measured again with QEMU's main loop woken
@@ -12,14 +15,16 @@ periodically (a filter-buffer timer on an unused netdev; see the facts page).
 Prints MB/s and the ratio to rng-builtin. Under TCG only ratios mean much.
 
 Usage: /usr/bin/python3 bench/bench_guest.py [--bytes N] [--repeat N] [--pacer]
-                                             [--rows builtin,entropyd,socat]
+                                             [--rows builtin,entropyd,unix,udp,fifo,socat]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,11 +47,42 @@ def via_entropyd(binary: Path, options: str = "") -> Callable[[], tuple[list[str
     return setup
 
 
+def via_entropyd_unix(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+    def setup():
+        path = Path(tempfile.mkdtemp(prefix="entropyd-bench-")) / "egd.sock"
+        d = peers.Entropyd(["--source", "getrandom", "--listen", f"unix:{path}"], binary=binary)
+        chardev = f"socket,id=egd0,path={path},reconnect=1"
+        return guest.egd_backend(chardev), d.stop
+    return setup
+
+
+def via_entropyd_udp(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+    def setup():
+        d = peers.Entropyd(["--source", "getrandom", "--listen", "udp:127.0.0.1:0"],
+                           binary=binary)
+        port = int(d.wait_line(r"listening on udp:127\.0\.0\.1:(\d+)", 10).group(1))
+        local = peers.free_port()
+        chardev = f"udp,id=egd0,host=127.0.0.1,port={port},localaddr=127.0.0.1,localport={local}"
+        return guest.egd_backend(chardev), d.stop
+    return setup
+
+
+def via_entropyd_fifo(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+    def setup():
+        path = Path(tempfile.mkdtemp(prefix="entropyd-bench-")) / "rng.fifo"
+        d = peers.Entropyd(["--source", "getrandom", "--listen", f"fifo:{path}"], binary=binary)
+        return ["-object", f"rng-random,id=rng0,filename={path}"], d.stop
+    return setup
+
+
 def via_socat() -> tuple[list[str], Callable[[], None]]:
     port = peers.free_port()
     s = peers.Socat(port, "OPEN:/dev/urandom")
     chardev = f"socket,id=egd0,host=127.0.0.1,port={port},reconnect=1"
     return guest.egd_backend(chardev), s.stop
+
+
+ROWS = ["builtin", "entropyd", "unix", "udp", "fifo", "socat"]
 
 
 def measure(image: guest.GuestImage, setup, nbytes: int, extra: list[str],
@@ -72,8 +108,8 @@ def main() -> int:
     ap.add_argument("--entropyd", type=Path, default=peers.entropyd_path(),
                     help="daemon binary (default $ENTROPYD or build/entropyd)")
     ap.add_argument("--timeout", type=float, default=600, help="hard limit per boot, s")
-    ap.add_argument("--rows", default="builtin,entropyd,socat",
-                    help="comma-separated subset of builtin,entropyd,socat (builtin is "
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="comma-separated subset of " + ",".join(ROWS) + " (builtin is "
                          "always measured: it is the reference)")
     args = ap.parse_args()
 
@@ -84,16 +120,22 @@ def main() -> int:
         return 1
 
     wanted = set(args.rows.split(","))
-    unknown = wanted - {"builtin", "entropyd", "socat"}
+    unknown = wanted - set(ROWS)
     if unknown:
         ap.error(f"unknown rows: {', '.join(sorted(unknown))}")
     egd_rows = []
     if "entropyd" in wanted:
         egd_rows.append(("rng-egd tcp -> entropyd (getrandom)", via_entropyd(args.entropyd)))
+    if "unix" in wanted:
+        egd_rows.append(("rng-egd unix -> entropyd (getrandom)", via_entropyd_unix(args.entropyd)))
+    if "udp" in wanted:
+        egd_rows.append(("rng-egd udp -> entropyd (getrandom)", via_entropyd_udp(args.entropyd)))
     if "socat" in wanted:
         egd_rows.append(("rng-egd tcp -> socat OPEN:/dev/urandom", via_socat))
     rows: list[tuple[str, Callable, list[str]]] = [("rng-builtin", builtin, [])]
     rows += [(name, setup, []) for name, setup in egd_rows]
+    if "fifo" in wanted:
+        rows.append(("rng-random fifo -> entropyd (getrandom)", via_entropyd_fifo(args.entropyd), []))
     if args.pacer:
         pace = guest.pacer_args(args.pacer_interval)
         tag = f" + pacer {args.pacer_interval}us"
