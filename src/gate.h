@@ -12,14 +12,16 @@
 struct gate;
 struct health;
 
-/* What one gate_feed() did. */
+/* What one gate_feed() did. After a failure the rest of the chunk is tested as the next
+ * start-up test, so one chunk may hold several failures and a new start. */
 struct gate_result {
-	size_t released;  /* bytes handed to the callback */
-	size_t discarded; /* bytes dropped: start-up samples, or everything unreleased on failure */
-	bool started_now; /* the start-up test completed in this call */
-	bool failed;      /* a test failed */
-	bool failed_rct;  /* ... and it was the repetition count test (else adaptive proportion) */
-	size_t failed_at; /* index in the chunk of the failing sample */
+	size_t released;   /* bytes handed to the callback */
+	size_t discarded;  /* bytes dropped: start-up samples and windows that failed */
+	bool started_now;  /* a start-up test completed in this call (and no failure after) */
+	bool failed;       /* a test failed */
+	bool failed_rct;   /* ... the first failure was the repetition count test */
+	size_t failed_at;  /* index in the chunk of the first failing sample */
+	unsigned failures; /* failures in this chunk */
 };
 
 typedef void (*gate_out_fn)(void *arg, const uint8_t *p, size_t n);

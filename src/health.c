@@ -202,6 +202,11 @@ bool health_started(const struct health *h)
 	return h->passed >= HEALTH_STARTUP_SAMPLES;
 }
 
+uint64_t health_samples_since_reset(const struct health *h)
+{
+	return h->passed;
+}
+
 uint64_t health_samples_since_startup(const struct health *h)
 {
 	return h->passed >= HEALTH_STARTUP_SAMPLES ? h->passed - HEALTH_STARTUP_SAMPLES : 0;

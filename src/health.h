@@ -32,6 +32,8 @@ bool health_started(const struct health *h);
 /* Samples passed since the start-up test completed (0 while starting); windows of the APT
  * start at multiples of HEALTH_APT_WINDOW of this count. */
 uint64_t health_samples_since_startup(const struct health *h);
+/* Samples passed since the last reset, start-up samples included. */
+uint64_t health_samples_since_reset(const struct health *h);
 /* Back to the start-up state (after a failure or re-open). */
 void health_reset(struct health *h);
 /* Number of failures seen so far (RCT and APT). */

@@ -42,6 +42,7 @@ struct src_inst {
 	enum src_state state; /* under set->lock */
 	uint8_t *chunk;
 	unsigned consecutive_failures;
+	char desc[160]; /* what it is and its cutoffs, logged at start */
 	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens;
 };
 
@@ -54,6 +55,7 @@ struct sources {
 	pthread_cond_t cond;
 	atomic_bool stop;
 	int active_prio; /* INT_MAX when no source is healthy */
+	char why_default[512]; /* why the default source was chosen, logged at start */
 };
 
 static const struct src_driver *const drivers[] = {
@@ -141,8 +143,8 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		return -1;
 	}
 	s->v[s->n++] = si;
-	log_info("source %s: opened (%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u)",
-		 si->spec, drv->what, conf->min_entropy,
+	snprintf(si->desc, sizeof(si->desc), "%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u",
+		 drv->what, conf->min_entropy,
 		 health_rct_cutoff(gate_health(si->gate)),
 		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW);
 	return 0;
@@ -245,20 +247,22 @@ static void feed(struct src_inst *si, size_t n)
 	gate_feed(si->gate, si->chunk, n, release, si, &r);
 	explicit_bzero(si->chunk, n);
 	atomic_fetch_add(&si->bytes_discarded, r.discarded);
+	if (r.failed) {
+		log_warnx("source %s: health test failed (%s) at byte %llu of its stream%s; "
+			  "re-running the start-up test",
+			  si->spec, r.failed_rct ? "repetition count" : "adaptive proportion",
+			  (unsigned long long)(atomic_load(&si->bytes_read) - n + r.failed_at),
+			  r.failures > 1 ? " and more after it" : "");
+		set_state(si, SRC_STARTING);
+		si->consecutive_failures += r.failures;
+	}
 	if (r.started_now) {
 		log_info("source %s: start-up test passed (%u samples)", si->spec,
 			 HEALTH_STARTUP_SAMPLES);
 		set_state(si, SRC_HEALTHY);
-	}
-	if (!r.failed) {
 		return;
 	}
-	log_warnx("source %s: health test failed (%s) at byte %llu of its stream; %zu bytes "
-		  "discarded; re-running the start-up test",
-		  si->spec, r.failed_rct ? "repetition count" : "adaptive proportion",
-		  (unsigned long long)(atomic_load(&si->bytes_read) - n + r.failed_at), r.discarded);
-	set_state(si, SRC_STARTING);
-	if (++si->consecutive_failures >= SRC_FAILURES_BEFORE_REOPEN &&
+	if (r.failed && si->consecutive_failures >= SRC_FAILURES_BEFORE_REOPEN &&
 	    si->drv->reopenable(si->st)) {
 		log_warnx("source %s: %u failures in a row; closing and re-opening it", si->spec,
 			  si->consecutive_failures);
@@ -324,6 +328,13 @@ static void *src_thread(void *arg)
 
 int sources_start(struct sources *s)
 {
+	/* Logged only now, so that a start-up error is the only line a failed start prints. */
+	if (s->why_default[0] != '\0') {
+		log_info("%s", s->why_default);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		log_info("source %s: %s", s->v[i]->spec, s->v[i]->desc);
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		int rc = pthread_create(&s->v[i]->thread, NULL, src_thread, s->v[i]);
 
@@ -401,21 +412,24 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 		snprintf(spec, sizeof(spec), "file:/dev/hwrng");
 		c.kind = "file";
 		c.arg = "/dev/hwrng";
-		log_info("no --source given: using file:/dev/hwrng, the kernel's hardware RNG, "
+		snprintf(s->why_default, sizeof(s->why_default),
+			 "no --source given: using file:/dev/hwrng, the kernel's hardware RNG, "
 			 "which delivers");
 		return sources_add(s, &c, err, errlen);
 	}
 	if (src_rdseed_supported()) {
 		snprintf(spec, sizeof(spec), "rdseed");
 		c.kind = "rdseed";
-		log_info("no --source given: using rdseed (%s)", why_hwrng);
+		snprintf(s->why_default, sizeof(s->why_default),
+			 "no --source given: using rdseed (%s)", why_hwrng);
 		return sources_add(s, &c, err, errlen);
 	}
 	snprintf(why_rdseed, sizeof(why_rdseed), "the CPU has no RDSEED");
 	snprintf(spec, sizeof(spec), "getrandom");
 	c.kind = "getrandom";
-	log_warnx("no --source given and no hardware source found (%s; %s): using getrandom, "
-		  "the kernel's generator, which is not a hardware source",
-		  why_hwrng, why_rdseed);
+	snprintf(s->why_default, sizeof(s->why_default),
+		 "no --source given and no hardware source found (%s; %s): using getrandom, "
+		 "the kernel's generator, which is not a hardware source",
+		 why_hwrng, why_rdseed);
 	return sources_add(s, &c, err, errlen);
 }

@@ -116,10 +116,11 @@ int qng_pick_device(const struct qng_usb_id *devs, size_t n, const char *want, c
 		return -1;
 	}
 	for (size_t i = 0; i < n && len < errlen; i++) {
-		len += (size_t)snprintf(err + len, errlen - len, "%s%04x:%04x serial %s%s",
+		len += (size_t)snprintf(err + len, errlen - len, "%s%04x:%04x serial %s%s%s%s",
 					i == 0 ? "; FTDI devices seen: " : ", ", devs[i].vid,
 					devs[i].pid, devs[i].serial[0] ? devs[i].serial : "(unreadable)",
-					is_qng_id(&devs[i]) ? "" : " (not a QNG)");
+					is_qng_id(&devs[i]) ? "" : " (not a QNG)",
+					devs[i].note[0] ? " " : "", devs[i].note);
 	}
 	return -1;
 }

@@ -77,10 +77,12 @@ uint64_t qng_checks_passed(const struct qng *q);
 /* Device generation from a serial's fourth character (QWR4... -> 3), or -1. */
 int qng_generation(const char *serial);
 
-/* One FTDI USB device as enumerated: its ids and serial ("" if unreadable). */
+/* One FTDI USB device as enumerated: its ids, serial ("" if unreadable), and a note for
+ * messages (why it could not be read; may be ""). */
 struct qng_usb_id {
 	uint16_t vid, pid;
 	char serial[64];
+	char note[96];
 };
 /* Index of the device to use: the one with serial want (or the first QNG if want is NULL
  * or empty), only among 0403:6001/0403:6014 devices whose serial starts "QWR"; -1 with a

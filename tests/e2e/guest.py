@@ -361,6 +361,11 @@ def egd_backend(chardev: str) -> list[str]:
     return ["-chardev", chardev, "-object", "rng-egd,id=rng0,chardev=egd0"]
 
 
+def random_backend(path: str | os.PathLike) -> list[str]:
+    """QEMU arguments for rng-random reading a file or named pipe."""
+    return ["-object", f"rng-random,id=rng0,filename={path}"]
+
+
 def builtin_backend() -> list[str]:
     """QEMU arguments for QEMU's own getrandom() backend."""
     return ["-object", "rng-builtin,id=rng0"]

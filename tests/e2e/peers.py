@@ -38,6 +38,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_udp_port() -> int:
+    """A loopback UDP port that was free a moment ago (bind port 0, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_bound(port: int) -> bool:
+    """True if some UDP socket is bound to port, any local address (/proc/net/udp)."""
+    suffix = f":{port:04X}"
+    try:
+        with open("/proc/net/udp") as f:
+            return any(line.split()[1].endswith(suffix) for line in f.readlines()[1:])
+    except OSError:
+        return False
+
+
+def wait_udp_bound(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Wait until some UDP socket is bound to port."""
+    deadline = time.monotonic() + timeout
+    while not udp_bound(port):
+        if proc is not None and proc.poll() is not None:
+            raise PeerError(f"process exited ({proc.returncode}) before binding udp {port}")
+        if time.monotonic() > deadline:
+            raise PeerError(f"nothing is bound to udp 127.0.0.1:{port} after {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_path(path: str | os.PathLike, timeout: float,
+              proc: subprocess.Popen | None = None) -> None:
+    """Wait until path exists (a unix socket or pipe another process creates)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc is not None and proc.poll() is not None:
+            raise PeerError(f"process exited ({proc.returncode}) before creating {path}")
+        if time.monotonic() > deadline:
+            raise PeerError(f"{path} does not exist after {timeout}s")
+        time.sleep(0.05)
+
+
 def tcp_listening(port: int) -> bool:
     """True if some TCP socket listens on port, any local address (/proc/net/tcp)."""
     suffix = f":{port:04X}"
@@ -158,9 +198,19 @@ class Entropyd(Process):
 
     def tcp_ports(self) -> list[int]:
         """Ports from `listening on tcp:127.0.0.1:PORT` lines."""
-        rx = re.compile(r"listening on tcp:127\.0\.0\.1:(\d+)")
+        return self.listen_ports("tcp")
+
+    def listen_ports(self, kind: str = "tcp") -> list[int]:
+        """Ports from `listening on KIND:127.0.0.1:PORT` lines (kind tcp or udp)."""
+        rx = re.compile(rf"listening on {kind}:127\.0\.0\.1:(\d+)")
         with self._cond:
             return [int(m.group(1)) for line in self.lines if (m := rx.search(line))]
+
+    def udp_port(self) -> int:
+        ports = self.listen_ports("udp")
+        if not ports:
+            raise PeerError(f"entropyd logged no `listening on udp:` line\n{self.describe()}")
+        return ports[0]
 
     def port(self) -> int:
         ports = self.tcp_ports()

@@ -23,7 +23,8 @@ Guest protocol, as guest.py's (console = hvc0 = QEMU's first -serial, here
 stdio; data = hvc1 = the second -serial file:PATH): init prints lines starting
 with "E2E: " on the console and base64 of the bytes it read on hvc1. Kernel
 command-line parameters: rngbytes=N, rngchunk=N (read in N-byte chunks with a
-PROGRESS line after each), rngdump=0|1.
+PROGRESS line after each), rngdump=0|1, rngidle=S (sleep S seconds between
+IDLE-START and IDLE-DONE lines before power-off, to measure idle CPU cost).
 """
 
 from __future__ import annotations
@@ -75,12 +76,13 @@ now() { cut -d' ' -f1 /proc/uptime; }
 say "INIT uptime=$(now)"
 insmod /lib/modules/pseries-rng.ko || fail "insmod pseries-rng"
 
-N=65536; CHUNK=0; DUMP=1
+N=65536; CHUNK=0; DUMP=1; IDLE=0
 for kv in $(cat /proc/cmdline); do
     case "$kv" in
     rngbytes=*) N="${kv#rngbytes=}" ;;
     rngchunk=*) CHUNK="${kv#rngchunk=}" ;;
     rngdump=*) DUMP="${kv#rngdump=}" ;;
+    rngidle=*) IDLE="${kv#rngidle=}" ;;
     esac
 done
 
@@ -121,6 +123,11 @@ if [ "$DUMP" = 1 ]; then
     stty -F /dev/hvc1 raw -echo 2>/dev/null
     base64 /tmp/data >/dev/hvc1 || fail "dump to hvc1"
     say "DUMP-DONE uptime=$(now)"
+fi
+if [ "$IDLE" -gt 0 ]; then
+    say "IDLE-START seconds=$IDLE uptime=$(now)"
+    sleep "$IDLE"
+    say "IDLE-DONE uptime=$(now)"
 fi
 finish
 """
@@ -407,6 +414,7 @@ class Ppc64Run:
     nbytes: int = 65536
     chunk: int = 0
     dump: bool = True
+    idle: int = 0
     extra: list[str] = field(default_factory=list)
     memory_mb: int = 512
     workdir: Path | None = None
@@ -418,7 +426,7 @@ class Ppc64Run:
     def command(self) -> list[str]:
         assert self.workdir is not None
         append = (f"quiet panic=-1 rngbytes={self.nbytes} rngchunk={self.chunk} "
-                  f"rngdump={1 if self.dump else 0}")
+                  f"rngdump={1 if self.dump else 0} rngidle={self.idle}")
         return [QEMU, "-M", "pseries,x-vof=on", "-accel", "tcg", "-m", str(self.memory_mb),
                 "-nographic", "-no-reboot", "-nodefaults",
                 "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),

@@ -201,6 +201,10 @@ class EgdClient:
 
     def read_pid_reply(self, timeout=DEFAULT_TIMEOUT):
         ll = self.recv_exact(1, timeout, "LL of the reply to 04")[0]
+        if not 0 < ll <= 20:
+            raise AssertionError("%s: a reply to 04 should start with the length of a pid "
+                                 "(1..20), got 0x%02x: surplus or missing bytes before it?"
+                                 % (self.label, ll))
         text = self.recv_exact(ll, timeout, "digits of the reply to 04")
         assert ll > 0 and text.isdigit(), ("reply to 04 is not LL + ASCII digits: %r"
                                            % (bytes([ll]) + text))
@@ -750,6 +754,13 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                                                   min(o + m, fb) - 1, fa, fb - 1))
         assert pos == len(streams[label]), "internal: %s placed %d of %d bytes" % (
             label, pos, len(streams[label]))
+        merged = []
+        for p, o, m in pcs:
+            if merged and merged[-1][0] + merged[-1][2] == p and merged[-1][1] + merged[-1][2] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1], merged[-1][2] + m)
+            else:
+                merged.append((p, o, m))
+        placed[label] = merged
     return placed
 
 

@@ -97,13 +97,17 @@ static void test_failure_discards_the_window_in_progress(void **state)
 	gate_feed(g, in, HEALTH_STARTUP_SAMPLES + HEALTH_APT_WINDOW + 300, sink_out, &s, &r);
 	assert_int_equal(s.len, HEALTH_APT_WINDOW);
 	/* a stuck source: RCT cutoff (9 for h=4, alpha 2^-30) equal bytes */
+	/* a stuck source: exactly RCT-cutoff (9 for h=4, alpha 2^-30) equal bytes, so that no
+	 * sample follows the failure in this chunk */
+	size_t cutoff = health_rct_cutoff(gate_health(g));
 	uint8_t stuck[64];
 	memset(stuck, 0x5a, sizeof(stuck));
-	gate_feed(g, stuck, sizeof(stuck), sink_out, &s, &r);
+	gate_feed(g, stuck, cutoff, sink_out, &s, &r);
 	assert_true(r.failed);
 	assert_true(r.failed_rct);
-	assert_int_equal(r.failed_at, health_rct_cutoff(gate_health(g)) - 1);
-	assert_int_equal(r.discarded, 300 + sizeof(stuck));
+	assert_int_equal(r.failures, 1);
+	assert_int_equal(r.failed_at, cutoff - 1);
+	assert_int_equal(r.discarded, 300 + cutoff);
 	assert_false(gate_started(g));
 	/* The 300 staged bytes are gone: after a new start-up, output resumes with new bytes. */
 	gate_feed(g, in, sizeof(in), sink_out, &s, &r);
@@ -112,6 +116,55 @@ static void test_failure_discards_the_window_in_progress(void **state)
 							      HEALTH_APT_WINDOW * HEALTH_APT_WINDOW);
 	assert_memory_equal(s.buf + HEALTH_APT_WINDOW, in + HEALTH_STARTUP_SAMPLES,
 			    s.len - HEALTH_APT_WINDOW);
+	gate_free(g);
+}
+
+static void test_failure_releases_windows_that_passed_before_it_in_the_same_chunk(void **state)
+{
+	static uint8_t in[HEALTH_STARTUP_SAMPLES + 3 * HEALTH_APT_WINDOW];
+	static struct sink s;
+	struct gate *g = gate_new(4.0, 30);
+	struct gate_result r;
+	size_t zeros_at = HEALTH_STARTUP_SAMPLES + 2 * HEALTH_APT_WINDOW + 100;
+
+	memset(&s, 0, sizeof(s));
+	fill_random(in, sizeof(in), 5);
+	memset(in + zeros_at, 0, 64); /* fails the RCT inside the third window */
+	in[zeros_at - 1] = 1;
+	gate_feed(g, in, sizeof(in), sink_out, &s, &r);
+	assert_true(r.failed);
+	assert_int_equal(r.failed_at, zeros_at + health_rct_cutoff(gate_health(g)) - 1);
+	assert_int_equal(r.released, 2 * HEALTH_APT_WINDOW);
+	assert_int_equal(s.len, 2 * HEALTH_APT_WINDOW);
+	assert_memory_equal(s.buf, in + HEALTH_STARTUP_SAMPLES, 2 * HEALTH_APT_WINDOW);
+	assert_int_equal(r.discarded, sizeof(in) - 2 * HEALTH_APT_WINDOW);
+	gate_free(g);
+}
+
+static void test_samples_after_a_failure_are_the_next_startup_test(void **state)
+{
+	static uint8_t in[4 * HEALTH_STARTUP_SAMPLES];
+	static struct sink s;
+	struct gate *g = gate_new(4.0, 30);
+	struct gate_result r;
+	size_t cutoff = health_rct_cutoff(gate_health(g));
+
+	memset(&s, 0, sizeof(s));
+	fill_random(in, sizeof(in), 6);
+	memset(in + 100, 0, 3 * cutoff); /* three failures in a row during the first start-up */
+	in[99] = 1;
+	in[100 + 3 * cutoff] = 1;
+	gate_feed(g, in, sizeof(in), sink_out, &s, &r);
+	assert_true(r.failed);
+	assert_int_equal(r.failures, 3);
+	assert_int_equal(r.failed_at, 100 + cutoff - 1);
+	assert_true(r.started_now);
+	/* A new start-up test began after the last failing sample. */
+	size_t start = 100 + 3 * cutoff + HEALTH_STARTUP_SAMPLES;
+	size_t expect = (sizeof(in) - start) / HEALTH_APT_WINDOW * HEALTH_APT_WINDOW;
+	assert_int_equal(s.len, expect);
+	assert_memory_equal(s.buf, in + start, expect);
+	assert_int_equal(r.released + r.discarded + (sizeof(in) - start - expect), sizeof(in));
 	gate_free(g);
 }
 
@@ -143,6 +196,8 @@ int main(void)
 		cmocka_unit_test(test_startup_bytes_are_never_released),
 		cmocka_unit_test(test_releases_whole_windows_in_order_after_startup),
 		cmocka_unit_test(test_failure_discards_the_window_in_progress),
+		cmocka_unit_test(test_failure_releases_windows_that_passed_before_it_in_the_same_chunk),
+		cmocka_unit_test(test_samples_after_a_failure_are_the_next_startup_test),
 		cmocka_unit_test(test_reset_drops_staged_bytes_and_restarts),
 		cmocka_unit_test(test_bad_min_entropy_is_rejected),
 	};

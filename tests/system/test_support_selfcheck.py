@@ -1,0 +1,275 @@
+"""Checks of the test helpers themselves, against Python stand-ins (no daemon needed):
+a helper that cannot fail would hide a broken daemon."""
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+from egdsupport import (AlignmentError, EgdClient, FileIndex, PeerClosed, align_streams,
+                        block_requests, coverage_summary, random_file_bytes, read_many)
+from entropyd_proc import match_endpoints, parse_endpoint_spec, parse_listen_line
+
+# -- the alignment checker --------------------------------------------------------------
+
+
+def simulate_pool(f, nclients, want, rng, start=1024, tiny=0.005, skip=()):
+    """A correct raw pool: bytes handed out in file order from `start`, each chunk to one
+    client, some chunks tiny, ranges in `skip` never handed out."""
+    pos = start
+    streams = {i: bytearray() for i in range(nclients)}
+    left = {i: want for i in range(nclients)}
+    while any(left.values()):
+        c = rng.choice([i for i in left if left[i]])
+        k = rng.randint(1, 16) if rng.random() < tiny else rng.randint(200, 20000)
+        k = min(k, left[c])
+        for a, b in skip:
+            if pos < b and pos + k > a:
+                if pos >= a:
+                    pos = b
+                else:
+                    k = a - pos
+        streams[c] += f[pos:pos + k]
+        pos += k
+        left[c] -= k
+    return {"client %d" % i: bytes(s) for i, s in streams.items()}
+
+
+@pytest.fixture(scope="module")
+def big_file():
+    rng = random.Random(2024)
+    f = rng.randbytes(4 << 20)
+    return f, FileIndex(f)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_checker_accepts_correct_interleaved_delivery(big_file, seed):
+    f, idx = big_file
+    rng = random.Random(seed)
+    streams = simulate_pool(f, 8, 450_000, rng)
+    placed = align_streams(f, streams, min_offset=1024, index=idx)
+    lo, hi, total = coverage_summary(placed)
+    assert total == 8 * 450_000 and lo == 1024 and hi == 1024 + total
+
+
+def test_checker_accepts_boundary_coincidences():
+    # Client a's next byte after its first piece equals the file byte right after that
+    # piece, which went to b: greedy matching runs one byte too far.
+    f = bytearray(random_file_bytes(100_000))
+    f[3000] = f[6000]
+    f = bytes(f)
+    streams = {"a": f[1024:3000] + f[6000:9000], "b": f[3000:6000] + f[9000:12000]}
+    placed = align_streams(f, streams, min_offset=1024)
+    assert sorted(o for _p, o, _m in placed["a"]) == [1024, 6000]
+
+
+def test_checker_accepts_tiny_pieces():
+    f = random_file_bytes(100_000)
+    streams = {"a": f[1024:3000] + f[3003:3005] + f[3010:5000],
+               "b": f[3000:3003] + f[3005:3010] + f[5000:7000]}
+    align_streams(f, streams, min_offset=1024)
+
+
+def test_checker_accepts_a_skipped_window(big_file):
+    f, idx = big_file
+    streams = simulate_pool(f, 4, 200_000, random.Random(7), skip=[(50_000, 50_512)])
+    align_streams(f, streams, min_offset=1024, forbidden=[(50_000, 50_512)], index=idx)
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("one byte twice", "two clients"),
+    ("chunk twice", "two clients"),
+    ("same client twice", "increasing file offsets"),
+    ("startup bytes", "start-up"),
+    ("foreign bytes", "cannot be located"),
+    ("out of order", "increasing file offsets"),
+    ("forbidden window", "must never be served"),
+    ("tiny piece twice", "cannot be located unambiguously"),
+    ("run of zeros", "cannot be located"),
+])
+def test_checker_rejects_wrong_delivery(case, expect):
+    rng = random.Random(case)
+    f = bytearray(rng.randbytes(200_000))
+    if case == "run of zeros":
+        f[20_000:24_096] = bytes(4096)
+    f = bytes(f)
+    a = f[1024:10_000] + f[20_000:30_000]
+    b = f[10_000:20_000] + f[30_000:40_000]
+    forbidden = []
+    if case == "one byte twice":
+        b = f[9_999:20_000] + f[30_000:40_000]
+    elif case == "chunk twice":
+        b = f[10_000:20_000] + f[25_000:26_000] + f[30_000:40_000]
+    elif case == "same client twice":
+        a = f[1024:10_000] + f[5000:5100] + f[20_000:30_000]
+    elif case == "startup bytes":
+        a = f[1000:10_000] + f[20_000:30_000]
+    elif case == "foreign bytes":
+        a = f[1024:10_000] + rng.randbytes(64) + f[20_000:30_000]
+    elif case == "out of order":
+        a = f[20_000:30_000] + f[1024:10_000]
+    elif case == "forbidden window":
+        forbidden = [(25_000, 25_512)]
+    elif case == "tiny piece twice":
+        b = f[10_000:20_000] + f[25_000:25_004] + f[30_000:40_000]
+    elif case == "run of zeros":
+        pass  # a holds the zeros
+    with pytest.raises(AlignmentError) as e:
+        align_streams(f, {"a": a, "b": b}, min_offset=1024, forbidden=forbidden)
+    assert expect in str(e.value), str(e.value)
+
+
+def test_checker_rejects_one_duplicated_byte_at_every_boundary(big_file):
+    # An off-by-one in the pool's accounting: each chunk repeats the previous one's last
+    # byte.
+    f, idx = big_file
+    rng = random.Random(3)
+    pos = 1024
+    streams = {i: bytearray() for i in range(4)}
+    for _ in range(200):
+        c = rng.randrange(4)
+        k = rng.randint(200, 5000)
+        streams[c] += f[pos - 1 if pos > 1024 else pos:pos + k]
+        pos += k
+    with pytest.raises(AlignmentError) as e:
+        align_streams(f, {"client %d" % c: bytes(s) for c, s in streams.items()},
+                      min_offset=1024, index=idx)
+    msg = str(e.value)
+    assert ("two clients" in msg or "unambiguously" in msg
+            or "increasing file offsets" in msg), msg
+
+
+# -- the EGD client helpers -----------------------------------------------------------
+
+
+class StandIn:
+    """A tiny TCP peer run by a test: `handler(conn)` runs in a thread per connection."""
+
+    def __init__(self, handler):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            self.handler(conn)
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(10)
+
+
+def test_client_assembles_replies_split_into_pieces():
+    def handler(conn):
+        assert conn.recv(1) == b"\x04"
+        for piece in (b"\x05", b"12", b"3", b"45"):
+            conn.sendall(piece)
+            time.sleep(0.02)
+        time.sleep(1)
+    s = StandIn(handler)
+    try:
+        with EgdClient.connect(("127.0.0.1", s.port)) as c:
+            assert c.pid() == 12345
+    finally:
+        s.close()
+
+
+def test_client_reports_short_replies_within_its_timeout():
+    def handler(conn):
+        conn.recv(2)
+        conn.sendall(b"x" * 10)
+        time.sleep(2)
+    s = StandIn(handler)
+    try:
+        with EgdClient.connect(("127.0.0.1", s.port)) as c:
+            t0 = time.monotonic()
+            with pytest.raises(AssertionError) as e:
+                c.block(20, timeout=0.5)
+            assert time.monotonic() - t0 < 1.5
+            assert "got 10 of 20" in str(e.value)
+    finally:
+        s.close()
+
+
+def test_client_detects_surplus_bytes_with_the_pid_sentinel():
+    def handler(conn):
+        conn.recv(2)
+        conn.sendall(b"y" * 9)  # one byte too many for 02 08
+        conn.recv(1)
+        conn.sendall(b"\x0399")
+        time.sleep(1)
+    s = StandIn(handler)
+    try:
+        with EgdClient.connect(("127.0.0.1", s.port)) as c:
+            c.block(8)
+            with pytest.raises(AssertionError):
+                c.assert_in_sync(99)
+    finally:
+        s.close()
+
+
+def test_client_sees_close_and_silence():
+    def handler(conn):
+        conn.recv(1)
+        time.sleep(0.3)
+    s = StandIn(handler)
+    try:
+        with EgdClient.connect(("127.0.0.1", s.port)) as c:
+            c.send(b"\x09")
+            c.expect_silence(0.1)
+            assert c.expect_closed(5) == b""
+            with pytest.raises(PeerClosed):
+                c.recv_exact(1, timeout=1)
+    finally:
+        s.close()
+
+
+def test_read_many_flags_a_client_that_gets_too_much():
+    a, b = socket.socketpair()
+    try:
+        b.sendall(b"z" * 11)
+        with pytest.raises(AssertionError) as e:
+            read_many({a: 10}, timeout=2)
+        assert "more than" in str(e.value)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_block_requests_cover_exactly_the_total():
+    for total in (0, 1, 255, 256, 510, 100_000):
+        reqs = block_requests(total)
+        assert len(reqs) % 2 == 0 and all(reqs[i] == 2 for i in range(0, len(reqs), 2))
+        assert sum(reqs[i + 1] for i in range(0, len(reqs), 2)) == total
+
+
+# -- endpoint bookkeeping -------------------------------------------------------------
+
+
+def test_listen_lines_are_parsed_and_matched_to_the_arguments():
+    lines = ["entropyd: listening on unix:/run/x.sock",
+             "entropyd: listening on tcp:127.0.0.1:4001",
+             "entropyd: listening on tcp:[::1]:4003 (egd)",
+             "entropyd: listening on tcp:127.0.0.1:4002, raw"]
+    announced = [parse_listen_line(ln) for ln in lines]
+    eps = match_endpoints(["tcp:127.0.0.1:0", "tcp:127.0.0.1:0,proto=raw",
+                           "unix:/run/x.sock,mode=0600", "tcp:[::1]:0"], announced)
+    assert [repr(e) for e in eps] == ["tcp:127.0.0.1:4001", "tcp:127.0.0.1:4002",
+                                      "unix:/run/x.sock", "tcp:[::1]:4003"]
+    assert eps[3].family == socket.AF_INET6 and eps[3].address == ("::1", 4003)
+    assert parse_listen_line("entropyd: ready") is None
+    assert parse_endpoint_spec("tcp:127.0.0.1:8888,primer=0").port == 8888
+    with pytest.raises(AssertionError):
+        match_endpoints(["tcp:127.0.0.1:5"], announced)
