@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,15 @@ static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, siz
 	snprintf(out, outlen, sa->sa_family == AF_INET6 ? "tcp:[%s]:%s" : "tcp:%s:%s", host, serv);
 }
 
+/* Replies are small (64 bytes for a guest's virtio-rng buffer): send each at once rather
+ * than letting Nagle's algorithm hold it until the peer's (delayed) acknowledgement. */
+static void no_delay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
@@ -158,6 +168,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
 		format_addr(sa, (socklen_t)len, peer, sizeof(peer));
+		no_delay(fd);
 	}
 	client_new(ep->eps->cs, fd, &ep->conf.opts, peer, NULL, NULL);
 }
@@ -505,6 +516,9 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	ep->last_errno = 0;
 	ep->backoff_ms = DIAL_BACKOFF_MIN_MS;
 	log_info("connected to %s", ep->conf.spec);
+	if (ep->conf.kind == EP_TCP) {
+		no_delay(fd);
+	}
 	client_new(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep);
 }
 

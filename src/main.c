@@ -148,8 +148,10 @@ int main(int argc, char **argv)
 
 	sd_notify(0, "STOPPING=1");
 	sources_stop(srcs);
-	clients_free(cs);
+	/* Endpoints first: a UDP endpoint drops its peers (clients it tracks); clients of
+	 * connecting endpoints are then closed without redialing. */
 	endpoints_free(eps);
+	clients_free(cs);
 	sources_log_stats(srcs);
 	log_info("delivered %llu bytes in all; stopped",
 		 (unsigned long long)pool_delivered(pool));
