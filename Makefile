@@ -11,7 +11,8 @@ APT := scripts/apt-ensure
 
 DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat \
-	qemu-system-x86 busybox-static cpio procps iproute2
+	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
+	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
 ENTROPYD_ARGS ?=
 
 .PHONY: all build run check unit system e2e asan bench deps-build deps-test clean install

@@ -26,8 +26,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CLIENT_INBUF 4096u
-#define CLIENT_OPS 256u
+#define CLIENT_INBUF 1024u
+#define CLIENT_OPS 64u
 #define CLIENT_QUANTUM_MIN 256u
 #define CLIENT_PRIMER_DELAY_US 100000
 #define CLIENT_WRITE_H 4.0 /* min-entropy assumed for bytes clients write with 0x03 */

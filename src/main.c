@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -46,6 +47,17 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	if (endpoints_reexec(r->eps, r->argv) < 0) {
 		/* The sockets may have been moved already: continuing could serve nobody. */
 		fatal("reload failed; exiting");
+	}
+}
+
+/* One descriptor per guest: raise the soft limit to the hard one (often 1024 -> 524288). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 }
 
@@ -129,6 +141,7 @@ int main(int argc, char **argv)
 		}
 	}
 	lock_memory();
+	raise_fd_limit();
 
 	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
 	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);

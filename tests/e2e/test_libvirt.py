@@ -39,9 +39,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,6 @@ class Snippet:
     xml: str
     expectation: str | None           # the text of "→ `…`", if any
     domain_tag: str | None = None     # a `<domain …>` named in the section's prose
-    extra: dict = field(default_factory=dict)
 
     @property
     def ident(self) -> str:
@@ -265,7 +263,7 @@ class Libvirt:
             self._kill_group(p)
             out, err = p.communicate()
             self.kill_probes()
-            pytest.fail(f"`{shlex.join(self._cmd(*args))}` did not finish in {timeout:.0f} s "
+            pytest.fail(f"`{shlex.join(self._cmd(*args))}` did not finish in {timeout:g} s "
                         f"(killed). stdout: {out!r} stderr: {err!r}", pytrace=False)
         return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
@@ -293,8 +291,9 @@ class Libvirt:
 
 
 def _missing_tools() -> list[str]:
-    missing = [t for t in ("virsh", "setpriv") if not shutil.which(t)]
-    for arch, (emu, _, pkg) in EMULATORS.items():
+    missing = [t for t in ("virsh",) + (("setpriv",) if os.geteuid() == 0 else ())
+               if not shutil.which(t)]
+    for emu, _, pkg in EMULATORS.values():
         if not os.access(emu, os.X_OK):
             missing.append(f"{emu} (package {pkg})")
     driver = list(Path("/usr/lib").glob("*/libvirt/connection-driver/libvirt_driver_qemu.so"))
