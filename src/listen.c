@@ -522,21 +522,59 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	client_new(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep);
 }
 
-/* UDP has no connection to wait for: bind the local address QEMU expects replies from (if
- * given), connect to QEMU's address, and serve. ICMP errors while QEMU is away close the
- * client, and the endpoint redials with backoff. */
+/* The port a socket is bound to (0 if unbound). */
+static int getsockname_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		return 0;
+	}
+	if (ss.ss_family == AF_INET) {
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : 0;
+}
+
+/* A connected UDP socket to adopt (kept across a re-exec): same local address, same peer. */
+static int adopt_udp_connected(struct endpoints *eps, const struct sockaddr *peer)
+{
+	for (size_t i = 0; i < eps->ninherited; i++) {
+		int fd = eps->inherited[i];
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0 &&
+		    getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
+		    same_inet((struct sockaddr *)&ss, peer)) {
+			eps->inherited[i] = -1;
+			return fd;
+		}
+	}
+	return -1;
+}
+
+/* UDP has no connection to wait for: bind the local address QEMU sends to (local=), connect
+ * to QEMU's address, and serve that one peer. The endpoint keeps this socket for its whole
+ * life and passes it across a re-exec: if the port were ever unbound while QEMU runs, an
+ * ICMP error would make QEMU stop reading its chardev for good. */
 static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, socklen_t sslen)
 {
-	static const struct client_io dgram_io = {.max_send = UDP_MAX_REPLY};
-	int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct udp_prefix only;
+	char host[INET6_ADDRSTRLEN], name[200];
 	int one = 1;
+	int fd = adopt_udp_connected(ep->eps, (const struct sockaddr *)ss);
 
 	if (fd < 0) {
-		dial_failed(ep, errno);
-		return;
+		fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			dial_failed(ep, errno);
+			return;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ep->conf.local_host != NULL) {
+	if (ep->conf.local_host != NULL && getsockname_port(fd) == 0) {
 		struct addrinfo hints = {.ai_family = ss->ss_family,
 					 .ai_socktype = SOCK_DGRAM,
 					 .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
@@ -562,10 +600,25 @@ static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, soc
 		dial_failed(ep, e);
 		return;
 	}
+	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
+		    NI_NUMERICHOST);
+	if (udp_parse_prefix(host, &only) < 0) {
+		close(fd);
+		dial_failed(ep, EINVAL);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	snprintf(name, sizeof(name), "%s", ep->conf.spec);
+	ep->udp_fd = fd;
+	ep->udp = udp_listen(ep->eps->base, ep->eps->cs, fd, name, &ep->conf.opts, &only, 1);
+	if (ep->udp == NULL) {
+		ep->udp_fd = -1;
+		close(fd);
+		dial_failed(ep, ENOMEM);
+		return;
+	}
 	ep->last_errno = 0;
 	log_info("connected to %s", ep->conf.spec);
-	client_new_io(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep,
-		      &dgram_io);
 }
 
 static void dial(struct endpoint *ep)

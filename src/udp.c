@@ -208,6 +208,12 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 		struct udp_peer *p;
 
 		if (r < 0) {
+			/* ECONNREFUSED: a connected endpoint's peer (QEMU) is not running; the
+			 * socket stays bound and serves it again when it is back. */
+			if (errno == ECONNREFUSED) {
+				log_debug("%s: peer not there (ICMP port unreachable)", u->name);
+				continue;
+			}
 			if (errno != EAGAIN && errno != EINTR) {
 				log_warn("%s: receive", u->name);
 			}

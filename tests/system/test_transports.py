@@ -198,3 +198,27 @@ def test_level_reply_over_udp_is_big_endian_bits(entropyd):
             (bits,) = struct.unpack(">I", s.recv(65536))
             time.sleep(0.05)
         assert bits % 8 == 0 and 0 < bits <= 8 * (1 << 20)
+
+
+def test_udp_connect_socket_survives_sighup(entropyd):
+    # The port QEMU sends to must never be unbound: after a re-exec the same socket answers.
+    qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    qemu.bind(("127.0.0.1", 0))
+    qemu.settimeout(5)
+    local = qemu.getsockname()[1]
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    d = entropyd(listen=(), connect=["udp:127.0.0.1:%d,local=127.0.0.1:%d" % (local, port)])
+    d.wait_log(r"connected to udp:", 5)
+    qemu.sendto(b"\x02\x40", ("127.0.0.1", port))
+    assert len(qemu.recv(65536)) == 64
+    before = d.mark()
+    os.kill(d.pid, 1)  # SIGHUP
+    d.wait_log(r"1 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
+    d.wait_log(r"\bready\b", 10, start=before)
+    qemu.sendto(b"\x02\x40", ("127.0.0.1", port))
+    data, addr = qemu.recvfrom(65536)
+    assert len(data) == 64 and addr == ("127.0.0.1", port)
+    qemu.close()
