@@ -288,8 +288,8 @@ def rss_kib(pid):
 
 
 def random_file_bytes(n):
-    """n random bytes that pass the health tests for sure: os.urandom, with any run of 9+
-    equal bytes broken (probability ~2^-64 per position anyway)."""
+    """n random bytes that pass the health tests for sure: os.urandom with runs of equal
+    bytes cut at 7 (a run of 9 has probability ~2^-64 per position anyway)."""
     data = bytearray(os.urandom(n))
     run = 1
     for i in range(1, n):
@@ -443,7 +443,6 @@ class _Gap:
 
 def _segment(index, s, label):
     """Greedy segmentation of one stream: [_Piece or _Gap] in stream order."""
-    f = index.data
     segs = []
     p, floor = 0, 0
     while p < len(s):
