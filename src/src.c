@@ -26,6 +26,8 @@
 #define SRC_CHUNK (64u * 1024u)
 #define SRC_FAILURES_BEFORE_REOPEN 3u
 #define SRC_BACKOFF_MAX 60u
+/* At start, a fallback waits this long for a better source's first start-up test. */
+#define SRC_FIRST_START_GRACE_S 10
 
 enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_EXHAUSTED };
 
@@ -40,6 +42,7 @@ struct src_inst {
 	pthread_t thread;
 	bool thread_started;
 	enum src_state state; /* under set->lock */
+	bool ever_healthy;    /* under set->lock */
 	uint8_t *chunk;
 	unsigned consecutive_failures;
 	char desc[160]; /* what it is and its cutoffs, logged at start */
@@ -55,6 +58,8 @@ struct sources {
 	pthread_cond_t cond;
 	atomic_bool stop;
 	int active_prio; /* INT_MAX when no source is healthy */
+	time_t started;  /* CLOCK_MONOTONIC seconds at sources_start */
+	bool holding;    /* a fallback waits for a better source's first start-up */
 	char why_default[512]; /* why the default source was chosen, logged at start */
 };
 
@@ -151,17 +156,45 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 }
 
 /* Under s->lock: recompute the feeding group and log when it changes. */
+static time_t monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Under s->lock: recompute the feeding group and log when it changes. At start, a
+ * fallback does not feed while a better source is still in its first start-up test (for
+ * at most SRC_FIRST_START_GRACE_S): otherwise the fallback, often the faster one, would
+ * fill the pool before the preferred source had a chance. */
 static void update_active_locked(struct sources *s)
 {
 	int best = INT_MAX;
+	const char *awaited = NULL;
 
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->v[i]->state == SRC_HEALTHY && s->v[i]->prio < best) {
 			best = s->v[i]->prio;
 		}
 	}
+	for (size_t i = 0; i < s->n && best != INT_MAX; i++) {
+		const struct src_inst *si = s->v[i];
+
+		if (si->prio < best && !si->ever_healthy && si->state == SRC_STARTING &&
+		    monotonic_s() - s->started < SRC_FIRST_START_GRACE_S) {
+			awaited = si->spec;
+			best = INT_MAX;
+		}
+	}
+	if (awaited != NULL && !s->holding) {
+		log_info("waiting up to %d s for source %s to pass its first start-up test before "
+			 "using a fallback",
+			 SRC_FIRST_START_GRACE_S, awaited);
+	}
+	s->holding = awaited != NULL;
 	if (best != s->active_prio) {
-		if (best == INT_MAX) {
+		if (best == INT_MAX && !s->holding) {
 			log_warnx("no healthy source left: clients wait until one recovers");
 		} else {
 			for (size_t i = 0; i < s->n; i++) {
@@ -179,6 +212,7 @@ static void set_state(struct src_inst *si, enum src_state st)
 {
 	pthread_mutex_lock(&si->set->lock);
 	si->state = st;
+	si->ever_healthy |= st == SRC_HEALTHY;
 	update_active_locked(si->set);
 	pthread_mutex_unlock(&si->set->lock);
 }
@@ -206,8 +240,15 @@ static bool wait_turn(struct src_inst *si)
 	struct sources *s = si->set;
 
 	pthread_mutex_lock(&s->lock);
-	while (!atomic_load(&s->stop) && si->state == SRC_HEALTHY && si->prio > s->active_prio) {
-		pthread_cond_wait(&s->cond, &s->lock);
+	while (!atomic_load(&s->stop) && si->state == SRC_HEALTHY && si->prio != s->active_prio) {
+		struct timespec until;
+
+		/* Timed, so that the end of a start-up grace period is noticed. */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT) {
+			update_active_locked(s);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return !atomic_load(&s->stop);
@@ -226,6 +267,14 @@ static void release(void *arg, const uint8_t *p, size_t n)
 	struct src_inst *si = arg;
 	struct sources *s = si->set;
 
+	/* The gate releases only after a passing start-up test: this source is healthy, and
+	 * feeds only when its group is the active one. */
+	if (si->state != SRC_HEALTHY) {
+		set_state(si, SRC_HEALTHY);
+	}
+	if (!wait_turn(si)) {
+		return;
+	}
 	si->consecutive_failures = 0;
 	while (n > 0 && !atomic_load(&s->stop)) {
 		size_t put = pool_put(s->pool, p, n);
@@ -335,6 +384,7 @@ int sources_start(struct sources *s)
 	for (size_t i = 0; i < s->n; i++) {
 		log_info("source %s: %s", s->v[i]->spec, s->v[i]->desc);
 	}
+	s->started = monotonic_s();
 	for (size_t i = 0; i < s->n; i++) {
 		int rc = pthread_create(&s->v[i]->thread, NULL, src_thread, s->v[i]);
 
