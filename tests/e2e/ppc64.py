@@ -338,8 +338,11 @@ def ensure_image() -> Ppc64Image:
         h = hashlib.sha256(INIT_SCRIPT.encode() + b"\0" + bb + b"\0" + module)
         initrd = cache / f"ppc64-initrd-{version}-{h.hexdigest()[:16]}.cpio.gz"
         if not initrd.exists():
+            # Drop stale images; a recent one may belong to a concurrent run of
+            # another version of this file.
             for old in cache.glob("ppc64-initrd-*.cpio.gz"):
-                old.unlink()
+                if time.time() - old.stat().st_mtime > 3600:
+                    old.unlink(missing_ok=True)
             d = 0o40755
             files = {p: (d, b"") for p in ("bin", "dev", "lib", "lib/modules", "proc",
                                           "sys", "tmp")}

@@ -81,6 +81,9 @@ def ppc64_guest(ppc64_image, tmp_path):
             pytest.fail(str(e), pytrace=False)
 
     yield start
+    # The test is over: stop its clock so that it cannot interrupt the clean-up
+    # (this fixture's, then entropyd's, which are torn down after this one).
+    signal.setitimer(signal.ITIMER_REAL, 0)
     for run in runs:
         run.kill()
     for run in runs:
