@@ -9,7 +9,8 @@ BUILD := build
 ASAN := build-asan
 APT := scripts/apt-ensure
 
-DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev
+DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev \
+	libftdi1-dev libusb-1.0-0-dev
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat \
 	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
@@ -41,7 +42,7 @@ unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 system: build
-	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/system
+	ENTROPYD=$(BUILD)/entropyd QNGSIM=$(BUILD)/src/qng/qngsim $(PYTHON) -m pytest -v tests/system
 
 e2e: build
 	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/e2e
@@ -52,7 +53,8 @@ asan: deps-test $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN) --suite unit --print-errorlogs
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		ENTROPYD=$(ASAN)/entropyd ENTROPYD_SANITIZED=1 $(PYTHON) -m pytest -q tests/system
+		ENTROPYD=$(ASAN)/entropyd QNGSIM=$(ASAN)/src/qng/qngsim ENTROPYD_SANITIZED=1 \
+		$(PYTHON) -m pytest -q tests/system
 
 check: deps-test build
 	$(MAKE) unit

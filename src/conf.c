@@ -22,6 +22,8 @@ static const char usage[] =
 	"                         file:PATH   a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
 	"                         rdseed      the x86 CPU's RDSEED instruction\n"
 	"                         getrandom   the kernel's generator (not a hardware source)\n"
+	"                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
+	"                                     qng:sock=PATH; settings joined by +)\n"
 	"                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
 	"                                ,prio=N priority group (default: position; equal\n"
 	"                                priorities feed together)\n"

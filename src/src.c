@@ -67,6 +67,7 @@ static const struct src_driver *const drivers[] = {
 	&src_file_driver,
 	&src_rdseed_driver,
 	&src_getrandom_driver,
+	&src_qng_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -102,7 +103,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		}
 	}
 	if (drv == NULL) {
-		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, getrandom)",
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, getrandom, qng)",
 			 conf->spec, conf->kind);
 		return -1;
 	}

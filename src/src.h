@@ -59,6 +59,7 @@ struct src_driver {
 extern const struct src_driver src_file_driver;
 extern const struct src_driver src_rdseed_driver;
 extern const struct src_driver src_getrandom_driver;
+extern const struct src_driver src_qng_driver;
 
 /* True if the CPU has RDSEED. */
 bool src_rdseed_supported(void);

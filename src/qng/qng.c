@@ -34,8 +34,8 @@
  * declared to ignore the stop command. */
 #define QNG_DRAIN_MAX (4u * 1024u * 1024u)
 
-/* Return codes of the helpers: -1 the pipe failed (the device is gone: no retry), -2 a
- * timeout or a wrong reply (the start sequence may retry). */
+/* Return codes of the helpers: -1 the pipe failed or the device does not stream (no
+ * retry), -2 a command timed out or got a wrong reply (the start sequence may retry). */
 #define QNG_EIO (-1)
 #define QNG_EPROTO (-2)
 
@@ -58,6 +58,7 @@ struct qng {
 void qng_params_default(struct qng_params *p)
 {
 	p->cmd_timeout_ms = 100;
+	p->drain_ms = 100;
 	p->stream_timeout_ms = 5000;
 	p->check_bytes = 64u * 1024u;
 	p->check_ms = 1000;
@@ -118,7 +119,8 @@ int qng_pick_device(const struct qng_usb_id *devs, size_t n, const char *want, c
 	for (size_t i = 0; i < n && len < errlen; i++) {
 		len += (size_t)snprintf(err + len, errlen - len, "%s%04x:%04x serial %s%s%s%s",
 					i == 0 ? "; FTDI devices seen: " : ", ", devs[i].vid,
-					devs[i].pid, devs[i].serial[0] ? devs[i].serial : "(unreadable)",
+					devs[i].pid,
+					devs[i].serial[0] ? devs[i].serial : "(unreadable)",
 					is_qng_id(&devs[i]) ? "" : " (not a QNG)",
 					devs[i].note[0] ? " " : "", devs[i].note);
 	}
@@ -194,8 +196,9 @@ static int reply(struct qng *q, uint8_t c, uint8_t *buf, size_t n, char *err, si
 			return QNG_EIO;
 		}
 		if (r == 0) {
-			snprintf(err, errlen, "%s: reply to 0x%02X short: %zu of %zu bytes within "
-				 "%d ms", qname(q), c, got, n, q->p.cmd_timeout_ms);
+			snprintf(err, errlen,
+				 "%s: reply to 0x%02X short: %zu of %zu bytes within %d ms",
+				 qname(q), c, got, n, q->p.cmd_timeout_ms);
 			return QNG_EPROTO;
 		}
 		got += (size_t)r;
@@ -203,16 +206,18 @@ static int reply(struct qng *q, uint8_t c, uint8_t *buf, size_t n, char *err, si
 	return 0;
 }
 
-/* Read and drop whatever arrives until the device is quiet for the command timeout. */
+/* Read and drop whatever arrives until the device is quiet for drain_ms. Ending early on a
+ * slow line is harmless: the delimiter sync that follows skips stream bytes. */
 static int drain(struct qng *q, char *err, size_t errlen)
 {
 	size_t total = 0;
 
 	for (;;) {
-		long r = q->ops->read(q->ctx, q->scratch, sizeof(q->scratch), q->p.cmd_timeout_ms);
+		long r = q->ops->read(q->ctx, q->scratch, sizeof(q->scratch), q->p.drain_ms);
 
 		if (r < 0) {
-			snprintf(err, errlen, "%s: draining after 0xE0: %s", qname(q), pipe_error(q));
+			snprintf(err, errlen, "%s: draining after 0xE0: %s", qname(q),
+				 pipe_error(q));
 			return QNG_EIO;
 		}
 		if (r == 0) {
@@ -221,8 +226,9 @@ static int drain(struct qng *q, char *err, size_t errlen)
 		explicit_bzero(q->scratch, (size_t)r);
 		total += (size_t)r;
 		if (total > QNG_DRAIN_MAX) {
-			snprintf(err, errlen, "%s: still sending after the stop command (%zu bytes)",
-				 qname(q), total);
+			snprintf(err, errlen,
+				 "%s: still sending after the stop command (%zu bytes)", qname(q),
+				 total);
 			return QNG_EPROTO;
 		}
 	}
@@ -248,8 +254,9 @@ static int sync_delim(struct qng *q, char *err, size_t errlen)
 			return QNG_EIO;
 		}
 		if (r == 0) {
-			snprintf(err, errlen, "%s: delimiter not received within %d ms (%zu other "
-				 "bytes)", qname(q), q->p.cmd_timeout_ms, total);
+			snprintf(err, errlen,
+				 "%s: delimiter not received within %d ms (%zu other bytes)",
+				 qname(q), q->p.cmd_timeout_ms, total);
 			return QNG_EPROTO;
 		}
 		if (k >= QNG_DELIM_LEN) {
@@ -291,13 +298,16 @@ static int stream_on(struct qng *q, char *err, size_t errlen)
 				      q->p.stream_timeout_ms);
 
 		if (r < 0) {
-			snprintf(err, errlen, "%s: reading the stream: %s", qname(q), pipe_error(q));
+			snprintf(err, errlen, "%s: reading the stream: %s", qname(q),
+				 pipe_error(q));
 			return QNG_EIO;
 		}
 		if (r == 0) {
-			snprintf(err, errlen, "%s: stalled: no data for %d ms after the start command",
-				 qname(q), q->p.stream_timeout_ms);
-			return QNG_EPROTO;
+			/* Not worth a retry: a full reset is the remedy. */
+			snprintf(err, errlen,
+				 "%s: stalled: no data for %d ms after the start command", qname(q),
+				 q->p.stream_timeout_ms);
+			return QNG_EIO;
 		}
 		explicit_bzero(q->scratch, (size_t)r);
 		got += (size_t)r;
@@ -323,10 +333,11 @@ static int initialise(struct qng *q, char *err, size_t errlen)
 		rc = reply(q, QNG_CMD_DELIMIT, d2, sizeof(d2), err, errlen);
 	}
 	if (rc == 0 && memcmp(d1, d2, sizeof(d1)) != 0) {
-		snprintf(err, errlen, "%s: the two answers to 0x60 differ (%02x%02x%02x%02x%02x%02x, "
-			 "%02x%02x%02x%02x%02x%02x): not a QNG, or a garbled line", qname(q),
-			 d1[0], d1[1], d1[2], d1[3], d1[4], d1[5],
-			 d2[0], d2[1], d2[2], d2[3], d2[4], d2[5]);
+		snprintf(err, errlen,
+			 "%s: the two answers to 0x60 differ (%02x%02x%02x%02x%02x%02x, "
+			 "%02x%02x%02x%02x%02x%02x): not a QNG, or a garbled line",
+			 qname(q), d1[0], d1[1], d1[2], d1[3], d1[4], d1[5], d2[0], d2[1], d2[2],
+			 d2[3], d2[4], d2[5]);
 		rc = QNG_EPROTO;
 	}
 	if (rc == 0) {
@@ -393,8 +404,9 @@ int qng_start(struct qng *q, char *err, size_t errlen)
 		return fail(q);
 	}
 	log_info("qng %s: streaming (delimiter %02x%02x%02x%02x%02x%02x; status check every "
-		 "%zu bytes)", qname(q), q->delim[0], q->delim[1], q->delim[2], q->delim[3],
-		 q->delim[4], q->delim[5], q->p.check_bytes);
+		 "%zu bytes)",
+		 qname(q), q->delim[0], q->delim[1], q->delim[2], q->delim[3], q->delim[4],
+		 q->delim[5], q->p.check_bytes);
 	return 0;
 }
 
@@ -413,7 +425,8 @@ static int fill_block(struct qng *q, size_t *len, char *err, size_t errlen)
 				      q->p.stream_timeout_ms);
 
 		if (r < 0) {
-			snprintf(err, errlen, "%s: reading the stream: %s", qname(q), pipe_error(q));
+			snprintf(err, errlen, "%s: reading the stream: %s", qname(q),
+				 pipe_error(q));
 			return -1;
 		}
 		if (r == 0) {
@@ -446,15 +459,19 @@ static int check_status(struct qng *q, char *err, size_t errlen)
 		return -1;
 	}
 	if (memcmp(d, q->delim, sizeof(d)) != 0) {
-		snprintf(err, errlen, "%s: garbage after the status word (the next reply is not the "
-			 "delimiter): a reply of the wrong length", qname(q));
+		snprintf(err, errlen,
+			 "%s: garbage after the status word (the next reply is not the "
+			 "delimiter): a reply of the wrong length",
+			 qname(q));
 		return -1;
 	}
-	word = (uint32_t)st[0] | (uint32_t)st[1] << 8 | (uint32_t)st[2] << 16 |
-	       (uint32_t)st[3] << 24;
+	word =
+	    (uint32_t)st[0] | (uint32_t)st[1] << 8 | (uint32_t)st[2] << 16 | (uint32_t)st[3] << 24;
 	if (word & QNG_ST_BADSTATS) {
-		snprintf(err, errlen, "%s: the device reports bad statistics (status 0x%08x): its "
-			 "own online tests failed", qname(q), word);
+		snprintf(err, errlen,
+			 "%s: the device reports bad statistics (status 0x%08x): its "
+			 "own online tests failed",
+			 qname(q), word);
 		return -1;
 	}
 	if (!(word & QNG_ST_ENABLED)) {

@@ -46,16 +46,18 @@ struct qng_pipe_ops {
 
 /* Timeouts and the status-check period of one device. */
 struct qng_params {
-	int cmd_timeout_ms;    /* a command's reply; also the quiet time that ends a drain */
+	int cmd_timeout_ms;    /* wait for a command's reply */
+	int drain_ms;	       /* quiet time that ends a drain after the stop command */
 	int stream_timeout_ms; /* a streaming read that gets nothing this long is a stall */
 	size_t check_bytes;    /* bytes held back per status check (the block) */
-	int check_ms;          /* ... or fewer, once a block has taken this long (0: no limit) */
+	int check_ms;	       /* ... or fewer, once a block has taken this long (0: no limit) */
 	unsigned start_tries;  /* attempts of the start-streaming sequence */
 };
 
 struct qng;
 
-/* The vendor's values: 100 ms commands, 5000 ms streaming, 40 tries; 64 KiB blocks, 1 s. */
+/* The vendor's values: 100 ms commands and drains, 5000 ms streaming, 40 tries; blocks of
+ * 64 KiB or 1 s. */
 void qng_params_default(struct qng_params *p);
 /* A device reached through ops/ctx (not opened yet); serial may be NULL (first device). */
 struct qng *qng_new(const struct qng_pipe_ops *ops, void *ctx, const char *serial,
@@ -96,6 +98,9 @@ extern const struct qng_pipe_ops qng_ftdi_ops;
 void *qng_ftdi_new(int latency_ms);
 /* Free a context (closed or not). */
 void qng_ftdi_free(void *ctx);
+/* Remove the two modem-status bytes that start each USB packet of an FTDI bulk transfer
+ * (len bytes, packets of `packet` bytes) in place; the payload length. */
+size_t qng_ftdi_strip_status(uint8_t *p, size_t len, size_t packet);
 
 /* The tty / unix-socket backend: a serial line (QEMU usb-serial, ftdi_sio) or qngsim. */
 extern const struct qng_pipe_ops qng_tty_ops;
@@ -109,13 +114,13 @@ enum qng_backend { QNG_BACKEND_FTDI, QNG_BACKEND_TTY, QNG_BACKEND_SOCK };
 struct qng_conf {
 	enum qng_backend backend;
 	char serial[64]; /* "" = the first QNG found */
-	char path[108];  /* tty or socket path */
-	int latency_ms;  /* FTDI latency timer */
+	char path[108];	 /* tty or socket path */
+	int latency_ms;	 /* FTDI latency timer */
 	struct qng_params params;
 };
 /* Parse ARG (NULL or "" = the first QNG on USB): `[SERIAL][;key=value]...`, ';' or '+'
- * between items; keys serial, tty, sock, check, checkms, timeout, cmdtimeout, latency,
- * tries. -1 with a message. */
+ * between items; keys serial, tty, sock, check, checkms, timeout, cmdtimeout, drain,
+ * latency, tries. -1 with a message. */
 int qng_conf_parse(const char *arg, struct qng_conf *c, char *err, size_t errlen);
 
 #endif

@@ -3,14 +3,14 @@
  * A QNG is an FTDI chip (0403:6001 for PQ4000KU and older, 0403:6014 for later models);
  * 0403:6001 is also every FTDI serial adapter, so a device is chosen only by its USB serial
  * number ("QWR..."), never by VID:PID alone. Each context has its own libftdi (and so its
- * own libusb) context: several QNGs can be open at once. libftdi detaches the ftdi_sio
- * kernel driver itself when it opens a device. */
+ * own libusb) context: several QNGs can be open at once. Enumeration, opening (libftdi
+ * detaches the ftdi_sio kernel driver itself) and the chip's set-up go through libftdi;
+ * data moves in libusb bulk transfers on libftdi's handle (see ftdi_read()). */
 #include "qng.h"
 
 #include <errno.h>
 #include <ftdi.h>
 #include <libusb.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +19,15 @@
 
 #define FTDI_MAX_DEVS 32
 #define FTDI_WRITE_TIMEOUT_MS 1000
+#define FTDI_CHUNK_MAX 65536
 
 struct qng_ftdi {
 	struct ftdi_context *ftdi;
 	int latency_ms;
 	int gen;
+	size_t chunk;	   /* bytes asked of one bulk transfer */
+	uint8_t *rbuf;	   /* FTDI_CHUNK_MAX: one transfer's payload ... */
+	size_t rpos, rlen; /* ... of which these bytes are not handed out yet */
 	char name[96];
 	char error[160];
 };
@@ -32,10 +36,27 @@ void *qng_ftdi_new(int latency_ms)
 {
 	struct qng_ftdi *f = calloc(1, sizeof(*f));
 
-	if (f != NULL) {
-		f->latency_ms = latency_ms;
+	if (f == NULL || (f->rbuf = malloc(FTDI_CHUNK_MAX)) == NULL) {
+		free(f);
+		return NULL;
 	}
+	f->latency_ms = latency_ms;
 	return f;
+}
+
+size_t qng_ftdi_strip_status(uint8_t *p, size_t len, size_t packet)
+{
+	size_t out = 0;
+
+	for (size_t off = 0; off < len; off += packet) {
+		size_t end = len - off > packet ? off + packet : len;
+
+		if (end - off > 2) {
+			memmove(p + out, p + off + 2, end - off - 2);
+			out += end - off - 2;
+		}
+	}
+	return out;
 }
 
 static void ftdi_close_dev(void *ctx)
@@ -47,13 +68,18 @@ static void ftdi_close_dev(void *ctx)
 		ftdi_free(f->ftdi);
 		f->ftdi = NULL;
 	}
+	explicit_bzero(f->rbuf, FTDI_CHUNK_MAX);
+	f->rpos = f->rlen = 0;
 }
 
 void qng_ftdi_free(void *ctx)
 {
-	if (ctx != NULL) {
-		ftdi_close_dev(ctx);
-		free(ctx);
+	struct qng_ftdi *f = ctx;
+
+	if (f != NULL) {
+		ftdi_close_dev(f);
+		free(f->rbuf);
+		free(f);
 	}
 }
 
@@ -105,9 +131,9 @@ static int node_access(libusb_device *dev, char *node, size_t nodelen)
 	return access(node, R_OK | W_OK) == 0 ? 0 : errno;
 }
 
-#define QNG_UDEV_HINT                                                                        \
-	"permission denied: install entropyd's udev rule for QNGs (src/qng/"                 \
-	"60-entropyd-qng.rules: ATTRS{serial}==\"QWR*\", GROUP=\"plugdev\"), run entropyd " \
+#define QNG_UDEV_HINT                                                                              \
+	"permission denied: install entropyd's udev rule for QNGs (src/qng/"                       \
+	"60-entropyd-qng.rules: ATTRS{serial}==\"QWR*\", GROUP=\"plugdev\"), run entropyd "        \
 	"in that group, and re-plug the device"
 
 static void setup_error(struct qng_ftdi *f, const char *what, char *err, size_t errlen)
@@ -138,10 +164,7 @@ static int setup(struct qng_ftdi *f, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	if (ftdi_read_data_set_chunksize(f->ftdi, f->gen >= 4 ? 65536 : 512) < 0) {
-		setup_error(f, "setting the read chunk size", err, errlen);
-		return -1;
-	}
+	f->chunk = f->gen >= 4 ? FTDI_CHUNK_MAX : 512;
 	if (ftdi_tcioflush(f->ftdi) < 0) {
 		setup_error(f, "flushing the chip's buffers", err, errlen);
 		return -1;
@@ -167,13 +190,15 @@ static int open_dev(struct qng_ftdi *f, libusb_device *dev, const char *serial, 
 	} else if (rc == -4 && e != 0) {
 		snprintf(err, errlen, "QNG %s at %s: cannot open: %s", serial, node, strerror(e));
 	} else if (rc == -8) {
-		snprintf(err, errlen, "QNG %s at %s: cannot detach the ftdi_sio kernel driver "
+		snprintf(err, errlen,
+			 "QNG %s at %s: cannot detach the ftdi_sio kernel driver "
 			 "(permission denied): use the udev rule, or unbind ftdi_sio from it",
 			 serial, node);
 	} else if (rc == -3 || rc == -5) {
-		snprintf(err, errlen, "QNG %s at %s is busy: another program holds it (%s); only "
-			 "one program at a time can use a QNG", serial, node,
-			 ftdi_get_error_string(f->ftdi));
+		snprintf(err, errlen,
+			 "QNG %s at %s is busy: another program holds it (%s); only "
+			 "one program at a time can use a QNG",
+			 serial, node, ftdi_get_error_string(f->ftdi));
 	} else {
 		snprintf(err, errlen, "QNG %s at %s: cannot open: %s (libftdi %d)", serial, node,
 			 ftdi_get_error_string(f->ftdi), rc);
@@ -248,18 +273,19 @@ static void usb_error(struct qng_ftdi *f, const char *what, int rc)
 	if (rc == LIBUSB_ERROR_NO_DEVICE) {
 		snprintf(f->error, sizeof(f->error), "%s: the device was unplugged", what);
 	} else {
-		snprintf(f->error, sizeof(f->error), "%s: %s (%s)", what,
-			 ftdi_get_error_string(f->ftdi), libusb_error_name(rc));
+		snprintf(f->error, sizeof(f->error), "%s: %s", what, libusb_error_name(rc));
 	}
 }
 
 static int ftdi_write(void *ctx, const uint8_t *b, size_t n)
 {
 	struct qng_ftdi *f = ctx;
-	int rc = ftdi_write_data(f->ftdi, b, (int)n);
+	int done = 0;
+	int rc = libusb_bulk_transfer(f->ftdi->usb_dev, (unsigned char)f->ftdi->in_ep,
+				      (unsigned char *)b, (int)n, &done, FTDI_WRITE_TIMEOUT_MS);
 
-	if (rc != (int)n) {
-		usb_error(f, "USB write", rc);
+	if (rc < 0 || done != (int)n) {
+		usb_error(f, "USB write", rc < 0 ? rc : LIBUSB_ERROR_TIMEOUT);
 		return -1;
 	}
 	return 0;
@@ -273,32 +299,41 @@ static long mono_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Bulk transfers are made here rather than with ftdi_read_data(), which, asked for more
+ * than one transfer brings, waits for a further transfer and on its timeout reports an
+ * error and drops what it had: a real chip answers every latency period (with its two
+ * status bytes only, when it has no data), but an FTDI chip emulated by QEMU's usb-serial
+ * answers nothing until it has data. Here one transfer's payload is all a read waits for. */
 static long ftdi_read(void *ctx, uint8_t *b, size_t n, int timeout_ms)
 {
 	struct qng_ftdi *f = ctx;
 	long deadline = mono_ms() + timeout_ms;
-	int want = n > INT_MAX ? INT_MAX : (int)n;
+	size_t packet = f->ftdi->max_packet_size > 2 ? f->ftdi->max_packet_size : 64;
+	size_t m;
 
-	for (;;) {
+	while (f->rlen == 0) {
 		long left = deadline - mono_ms();
-		int rc;
+		int got = 0;
+		int rc =
+		    libusb_bulk_transfer(f->ftdi->usb_dev, (unsigned char)f->ftdi->out_ep, f->rbuf,
+					 (int)f->chunk, &got, left < 1 ? 1 : (unsigned)left);
 
-		/* The chip answers every latency period, with only its two status bytes when it
-		 * has no data (ftdi_read_data() then returns 0); a libusb timeout means the chip
-		 * itself did not answer. Both count as "nothing yet" until the deadline. */
-		f->ftdi->usb_read_timeout = left < 1 ? 1 : (int)left;
-		rc = ftdi_read_data(f->ftdi, b, want);
-		if (rc > 0) {
-			return rc;
-		}
 		if (rc < 0 && rc != LIBUSB_ERROR_TIMEOUT) {
 			usb_error(f, "USB read", rc);
 			return -1;
 		}
-		if (mono_ms() >= deadline) {
+		f->rpos = 0;
+		f->rlen = qng_ftdi_strip_status(f->rbuf, got > 0 ? (size_t)got : 0, packet);
+		if (f->rlen == 0 && mono_ms() >= deadline) {
 			return 0;
 		}
 	}
+	m = n < f->rlen ? n : f->rlen;
+	memcpy(b, f->rbuf + f->rpos, m);
+	explicit_bzero(f->rbuf + f->rpos, m);
+	f->rpos += m;
+	f->rlen -= m;
+	return (long)m;
 }
 
 static const char *ftdi_name(void *ctx)
@@ -314,10 +349,10 @@ static const char *ftdi_error(void *ctx)
 }
 
 const struct qng_pipe_ops qng_ftdi_ops = {
-	.open = ftdi_open,
-	.write = ftdi_write,
-	.read = ftdi_read,
-	.close = ftdi_close_dev,
-	.name = ftdi_name,
-	.error = ftdi_error,
+    .open = ftdi_open,
+    .write = ftdi_write,
+    .read = ftdi_read,
+    .close = ftdi_close_dev,
+    .name = ftdi_name,
+    .error = ftdi_error,
 };

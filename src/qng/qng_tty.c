@@ -243,10 +243,10 @@ static const char *tty_error(void *ctx)
 }
 
 const struct qng_pipe_ops qng_tty_ops = {
-	.open = tty_open,
-	.write = tty_write,
-	.read = tty_read,
-	.close = tty_close,
-	.name = tty_name,
-	.error = tty_error,
+    .open = tty_open,
+    .write = tty_write,
+    .read = tty_read,
+    .close = tty_close,
+    .name = tty_name,
+    .error = tty_error,
 };

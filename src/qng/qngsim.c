@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -40,11 +41,13 @@ struct ctl {
 struct sim {
 	struct qngsim *m;
 	enum mode mode;
-	const char *path;   /* socket path or pty link */
-	int lfd;            /* listening socket */
-	int in_fd, out_fd;  /* the host's side; -1 when none */
-	bool pty_idle;      /* no slave open: poll the master again later */
+	const char *path;  /* socket path or pty link */
+	int lfd;	   /* listening socket */
+	int in_fd, out_fd; /* the host's side; -1 when none */
+	bool pty_idle;	   /* no slave open: poll the master again later */
+	ino_t path_ino;	   /* the socket or link we made at path, to remove only ours */
 	const char *ctl_path;
+	ino_t ctl_ino;
 	int ctl_lfd;
 	struct ctl ctl[CTL_MAX];
 	double rate, tokens;
@@ -89,6 +92,21 @@ static void nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+static ino_t path_ino(const char *path)
+{
+	struct stat sb;
+
+	return lstat(path, &sb) == 0 ? sb.st_ino : 0;
+}
+
+/* Remove path if it is still what we created (another simulator may have replaced it). */
+static void unlink_ours(const char *path, ino_t ino)
+{
+	if (ino != 0 && path_ino(path) == ino) {
+		unlink(path);
+	}
+}
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -127,6 +145,7 @@ static void pty_create(struct sim *s)
 	if (symlink(slave, tmp) < 0 || rename(tmp, s->path) < 0) {
 		die("cannot link %s to %s: %s", s->path, slave, strerror(errno));
 	}
+	s->path_ino = path_ino(s->path);
 	nonblock(fd);
 	s->in_fd = s->out_fd = fd;
 	s->pty_idle = true;
@@ -223,7 +242,8 @@ static void ctl_command(struct sim *s, struct ctl *c, char *line)
 	} else if (strcmp(line, "stats") == 0) {
 		const struct qngsim_counters *k = qngsim_counters(s->m);
 
-		ctl_reply(c, "ok streamed=%" PRIu64 " data=%" PRIu64 " head=%" PRIu64 " bad=%" PRIu64
+		ctl_reply(c,
+			  "ok streamed=%" PRIu64 " data=%" PRIu64 " head=%" PRIu64 " bad=%" PRIu64
 			  " starts=%" PRIu64 " stops=%" PRIu64 " delimits=%" PRIu64
 			  " statuses=%" PRIu64 " bad_statuses=%" PRIu64 " clears=%" PRIu64
 			  " host_resets=%" PRIu64 " connections=%" PRIu64 " unplugs=%" PRIu64,
@@ -416,7 +436,8 @@ static void run(struct sim *s)
 				if (s->out_fd == s->in_fd) {
 					p[i_host].events |= POLLOUT;
 				} else {
-					p[np++] = (struct pollfd){.fd = s->out_fd, .events = POLLOUT};
+					p[np++] =
+					    (struct pollfd){.fd = s->out_fd, .events = POLLOUT};
 				}
 			}
 		}
@@ -494,13 +515,13 @@ static enum qngsim_fault fault_kind(const char *name)
 		const char *name;
 		enum qngsim_fault f;
 	} kinds[] = {
-		{"stall", QNGSIM_F_STALL},
-		{"bad", QNGSIM_F_BAD},
-		{"badflag", QNGSIM_F_BAD_FLAG},
-		{"unplug", QNGSIM_F_UNPLUG},
-		{"garbage-delim", QNGSIM_F_GARBAGE_DELIM},
-		{"status-short", QNGSIM_F_STATUS_SHORT},
-		{"status-long", QNGSIM_F_STATUS_LONG},
+	    {"stall", QNGSIM_F_STALL},
+	    {"bad", QNGSIM_F_BAD},
+	    {"badflag", QNGSIM_F_BAD_FLAG},
+	    {"unplug", QNGSIM_F_UNPLUG},
+	    {"garbage-delim", QNGSIM_F_GARBAGE_DELIM},
+	    {"status-short", QNGSIM_F_STATUS_SHORT},
+	    {"status-long", QNGSIM_F_STATUS_LONG},
 	};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -509,7 +530,8 @@ static enum qngsim_fault fault_kind(const char *name)
 		}
 	}
 	die("unknown fault '%s' (stall, bad, badflag, unplug, garbage-delim, status-short, "
-	    "status-long)", name);
+	    "status-long)",
+	    name);
 }
 
 static void usage(void)
@@ -525,19 +547,19 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"serial", required_argument, NULL, 'S'},
-		{"seed", required_argument, NULL, 's'},
-		{"rate", required_argument, NULL, 'r'},
-		{"tail", required_argument, NULL, 't'},
-		{"bad-fill", required_argument, NULL, 'b'},
-		{"fault", required_argument, NULL, 'f'},
-		{"control", required_argument, NULL, 'c'},
-		{"stdio", no_argument, NULL, 'i'},
-		{"pty", required_argument, NULL, 'p'},
-		{"listen", required_argument, NULL, 'l'},
-		{"dump-stream", required_argument, NULL, 'd'},
-		{"stream", required_argument, NULL, 'w'},
-		{NULL, 0, NULL, 0},
+	    {"serial", required_argument, NULL, 'S'},
+	    {"seed", required_argument, NULL, 's'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"tail", required_argument, NULL, 't'},
+	    {"bad-fill", required_argument, NULL, 'b'},
+	    {"fault", required_argument, NULL, 'f'},
+	    {"control", required_argument, NULL, 'c'},
+	    {"stdio", no_argument, NULL, 'i'},
+	    {"pty", required_argument, NULL, 'p'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"dump-stream", required_argument, NULL, 'd'},
+	    {"stream", required_argument, NULL, 'w'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct {
 		enum qngsim_fault f;
@@ -608,8 +630,9 @@ int main(int argc, char **argv)
 			dump = strtoll(optarg, NULL, 10);
 			break;
 		case 'w':
-			which = strcmp(optarg, "head") == 0 ? QNGSIM_HEAD
-				: strcmp(optarg, "bad") == 0 ? QNGSIM_BAD : QNGSIM_DATA;
+			which = strcmp(optarg, "head") == 0  ? QNGSIM_HEAD
+				: strcmp(optarg, "bad") == 0 ? QNGSIM_BAD
+							     : QNGSIM_DATA;
 			break;
 		default:
 			usage();
@@ -653,9 +676,11 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (s.ctl_path != NULL) {
 		s.ctl_lfd = listen_unix(s.ctl_path);
+		s.ctl_ino = path_ino(s.ctl_path);
 	}
 	if (s.mode == MODE_LISTEN) {
 		s.lfd = listen_unix(s.path);
+		s.path_ino = path_ino(s.path);
 	} else if (s.mode == MODE_PTY) {
 		pty_create(&s);
 	} else {
@@ -668,17 +693,16 @@ int main(int argc, char **argv)
 	}
 	s.last_ms = mono_ms();
 	qngsim_delimiter(s.m, delim);
-	fprintf(stderr, "qngsim: ready serial=%s seed=%" PRIu64 " delimiter=%02x%02x%02x%02x%02x%02x"
-		" rate=%.0f\n", serial, seed, delim[0], delim[1], delim[2], delim[3], delim[4],
-		delim[5], s.rate);
+	fprintf(stderr,
+		"qngsim: ready serial=%s seed=%" PRIu64 " delimiter=%02x%02x%02x%02x%02x%02x"
+		" rate=%.0f\n",
+		serial, seed, delim[0], delim[1], delim[2], delim[3], delim[4], delim[5], s.rate);
 	run(&s);
-	if (s.mode == MODE_LISTEN) {
-		unlink(s.path);
-	} else if (s.mode == MODE_PTY) {
-		unlink(s.path);
+	if (s.mode == MODE_LISTEN || s.mode == MODE_PTY) {
+		unlink_ours(s.path, s.path_ino);
 	}
 	if (s.ctl_path != NULL) {
-		unlink(s.ctl_path);
+		unlink_ours(s.ctl_path, s.ctl_ino);
 	}
 	qngsim_free(s.m);
 	return 0;

@@ -47,8 +47,7 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-void qngsim_stream(uint64_t seed, enum qngsim_stream which, uint64_t off, uint8_t *out,
-		   size_t n)
+void qngsim_stream(uint64_t seed, enum qngsim_stream which, uint64_t off, uint8_t *out, size_t n)
 {
 	uint64_t key = mix64(seed ^ ((uint64_t)which + 1) << 56);
 

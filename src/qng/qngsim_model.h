@@ -17,19 +17,19 @@
 enum qngsim_stream { QNGSIM_DATA, QNGSIM_HEAD, QNGSIM_BAD };
 
 enum qngsim_fault {
-	QNGSIM_F_STALL,         /* emit nothing, ignore commands; arg: ms (for the program) */
-	QNGSIM_F_BAD,           /* the next arg stream bytes are bad; sets the statistics flag */
-	QNGSIM_F_BAD_FLAG,      /* set the statistics flag only (data unchanged) */
-	QNGSIM_F_UNPLUG,        /* the device disappears */
+	QNGSIM_F_STALL,		/* emit nothing, ignore commands; arg: ms (for the program) */
+	QNGSIM_F_BAD,		/* the next arg stream bytes are bad; sets the statistics flag */
+	QNGSIM_F_BAD_FLAG,	/* set the statistics flag only (data unchanged) */
+	QNGSIM_F_UNPLUG,	/* the device disappears */
 	QNGSIM_F_GARBAGE_DELIM, /* the next arg replies to 0x60 are wrong bytes */
-	QNGSIM_F_STATUS_SHORT,  /* the next arg replies to 0xB0 have 3 bytes */
-	QNGSIM_F_STATUS_LONG,   /* the next arg replies to 0xB0 have 5 bytes */
+	QNGSIM_F_STATUS_SHORT,	/* the next arg replies to 0xB0 have 3 bytes */
+	QNGSIM_F_STATUS_LONG,	/* the next arg replies to 0xB0 have 5 bytes */
 };
 
 /* Counters since qngsim_new(). */
 struct qngsim_counters {
 	uint64_t streamed; /* stream bytes produced, of every kind */
-	uint64_t data;     /* data-stream bytes produced: the next data offset */
+	uint64_t data;	   /* data-stream bytes produced: the next data offset */
 	uint64_t head, bad;
 	uint64_t starts, stops, delimits, statuses, bad_statuses, clears, host_resets;
 };
@@ -78,7 +78,6 @@ const struct qngsim_check *qngsim_checks(const struct qngsim *m, size_t *n);
 /* Commands received so far (the first 4096). */
 const uint8_t *qngsim_commands(const struct qngsim *m, size_t *n);
 /* n bytes of stream `which` for seed, from offset off. */
-void qngsim_stream(uint64_t seed, enum qngsim_stream which, uint64_t off, uint8_t *out,
-		   size_t n);
+void qngsim_stream(uint64_t seed, enum qngsim_stream which, uint64_t off, uint8_t *out, size_t n);
 
 #endif

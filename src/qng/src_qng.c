@@ -8,7 +8,9 @@
  *   check=BYTES    bytes held back per status check (default 65536; k/M suffixes)
  *   checkms=MS     ... or fewer once a block has taken this long (default 1000; 0: never)
  *   timeout=MS     a streaming read that gets nothing this long is a stall (default 5000)
- *   cmdtimeout=MS  wait for a command's reply (default 100)
+ *   cmdtimeout=MS  wait for a command's reply (default 100 on USB, the vendor's value;
+ *                  500 on a tty or socket, whose path through QEMU or a pty adds latency)
+ *   drain=MS       quiet time that ends the drain after the stop command (default 100)
  *   latency=MS     FTDI latency timer, USB only (default 2)
  *   tries=N        attempts of the start-streaming sequence (default 40)
  * Every failure is reported as a failed read: src.c then closes the source, re-opens it
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #define QNG_DEFAULT_LATENCY_MS 2
+#define QNG_LINE_CMD_TIMEOUT_MS 500
 
 struct qng_src {
 	struct qng_conf conf;
@@ -46,9 +49,10 @@ static int parse_num(const char *key, const char *v, long min, long max, long *o
 		mult = 1024 * 1024;
 		end++;
 	}
-	if (errno != 0 || end == v || *end != '\0' || *out > max / mult ||
-	    *out * mult < min || *out * mult > max) {
-		snprintf(err, errlen, "qng: %s=%s: expected a number in %ld..%ld", key, v, min, max);
+	if (errno != 0 || end == v || *end != '\0' || *out > max / mult || *out * mult < min ||
+	    *out * mult > max) {
+		snprintf(err, errlen, "qng: %s=%s: expected a number in %ld..%ld", key, v, min,
+			 max);
 		return -1;
 	}
 	*out *= mult;
@@ -113,6 +117,11 @@ static int parse_item(struct qng_conf *c, char *item, bool first, char *err, siz
 			return -1;
 		}
 		c->params.cmd_timeout_ms = (int)v;
+	} else if (strcmp(item, "drain") == 0) {
+		if (parse_num(item, eq, 1, 60000, &v, err, errlen) < 0) {
+			return -1;
+		}
+		c->params.drain_ms = (int)v;
 	} else if (strcmp(item, "latency") == 0) {
 		if (parse_num(item, eq, 1, 255, &v, err, errlen) < 0) {
 			return -1;
@@ -124,8 +133,10 @@ static int parse_item(struct qng_conf *c, char *item, bool first, char *err, siz
 		}
 		c->params.start_tries = (unsigned)v;
 	} else {
-		snprintf(err, errlen, "qng: unknown setting '%s' (serial, tty, sock, check, checkms, "
-			 "timeout, cmdtimeout, latency, tries)", item);
+		snprintf(err, errlen,
+			 "qng: unknown setting '%s' (serial, tty, sock, check, checkms, "
+			 "timeout, cmdtimeout, drain, latency, tries)",
+			 item);
 		return -1;
 	}
 	return 0;
@@ -134,7 +145,7 @@ static int parse_item(struct qng_conf *c, char *item, bool first, char *err, siz
 int qng_conf_parse(const char *arg, struct qng_conf *c, char *err, size_t errlen)
 {
 	char *s, *item, *save = NULL;
-	bool first = true;
+	bool first = true, cmd_timeout_set = false;
 	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -151,13 +162,18 @@ int qng_conf_parse(const char *arg, struct qng_conf *c, char *err, size_t errlen
 	}
 	for (item = strtok_r(s, ";+", &save); item != NULL && rc == 0;
 	     item = strtok_r(NULL, ";+", &save)) {
+		cmd_timeout_set |= strncmp(item, "cmdtimeout=", 11) == 0;
 		rc = parse_item(c, item, first, err, errlen);
 		first = false;
 	}
 	free(s);
+	if (rc == 0 && c->backend != QNG_BACKEND_FTDI && !cmd_timeout_set) {
+		c->params.cmd_timeout_ms = QNG_LINE_CMD_TIMEOUT_MS;
+	}
 	if (rc == 0 && c->serial[0] != '\0') {
 		if (c->backend != QNG_BACKEND_FTDI) {
-			snprintf(err, errlen, "qng: a serial selects a USB device; with tty= or sock= "
+			snprintf(err, errlen,
+				 "qng: a serial selects a USB device; with tty= or sock= "
 				 "the device is the one on that line");
 			return -1;
 		}
@@ -239,12 +255,12 @@ static bool qng_src_reopenable(void *st)
 }
 
 const struct src_driver src_qng_driver = {
-	.kind = "qng",
-	.what = "hardware: ComScire QNG",
-	.needs_arg = false,
-	.takes_arg = true,
-	.open = qng_src_open,
-	.read = qng_src_read,
-	.close = qng_src_close,
-	.reopenable = qng_src_reopenable,
+    .kind = "qng",
+    .what = "hardware: ComScire QNG",
+    .needs_arg = false,
+    .takes_arg = true,
+    .open = qng_src_open,
+    .read = qng_src_read,
+    .close = qng_src_close,
+    .reopenable = qng_src_reopenable,
 };

@@ -101,11 +101,11 @@ static const char *mem_error(void *ctx)
 }
 
 static const struct qng_pipe_ops mem_ops = {
-	.open = mem_open,
-	.write = mem_write,
-	.read = mem_read,
-	.close = mem_close,
-	.error = mem_error,
+    .open = mem_open,
+    .write = mem_write,
+    .read = mem_read,
+    .close = mem_close,
+    .error = mem_error,
 };
 
 struct rig {
@@ -394,9 +394,9 @@ static void test_qng_status_reply_of_the_wrong_length_fails(void **state)
 
 static void test_qng_recovers_by_full_reset_after_every_fault(void **state)
 {
-	enum qngsim_fault faults[] = {QNGSIM_F_BAD, QNGSIM_F_BAD_FLAG, QNGSIM_F_STALL,
-				      QNGSIM_F_UNPLUG, QNGSIM_F_GARBAGE_DELIM,
-				      QNGSIM_F_STATUS_SHORT, QNGSIM_F_STATUS_LONG};
+	enum qngsim_fault faults[] = {
+	    QNGSIM_F_BAD,	    QNGSIM_F_BAD_FLAG,	   QNGSIM_F_STALL,	QNGSIM_F_UNPLUG,
+	    QNGSIM_F_GARBAGE_DELIM, QNGSIM_F_STATUS_SHORT, QNGSIM_F_STATUS_LONG};
 	struct rig r;
 	uint8_t buf[BLOCK];
 	long long last = -1;
@@ -571,14 +571,14 @@ static void test_qng_socket_backend_detects_a_stall_after_the_timeout(void **sta
 static void test_qng_pick_never_chooses_a_plain_ftdi_adapter(void **state)
 {
 	struct qng_usb_id adapters[] = {
-		{0x0403, 0x6001, "A50285BI", ""},
-		{0x0403, 0x6001, "", "(cannot open /dev/bus/usb/001/004: Permission denied)"},
+	    {0x0403, 0x6001, "A50285BI", ""},
+	    {0x0403, 0x6001, "", "(cannot open /dev/bus/usb/001/004: Permission denied)"},
 	};
 	struct qng_usb_id mixed[] = {
-		{0x0403, 0x6001, "A50285BI", ""},
-		{0x0403, 0x6015, "QWR4FAKE0001", ""}, /* not a QNG's VID:PID */
-		{0x0403, 0x6001, "QWR4M004", ""},
-		{0x0403, 0x6014, "QWR7X0001", ""},
+	    {0x0403, 0x6001, "A50285BI", ""},
+	    {0x0403, 0x6015, "QWR4FAKE0001", ""}, /* not a QNG's VID:PID */
+	    {0x0403, 0x6001, "QWR4M004", ""},
+	    {0x0403, 0x6014, "QWR7X0001", ""},
 	};
 	char err[512];
 
@@ -595,6 +595,32 @@ static void test_qng_pick_never_chooses_a_plain_ftdi_adapter(void **state)
 	assert_true(contains(err, "no ComScire QNG with serial QWR4M005"));
 	assert_int_equal(qng_pick_device(NULL, 0, NULL, err, sizeof(err)), -1);
 	assert_true(contains(err, "no FTDI USB device"));
+}
+
+static void test_qng_ftdi_status_bytes_are_removed_from_every_packet(void **state)
+{
+	uint8_t p[200], want[200];
+	size_t n = 0;
+
+	/* Three full 64-byte packets and a short one: 2 status bytes each. */
+	for (size_t i = 0; i < sizeof(p); i++) {
+		p[i] = (uint8_t)i;
+		if (i % 64 >= 2) {
+			want[n++] = (uint8_t)i;
+		}
+	}
+	assert_int_equal(qng_ftdi_strip_status(p, sizeof(p), 64), n);
+	assert_int_equal(n, 200 - 4 * 2);
+	assert_memory_equal(p, want, n);
+	/* A status-only packet carries nothing. */
+	assert_int_equal(qng_ftdi_strip_status(p, 2, 64), 0);
+	assert_int_equal(qng_ftdi_strip_status(p, 0, 64), 0);
+	/* High-speed chips: 512-byte packets. */
+	for (size_t i = 0; i < sizeof(p); i++) {
+		p[i] = (uint8_t)i;
+	}
+	assert_int_equal(qng_ftdi_strip_status(p, 100, 512), 98);
+	assert_int_equal(p[0], 2);
 }
 
 static void test_qng_generation_comes_from_the_fourth_serial_character(void **state)
@@ -622,6 +648,7 @@ static void test_qng_source_argument_syntax(void **state)
 	assert_int_equal(c.params.check_bytes, 65536);
 	assert_int_equal(c.params.stream_timeout_ms, 5000);
 	assert_int_equal(c.params.cmd_timeout_ms, 100);
+	assert_int_equal(c.params.drain_ms, 100);
 	assert_int_equal(c.params.start_tries, 40);
 
 	assert_int_equal(qng_conf_parse("QWR4M004+check=128k;timeout=2000", &c, err, sizeof(err)),
@@ -630,16 +657,19 @@ static void test_qng_source_argument_syntax(void **state)
 	assert_int_equal(c.params.check_bytes, 131072);
 	assert_int_equal(c.params.stream_timeout_ms, 2000);
 
-	assert_int_equal(qng_conf_parse("sock=/tmp/a.sock;cmdtimeout=50;checkms=0;tries=3", &c,
-					err, sizeof(err)), 0);
+	assert_int_equal(qng_conf_parse("sock=/tmp/a.sock;cmdtimeout=50;checkms=0;tries=3", &c, err,
+					sizeof(err)),
+			 0);
 	assert_int_equal(c.backend, QNG_BACKEND_SOCK);
 	assert_string_equal(c.path, "/tmp/a.sock");
 	assert_int_equal(c.params.cmd_timeout_ms, 50);
 	assert_int_equal(c.params.check_ms, 0);
 	assert_int_equal(c.params.start_tries, 3);
 
-	assert_int_equal(qng_conf_parse("tty=/dev/ttyUSB0", &c, err, sizeof(err)), 0);
+	assert_int_equal(qng_conf_parse("tty=/dev/ttyUSB0+drain=20", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.backend, QNG_BACKEND_TTY);
+	assert_int_equal(c.params.cmd_timeout_ms, 500); /* a serial line's default */
+	assert_int_equal(c.params.drain_ms, 20);
 	assert_int_equal(qng_conf_parse("serial=QWR7A+latency=16", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.latency_ms, 16);
 
@@ -656,25 +686,26 @@ static void test_qng_source_argument_syntax(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_qng_initialise_learns_the_delimiter_and_clears_the_flag),
-		cmocka_unit_test(test_qng_start_discards_exactly_the_first_256_bytes_of_every_start),
-		cmocka_unit_test(test_qng_each_block_is_released_only_after_a_later_status_check),
-		cmocka_unit_test(test_qng_bad_statistics_fail_the_read_and_withhold_the_block),
-		cmocka_unit_test(test_qng_bad_statistics_with_plausible_data_withhold_the_block),
-		cmocka_unit_test(test_qng_bad_statistics_flag_alone_fails_the_read),
-		cmocka_unit_test(test_qng_stall_fails_after_the_streaming_timeout),
-		cmocka_unit_test(test_qng_unplug_mid_read_fails),
-		cmocka_unit_test(test_qng_disagreeing_delimiters_fail_initialisation),
-		cmocka_unit_test(test_qng_garbage_delimiter_at_a_status_check_fails),
-		cmocka_unit_test(test_qng_status_reply_of_the_wrong_length_fails),
-		cmocka_unit_test(test_qng_recovers_by_full_reset_after_every_fault),
-		cmocka_unit_test(test_qng_device_left_streaming_is_stopped_before_initialising),
-		cmocka_unit_test(test_qng_failed_open_is_reported),
-		cmocka_unit_test(test_qng_two_instances_are_independent),
-		cmocka_unit_test(test_qng_socket_backend_detects_a_stall_after_the_timeout),
-		cmocka_unit_test(test_qng_pick_never_chooses_a_plain_ftdi_adapter),
-		cmocka_unit_test(test_qng_generation_comes_from_the_fourth_serial_character),
-		cmocka_unit_test(test_qng_source_argument_syntax),
+	    cmocka_unit_test(test_qng_initialise_learns_the_delimiter_and_clears_the_flag),
+	    cmocka_unit_test(test_qng_start_discards_exactly_the_first_256_bytes_of_every_start),
+	    cmocka_unit_test(test_qng_each_block_is_released_only_after_a_later_status_check),
+	    cmocka_unit_test(test_qng_bad_statistics_fail_the_read_and_withhold_the_block),
+	    cmocka_unit_test(test_qng_bad_statistics_with_plausible_data_withhold_the_block),
+	    cmocka_unit_test(test_qng_bad_statistics_flag_alone_fails_the_read),
+	    cmocka_unit_test(test_qng_stall_fails_after_the_streaming_timeout),
+	    cmocka_unit_test(test_qng_unplug_mid_read_fails),
+	    cmocka_unit_test(test_qng_disagreeing_delimiters_fail_initialisation),
+	    cmocka_unit_test(test_qng_garbage_delimiter_at_a_status_check_fails),
+	    cmocka_unit_test(test_qng_status_reply_of_the_wrong_length_fails),
+	    cmocka_unit_test(test_qng_recovers_by_full_reset_after_every_fault),
+	    cmocka_unit_test(test_qng_device_left_streaming_is_stopped_before_initialising),
+	    cmocka_unit_test(test_qng_failed_open_is_reported),
+	    cmocka_unit_test(test_qng_two_instances_are_independent),
+	    cmocka_unit_test(test_qng_socket_backend_detects_a_stall_after_the_timeout),
+	    cmocka_unit_test(test_qng_pick_never_chooses_a_plain_ftdi_adapter),
+	    cmocka_unit_test(test_qng_ftdi_status_bytes_are_removed_from_every_packet),
+	    cmocka_unit_test(test_qng_generation_comes_from_the_fourth_serial_character),
+	    cmocka_unit_test(test_qng_source_argument_syntax),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
