@@ -42,6 +42,7 @@ static const char usage[] =
 	"  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
 	"  -v, --verbose        log debug lines too\n"
 	"  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
+	"      --list-sources   list the sources this machine offers and why any is unusable\n"
 	"      --alpha N        health tests' false-positive rate 2^-N (default 30)\n"
 	"      --pool-size N    bytes of tested randomness held ready (default 1048576)\n"
 	"  -h, --help           show this help and exit\n"
@@ -351,6 +352,7 @@ int conf_parse(struct conf *c, int argc, char **argv)
 		{"check", no_argument, NULL, 'n'},
 		{"alpha", required_argument, NULL, 'A'},
 		{"pool-size", required_argument, NULL, 'P'},
+		{"list-sources", no_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -410,6 +412,9 @@ int conf_parse(struct conf *c, int argc, char **argv)
 				return -1;
 			}
 			c->pool_size = (size_t)v;
+			break;
+		case 'L':
+			c->list_sources = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -21,7 +21,7 @@ struct conf {
 	size_t nsources;
 	struct endpoint_conf *endpoints;
 	size_t nendpoints;
-	bool foreground, verbose, check;
+	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
 };

@@ -92,6 +92,10 @@ int main(int argc, char **argv)
 	}
 	log_init("entropyd", true, conf.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	if (conf.list_sources) {
+		sources_list_detected(stdout);
+		return 0;
+	}
 
 	pool = pool_new(conf.pool_size);
 	if (pool == NULL) {

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -483,4 +484,77 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 		 "the kernel's generator, which is not a hardware source",
 		 why_hwrng, why_rdseed);
 	return sources_add(s, &c, err, errlen);
+}
+
+/* One candidate for --list-sources: try to open it as --source would, and say why not. */
+static void list_one(FILE *out, const struct src_driver *drv, const char *arg, const char *label,
+		     const char *note)
+{
+	char err[256] = "";
+	void *st = drv->open(arg, err, sizeof(err));
+
+	if (st != NULL) {
+		drv->close(st);
+		fprintf(out, "  usable    %-28s %s%s%s\n", label, drv->what, note ? "; " : "",
+			note ? note : "");
+	} else {
+		fprintf(out, "  unusable  %-28s %s\n", label, err);
+	}
+}
+
+/* The first line of a sysfs file, or "?" */
+static void read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	snprintf(buf, len, "?");
+	if (f != NULL) {
+		if (fgets(buf, (int)len, f) != NULL) {
+			buf[strcspn(buf, "\n")] = '\0';
+		}
+		fclose(f);
+	}
+}
+
+void sources_list_detected(FILE *out)
+{
+	char cur[128], avail[256], why[160], note[512];
+	DIR *d;
+
+	fprintf(out, "Sources on this machine (in the order entropyd picks a default):\n");
+	read_line("/sys/class/misc/hw_random/rng_current", cur, sizeof(cur));
+	read_line("/sys/class/misc/hw_random/rng_available", avail, sizeof(avail));
+	if (access("/dev/hwrng", F_OK) != 0) {
+		fprintf(out, "  unusable  %-28s no such device (no hardware RNG driver loaded)\n",
+			"file:/dev/hwrng");
+	} else if (!hwrng_delivers("/dev/hwrng", why, sizeof(why))) {
+		fprintf(out, "  unusable  %-28s %s (driver: %s)\n", "file:/dev/hwrng", why, cur);
+	} else {
+		snprintf(note, sizeof(note), "kernel hardware RNG driver %s (available: %s)", cur,
+			 avail);
+		list_one(out, &src_file_driver, "/dev/hwrng", "file:/dev/hwrng", note);
+	}
+	list_one(out, &src_rdseed_driver, NULL, "rdseed", NULL);
+	list_one(out, &src_getrandom_driver, NULL, "getrandom", NULL);
+	list_one(out, &src_qng_driver, NULL, "qng", "ComScire QNG on USB");
+	/* USB serial generators (TrueRNG, OneRNG, …) appear as ttys with stable names. */
+	d = opendir("/dev/serial/by-id");
+	if (d != NULL) {
+		struct dirent *e;
+
+		while ((e = readdir(d)) != NULL) {
+			char path[512], label[600];
+
+			if (e->d_name[0] == '.') {
+				continue;
+			}
+			snprintf(path, sizeof(path), "/dev/serial/by-id/%s", e->d_name);
+			snprintf(label, sizeof(label), "file:%s", path);
+			list_one(out, &src_file_driver, path, label,
+				 "a USB serial device: if it is a TRNG, use it with file:");
+		}
+		closedir(d);
+	} else {
+		fprintf(out, "  (no USB serial devices: /dev/serial/by-id does not exist)\n");
+	}
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct pool;
 struct sources;
@@ -35,6 +36,8 @@ int sources_start(struct sources *s);
 void sources_stop(struct sources *s);
 /* Log a one-line summary per source (bytes read, served, discarded, failures). */
 void sources_log_stats(struct sources *s);
+/* Print every source this machine offers and why each is or is not usable (--list-sources). */
+void sources_list_detected(FILE *out);
 /* Number of configured sources. */
 size_t sources_count(const struct sources *s);
 
