@@ -25,6 +25,8 @@ static const char usage[] =
 	"                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
 	"                                     qng:sock=PATH; settings joined by +)\n"
 	"                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
+	"                                ,init=STRING ,baud=N for a TRNG on a tty (init is\n"
+	"                                written after each open; escapes \\n \\r \\xHH)\n"
 	"                                ,prio=N priority group (default: position; equal\n"
 	"                                priorities feed together)\n"
 	"                       default: /dev/hwrng if it delivers, else rdseed, else getrandom\n"
@@ -124,6 +126,15 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec, eq);
 			}
 			out->min_entropy = h;
+		} else if (strcmp(opt, "init") == 0) {
+			free(out->tty.init);
+			out->tty.init = strdup(eq);
+		} else if (strcmp(opt, "baud") == 0) {
+			if (parse_long(eq, 1, 4000000, 10, &v) < 0) {
+				free(s);
+				return fail(err, errlen, "source %s: bad baud=%s", spec, eq);
+			}
+			out->tty.baud = v;
 		} else if (strcmp(opt, "prio") == 0) {
 			if (parse_long(eq, 0, 1000000, 10, &v) < 0) {
 				free(s);
@@ -132,7 +143,7 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 			out->prio = (int)v;
 		} else {
 			free(s);
-			return fail(err, errlen, "source %s: unknown option '%s' (h, prio)", spec, opt);
+			return fail(err, errlen, "source %s: unknown option '%s' (h, prio, init, baud)", spec, opt);
 		}
 	}
 	free(s);
@@ -445,6 +456,7 @@ void conf_free(struct conf *c)
 		free(c->sources[i].spec);
 		free(c->sources[i].kind);
 		free(c->sources[i].arg);
+		free(c->sources[i].tty.init);
 	}
 	for (size_t i = 0; i < c->nendpoints; i++) {
 		free(c->endpoints[i].spec);

@@ -37,6 +37,7 @@ struct src_inst {
 	char *spec;
 	char *arg;
 	int prio;
+	struct src_tty tty;
 	const struct src_driver *drv;
 	void *st;
 	struct gate *gate;
@@ -91,6 +92,19 @@ size_t sources_count(const struct sources *s)
 	return s->n;
 }
 
+/* Open, then apply tty settings where the driver takes them. */
+static void *open_source(const struct src_driver *drv, const char *arg, const struct src_tty *tty,
+			 char *err, size_t errlen)
+{
+	void *st = drv->open(arg, err, errlen);
+
+	if (st != NULL && drv->setup != NULL && drv->setup(st, tty, err, errlen) < 0) {
+		drv->close(st);
+		return NULL;
+	}
+	return st;
+}
+
 int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
 {
 	const struct src_driver *drv = NULL;
@@ -131,7 +145,14 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		free(si);
 		return -1;
 	}
-	si->st = drv->open(conf->arg, derr, sizeof(derr));
+	if ((conf->tty.init != NULL || conf->tty.baud != 0) && drv->setup == NULL) {
+		snprintf(err, errlen, "source %s: init= and baud= apply to file: sources only",
+			 conf->spec);
+		gate_free(si->gate);
+		free(si);
+		return -1;
+	}
+	si->st = open_source(drv, conf->arg, &conf->tty, derr, sizeof(derr));
 	if (si->st == NULL) {
 		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
 		gate_free(si->gate);
@@ -143,6 +164,8 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	si->spec = strdup(conf->spec);
 	si->arg = conf->arg ? strdup(conf->arg) : NULL;
 	si->prio = conf->prio;
+	si->tty.init = conf->tty.init ? strdup(conf->tty.init) : NULL;
+	si->tty.baud = conf->tty.baud;
 	si->state = SRC_STARTING;
 	si->chunk = malloc(SRC_CHUNK);
 	if (si->spec == NULL || si->chunk == NULL) {
@@ -335,7 +358,7 @@ static void *src_thread(void *arg)
 				break;
 			}
 			backoff = backoff * 2 > SRC_BACKOFF_MAX ? SRC_BACKOFF_MAX : backoff * 2;
-			si->st = si->drv->open(si->arg, err, sizeof(err));
+			si->st = open_source(si->drv, si->arg, &si->tty, err, sizeof(err));
 			if (si->st == NULL) {
 				log_warnx("source %s: cannot re-open: %s (next try in %u s)", si->spec,
 					  err, backoff);

@@ -15,13 +15,20 @@
 struct pool;
 struct sources;
 
-/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N]`. */
+/* Settings for a tty generator (file: sources), applied after every open. */
+struct src_tty {
+	char *init; /* bytes written after opening (escapes \n \r \xHH decoded), or NULL */
+	long baud;  /* 0 = leave the line speed as it is */
+};
+
+/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N]`. */
 struct source_conf {
 	char *spec;         /* as written by the user, for log lines */
 	char *kind;         /* "file", "rdseed", "getrandom" */
 	char *arg;          /* path for file, NULL otherwise */
 	double min_entropy; /* assumed min-entropy per byte for the health tests */
 	int prio;           /* lower is preferred */
+	struct src_tty tty; /* file: only */
 };
 
 /* The set of sources feeding pool; alpha_log2 sets the health tests' false-positive rate. */
@@ -54,6 +61,8 @@ struct src_driver {
 	long (*read)(void *st, uint8_t *buf, size_t n, char *err, size_t errlen);
 	/* Close and free the state. */
 	void (*close)(void *st);
+	/* Optional: apply tty settings after each open; -1 with a message in err. */
+	int (*setup)(void *st, const struct src_tty *tty, char *err, size_t errlen);
 	/* True if re-opening may continue the stream (devices); false for regular files,
 	 * whose re-opening would serve the same bytes twice. */
 	bool (*reopenable)(void *st);

@@ -3,6 +3,7 @@
  * (its end exhausts the source; it is never re-opened, which would repeat its bytes). */
 #include "src.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -65,6 +66,116 @@ static void *file_open(const char *path, char *err, size_t errlen)
 	return f;
 }
 
+/* Decode \n, \r, \t, \\ and \xHH in s into out; returns the length, -1 if malformed. */
+static long decode_escapes(const char *s, uint8_t *out, size_t outlen)
+{
+	size_t n = 0;
+
+	while (*s != '\0') {
+		unsigned v;
+
+		if (n == outlen) {
+			return -1;
+		}
+		if (*s != '\\') {
+			out[n++] = (uint8_t)*s++;
+			continue;
+		}
+		s++;
+		switch (*s) {
+		case 'n':
+			out[n++] = '\n';
+			break;
+		case 'r':
+			out[n++] = '\r';
+			break;
+		case 't':
+			out[n++] = '\t';
+			break;
+		case '\\':
+			out[n++] = '\\';
+			break;
+		case 'x':
+			if (sscanf(s + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)s[1]) ||
+			    !isxdigit((unsigned char)s[2])) {
+				return -1;
+			}
+			out[n++] = (uint8_t)v;
+			s += 2;
+			break;
+		default:
+			return -1;
+		}
+		s++;
+	}
+	return (long)n;
+}
+
+static speed_t baud_constant(long baud)
+{
+	static const struct {
+		long baud;
+		speed_t c;
+	} table[] = {{9600, B9600},	{19200, B19200},   {38400, B38400},   {57600, B57600},
+		     {115200, B115200}, {230400, B230400}, {460800, B460800}, {921600, B921600},
+		     {1000000, B1000000}, {3000000, B3000000}};
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		if (table[i].baud == baud) {
+			return table[i].c;
+		}
+	}
+	return 0;
+}
+
+/* A TRNG on a tty may need a line speed and commands (OneRNG: "cmdO\n" to start output). */
+static int file_setup(void *st, const struct src_tty *tty, char *err, size_t errlen)
+{
+	struct file_src *f = st;
+	uint8_t cmd[256];
+	long n;
+
+	if (tty->init == NULL && tty->baud == 0) {
+		return 0;
+	}
+	if (!isatty(f->fd)) {
+		snprintf(err, errlen, "%s: init= and baud= need a tty", f->path);
+		return -1;
+	}
+	if (tty->baud != 0) {
+		struct termios tio;
+		speed_t sp = baud_constant(tty->baud);
+
+		if (sp == 0 || tcgetattr(f->fd, &tio) < 0 || cfsetspeed(&tio, sp) < 0 ||
+		    tcsetattr(f->fd, TCSANOW, &tio) < 0) {
+			snprintf(err, errlen, "%s: cannot set baud=%ld", f->path, tty->baud);
+			return -1;
+		}
+	}
+	if (tty->init != NULL) {
+		n = decode_escapes(tty->init, cmd, sizeof(cmd));
+		if (n < 0) {
+			snprintf(err, errlen, "%s: bad init= string (escapes: \\n \\r \\t \\\\ \\xHH)",
+				 f->path);
+			return -1;
+		}
+		/* The source reads only: the command goes through a write descriptor of its own. */
+		int wfd = open(f->path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+
+		if (wfd < 0 || write(wfd, cmd, (size_t)n) != n) {
+			snprintf(err, errlen, "%s: writing init= failed: %s", f->path, strerror(errno));
+			if (wfd >= 0) {
+				close(wfd);
+			}
+			return -1;
+		}
+		tcdrain(wfd);
+		close(wfd);
+		tcflush(f->fd, TCIFLUSH); /* what the device sent before the command is not used */
+	}
+	return 0;
+}
+
 static long file_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 {
 	struct file_src *f = st;
@@ -112,5 +223,6 @@ const struct src_driver src_file_driver = {
 	.open = file_open,
 	.read = file_read,
 	.close = file_close,
+	.setup = file_setup,
 	.reopenable = file_reopenable,
 };
