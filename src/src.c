@@ -70,6 +70,7 @@ static const struct src_driver *const drivers[] = {
 	&src_rdseed_driver,
 	&src_getrandom_driver,
 	&src_qng_driver,
+	&src_darn_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -118,7 +119,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		}
 	}
 	if (drv == NULL) {
-		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, getrandom, qng)",
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng)",
 			 conf->spec, conf->kind);
 		return -1;
 	}
@@ -499,7 +500,14 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 			 "no --source given: using rdseed (%s)", why_hwrng);
 		return sources_add(s, &c, err, errlen);
 	}
-	snprintf(why_rdseed, sizeof(why_rdseed), "the CPU has no RDSEED");
+	if (src_darn_supported()) {
+		snprintf(spec, sizeof(spec), "darn");
+		c.kind = "darn";
+		snprintf(s->why_default, sizeof(s->why_default),
+			 "no --source given: using darn (%s)", why_hwrng);
+		return sources_add(s, &c, err, errlen);
+	}
+	snprintf(why_rdseed, sizeof(why_rdseed), "the CPU has neither RDSEED nor DARN");
 	snprintf(spec, sizeof(spec), "getrandom");
 	c.kind = "getrandom";
 	snprintf(s->why_default, sizeof(s->why_default),
@@ -558,6 +566,7 @@ void sources_list_detected(FILE *out)
 		list_one(out, &src_file_driver, "/dev/hwrng", "file:/dev/hwrng", note);
 	}
 	list_one(out, &src_rdseed_driver, NULL, "rdseed", NULL);
+	list_one(out, &src_darn_driver, NULL, "darn", NULL);
 	list_one(out, &src_getrandom_driver, NULL, "getrandom", NULL);
 	list_one(out, &src_qng_driver, NULL, "qng", "ComScire QNG on USB");
 	/* USB serial generators (TrueRNG, OneRNG, …) appear as ttys with stable names. */

@@ -72,8 +72,11 @@ extern const struct src_driver src_file_driver;
 extern const struct src_driver src_rdseed_driver;
 extern const struct src_driver src_getrandom_driver;
 extern const struct src_driver src_qng_driver;
+extern const struct src_driver src_darn_driver;
 
 /* True if the CPU has RDSEED. */
 bool src_rdseed_supported(void);
+/* True if the CPU has DARN (POWER9). */
+bool src_darn_supported(void);
 
 #endif
