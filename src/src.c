@@ -517,6 +517,29 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 	return sources_add(s, &c, err, errlen);
 }
 
+long src_read_words(uint8_t *buf, size_t n, int (*next)(unsigned long long *v), const char *insn,
+		    char *err, size_t errlen)
+{
+	size_t got = 0;
+
+	n = n > 4096 ? 4096 : n;
+	while (got < n) {
+		unsigned long long v;
+		size_t take = n - got < sizeof(v) ? n - got : sizeof(v);
+
+		if (next(&v) < 0) {
+			if (got > 0) {
+				break;
+			}
+			snprintf(err, errlen, "%s gave no number after many tries", insn);
+			return -1;
+		}
+		memcpy(buf + got, &v, take);
+		got += take;
+	}
+	return (long)got;
+}
+
 /* One candidate for --list-sources: try to open it as --source would, and say why not. */
 static void list_one(FILE *out, const struct src_driver *drv, const char *arg, const char *label,
 		     const char *note)

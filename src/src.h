@@ -74,6 +74,10 @@ extern const struct src_driver src_getrandom_driver;
 extern const struct src_driver src_qng_driver;
 extern const struct src_driver src_darn_driver;
 
+/* Fill buf[0..n) (at most 4096) with 64-bit words from next(), which returns 0 or -1 when
+ * the CPU gave no number after its own retries; shared by the CPU instruction sources. */
+long src_read_words(uint8_t *buf, size_t n, int (*next)(unsigned long long *v), const char *insn,
+		    char *err, size_t errlen);
 /* True if the CPU has RDSEED. */
 bool src_rdseed_supported(void);
 /* True if the CPU has DARN (POWER9). */

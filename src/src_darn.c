@@ -36,24 +36,7 @@ static int darn64(unsigned long long *v)
 
 static long darn_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 {
-	size_t got = 0;
-
-	n = n > 4096 ? 4096 : n;
-	while (got < n) {
-		unsigned long long v;
-		size_t take = n - got < sizeof(v) ? n - got : sizeof(v);
-
-		if (darn64(&v) < 0) {
-			if (got > 0) {
-				break;
-			}
-			snprintf(err, errlen, "DARN returned no number %d times in a row", DARN_TRIES);
-			return -1;
-		}
-		memcpy(buf + got, &v, take);
-		got += take;
-	}
-	return (long)got;
+	return src_read_words(buf, n, darn64, "DARN", err, errlen);
 }
 #else
 bool src_darn_supported(void)

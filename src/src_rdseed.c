@@ -36,24 +36,7 @@ __attribute__((target("rdseed"))) static int rdseed64(unsigned long long *v)
 
 static long rdseed_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 {
-	size_t got = 0;
-
-	n = n > 4096 ? 4096 : n;
-	while (got < n) {
-		unsigned long long v;
-		size_t take = n - got < sizeof(v) ? n - got : sizeof(v);
-
-		if (rdseed64(&v) < 0) {
-			if (got > 0) {
-				break;
-			}
-			snprintf(err, errlen, "RDSEED failed %d times in a row", RDSEED_TRIES);
-			return -1;
-		}
-		memcpy(buf + got, &v, take);
-		got += take;
-	}
-	return (long)got;
+	return src_read_words(buf, n, rdseed64, "RDSEED", err, errlen);
 }
 #else
 bool src_rdseed_supported(void)

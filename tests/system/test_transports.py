@@ -40,6 +40,19 @@ def recv_total(s, total, deadline_s=10.0):
     return sizes
 
 
+def qemu_udp_chardev():
+    """A socket standing in for QEMU's udp chardev (bound at localport), and a free port for
+    entropyd's side (QEMU's host:port). Returns (socket, localport, port)."""
+    qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    qemu.bind(("127.0.0.1", 0))
+    qemu.settimeout(5)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return qemu, qemu.getsockname()[1], port
+
+
 def test_udp_answers_every_command_never_more_than_asked(entropyd):
     d = entropyd(listen=(), extra=["--listen", "udp:127.0.0.1:0"])
     with udp_client(udp_port(d)) as s:
@@ -80,14 +93,7 @@ def test_udp_requests_from_peers_outside_allow_list_are_ignored(entropyd):
 def test_udp_connect_serves_one_fixed_peer_like_qemu(entropyd):
     # QEMU's `-chardev udp,host=127.0.0.1,port=P,localaddr=127.0.0.1,localport=L`: QEMU
     # sits at L, sends to P and accepts replies only from P.
-    qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    qemu.bind(("127.0.0.1", 0))
-    qemu.settimeout(5)
-    local = qemu.getsockname()[1]
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    qemu, local, port = qemu_udp_chardev()
     d = entropyd(listen=(), connect=["udp:127.0.0.1:%d,local=127.0.0.1:%d" % (local, port)])
     d.wait_log(r"connected to udp:", 5)
     qemu.sendto(b"\x02\x40" * 4, ("127.0.0.1", port))
@@ -202,14 +208,7 @@ def test_level_reply_over_udp_is_big_endian_bits(entropyd):
 
 def test_udp_connect_socket_survives_sighup(entropyd):
     # The port QEMU sends to must never be unbound: after a re-exec the same socket answers.
-    qemu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    qemu.bind(("127.0.0.1", 0))
-    qemu.settimeout(5)
-    local = qemu.getsockname()[1]
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    qemu, local, port = qemu_udp_chardev()
     d = entropyd(listen=(), connect=["udp:127.0.0.1:%d,local=127.0.0.1:%d" % (local, port)])
     d.wait_log(r"connected to udp:", 5)
     qemu.sendto(b"\x02\x40", ("127.0.0.1", port))
