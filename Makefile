@@ -13,7 +13,8 @@ DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev 
 	libftdi1-dev libusb-1.0-0-dev
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat \
 	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
-	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
+	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
+	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
 ENTROPYD_ARGS ?=
 
 .PHONY: all build run check unit system e2e asan bench deps-build deps-test clean install
@@ -65,6 +66,7 @@ check: deps-test build
 bench: deps-test build
 	$(PYTHON) bench/bench_egd.py
 	$(PYTHON) bench/bench_guest.py
+	$(PYTHON) bench/bench_ppc64.py
 
 install: build
 	meson install -C $(BUILD)

@@ -20,6 +20,9 @@ entropyd could do; entropyd itself does not do this):
   hmp-reply, udp-reply
                 the pacer is an EGD proxy between QEMU and entropyd and wakes QEMU
                 once after forwarding each answer (no timer at all)
+  udp-serve     no entropyd: the pacer is itself a minimal EGD server (os.urandom)
+                waking QEMU after each answer, the ceiling for that wake built into
+                a daemon (no proxy hop)
 Each row also reports the CPU QEMU (and the pacer) used during the read and
 during --idle seconds of guest idleness afterwards (the price of a periodic
 wake-up is paid even when nobody reads). Under TCG only ratios mean much.
@@ -37,7 +40,6 @@ import select
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +66,8 @@ def pacer_main(argv: list[str]) -> int:
     `mon` port; udp: we send datagrams to QEMU's netdev socket at port `udp`)
     either every US microseconds (TRIGGER periodic:US) or after each answer it
     forwards as an EGD proxy (TRIGGER reply: QEMU's rng-egd chardev dials our
-    `egd` port, we dial entropyd's EGD_PORT). Runs until a peer closes or SIGTERM."""
+    `egd` port, we dial entropyd's EGD_PORT), or after each answer it gives as a
+    minimal EGD server of its own (TRIGGER serve). Runs until a peer closes or SIGTERM."""
     channel, trigger = argv[0], argv[1]
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     ports: dict[str, int] = {}
@@ -76,7 +79,7 @@ def pacer_main(argv: list[str]) -> int:
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.bind(("127.0.0.1", 0))
         ports["udp"] = peers.free_port()  # QEMU binds it (localaddr=)
-    if trigger == "reply":
+    if trigger in ("reply", "serve"):
         egd_listen = socket.create_server(("127.0.0.1", 0))
         ports["egd"] = egd_listen.getsockname()[1]
     print("ports " + " ".join(f"{k}={v}" for k, v in ports.items()), file=sys.stderr,
@@ -108,6 +111,8 @@ def pacer_main(argv: list[str]) -> int:
                 if r and not mon.recv(65536):  # monitor output is drained and dropped
                     return 0
         q, _ = egd_listen.accept()
+        if trigger == "serve":
+            return _serve_egd(q, mon, wake)
         e = socket.create_connection(("127.0.0.1", int(argv[2])))
         for s in (q, e):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,6 +136,33 @@ def pacer_main(argv: list[str]) -> int:
         return 0
 
 
+def _serve_egd(q: socket.socket, mon: socket.socket | None, wake: Callable[[], None]) -> int:
+    """A minimal EGD server (blocking reads `02 NN` only, os.urandom) that wakes QEMU
+    after each answer: the ceiling for the same wake built into a daemon (no proxy hop)."""
+    q.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    readers = [q] + ([mon] if mon is not None else [])
+    pending = b""
+    while True:
+        r, _, _ = select.select(readers, [], [])
+        if mon is not None and mon in r and not mon.recv(65536):
+            return 0
+        if q not in r:
+            continue
+        b = q.recv(65536)
+        if not b:
+            return 0
+        pending += b
+        want = 0
+        while len(pending) >= 2 and pending[0] == 2:
+            want += pending[1]
+            pending = pending[2:]
+        if pending and pending[0] != 2:
+            return 1  # not what QEMU sends; this prototype serves nothing else
+        if want:
+            q.sendall(os.urandom(want))
+            wake()
+
+
 class Pacer(peers.Process):
     """This script's `pacer` mode as a child process; ports() from its first line."""
 
@@ -151,6 +183,15 @@ class Pacer(peers.Process):
 
 
 @dataclass
+class Context:
+    image: ppc64.Ppc64Image
+    nbytes: int         # bytes the guest reads
+    idle: int           # seconds the guest idles after reading
+    entropyd: Path      # daemon binary
+    tmp: Path           # scratch folder (named pipes)
+
+
+@dataclass
 class Setup:
     backend: list[str]
     extra: list[str] = field(default_factory=list)
@@ -166,19 +207,19 @@ def egd_chardev(port: int) -> list[str]:
     return guest.egd_backend(f"socket,id=egd0,host=127.0.0.1,port={port},reconnect=1")
 
 
-def row_builtin(ctx) -> Setup:
+def row_builtin(ctx: Context) -> Setup:
     return Setup(guest.builtin_backend())
 
 
-def row_fifo(ctx) -> Setup:
-    fifo = Path(ctx.tmp) / f"rng-{time.monotonic_ns()}.fifo"
+def row_fifo(ctx: Context) -> Setup:
+    fifo = ctx.tmp / f"rng-{time.monotonic_ns()}.fifo"
     d = peers.Entropyd(["--source", "getrandom", "--listen", f"fifo:{fifo}"],
                        binary=ctx.entropyd)
     return Setup(ppc64.rng_random_backend(fifo), stop=[d.stop])
 
 
 def row_egd(wakeup_us: int | None):
-    def setup(ctx) -> Setup:
+    def setup(ctx: Context) -> Setup:
         d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0"],
                            binary=ctx.entropyd)
         extra = guest.pacer_args(wakeup_us) if wakeup_us else []
@@ -187,11 +228,24 @@ def row_egd(wakeup_us: int | None):
 
 
 def row_pacer(channel: str, trigger: str):
-    def setup(ctx) -> Setup:
-        d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0"],
-                           binary=ctx.entropyd)
-        p = Pacer(channel, trigger, d.port() if trigger == "reply" else None)
-        ports = p.ports()
+    def setup(ctx: Context) -> Setup:
+        d = None
+        if trigger != "serve":
+            d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0"],
+                               binary=ctx.entropyd)
+        try:
+            p = Pacer(channel, trigger, d.port() if trigger == "reply" else None)
+        except peers.PeerError:
+            if d:
+                d.stop()
+            raise
+        try:
+            ports = p.ports()
+        except peers.PeerError:
+            p.stop()
+            if d:
+                d.stop()
+            raise
         if channel == "hmp":
             extra = ppc64.hmp_monitor_args(ports["mon"])
         elif channel == "qmp":
@@ -199,8 +253,8 @@ def row_pacer(channel: str, trigger: str):
         else:
             extra = ["-netdev", f"socket,id=wake0,udp=127.0.0.1:9,"
                                 f"localaddr=127.0.0.1:{ports['udp']}"]
-        backend = egd_chardev(ports["egd"] if trigger == "reply" else d.port())
-        return Setup(backend, extra, stop=[p.stop, d.stop], pacer=p)
+        backend = egd_chardev(ports["egd"] if "egd" in ports else d.port())
+        return Setup(backend, extra, stop=[p.stop] + ([d.stop] if d else []), pacer=p)
     return setup
 
 
@@ -218,6 +272,7 @@ RESEARCH_ROWS = [
     ("qmp-1000", "rng-egd + pacer QMP ' ' every 1000us", row_pacer("qmp", "periodic:1000")),
     ("hmp-reply", "rng-egd via proxy, HMP wake per answer", row_pacer("hmp", "reply")),
     ("udp-reply", "rng-egd via proxy, UDP wake per answer", row_pacer("udp", "reply")),
+    ("udp-serve", "rng-egd to Python EGD server, UDP wake per answer", row_pacer("udp", "serve")),
 ]
 
 
@@ -236,12 +291,13 @@ class Sample:
     qemu_cpu_idle: float = 0.0
     pacer_cpu_idle: float = 0.0
     error: str = ""
+    has_pacer: bool = False
 
 
 MARKERS = ("READ-START", "READ-DONE", "IDLE-START", "IDLE-DONE")
 
 
-def measure(ctx, setup_fn, timeout: float) -> Sample:
+def measure(ctx: Context, setup_fn: Callable[[Context], Setup], timeout: float) -> Sample:
     """One boot: guest-side read time, and CPU of QEMU and the pacer at each marker."""
     s = Sample()
     try:
@@ -249,6 +305,7 @@ def measure(ctx, setup_fn, timeout: float) -> Sample:
     except (peers.PeerError, OSError) as e:
         s.error = f"set-up failed: {str(e).splitlines()[0]}"
         return s
+    s.has_pacer = setup.pacer is not None
     run = ppc64.Ppc64Run(ctx.image, setup.backend, nbytes=ctx.nbytes, dump=False,
                          idle=ctx.idle, extra=setup.extra)
     seen: dict[str, tuple[float, float, float]] = {}
@@ -296,7 +353,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bytes", type=int, default=128 << 10,
                     help="bytes the guest reads per boot (default 128 KiB)")
-    ap.add_argument("--repeat", type=int, default=1, help="boots per row; the median is shown")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="boots per row, rounds interleaved; the median is shown (default 3)")
     ap.add_argument("--idle", type=int, default=3,
                     help="seconds the guest idles after its read, for idle CPU (default 3)")
     ap.add_argument("--research", action="store_true",
@@ -323,11 +381,8 @@ def main() -> int:
         print(f"bench_ppc64: cannot obtain the ppc64 guest: {e}", file=sys.stderr)
         return 1
 
-    class Ctx:
-        pass
-    ctx = Ctx()
-    ctx.image, ctx.nbytes, ctx.idle, ctx.entropyd = image, args.bytes, args.idle, args.entropyd
-    ctx.tmp = tempfile.mkdtemp(prefix="bench-ppc64-")
+    ctx = Context(image, args.bytes, args.idle, args.entropyd,
+                  Path(tempfile.mkdtemp(prefix="bench-ppc64-")))
 
     print(f"guest: ppc64 pseries {image.kernel_version}, TCG, x-vof firmware; reads "
           f"{args.bytes} bytes from /dev/hwrng (pseries_rng, 8 bytes per H_RANDOM); "
@@ -355,37 +410,46 @@ def main() -> int:
     for name, label, _ in rows:
         ok = [s for s in samples[name] if s.read_s is not None]
         if not ok:
-            table.append((label, None, samples[name][0].error.split(":")[0], None))
+            table.append((label, None, samples[name][0].error, None))
             continue
         med = statistics.median(s.read_s for s in ok)
         rate = args.bytes / med / 1e3
+        spread = f"{args.bytes / max(s.read_s for s in ok) / 1e3:.0f}-" \
+                 f"{args.bytes / min(s.read_s for s in ok) / 1e3:.0f}"
 
         def mcpu(attr: str, span: str) -> float:
             vals = [getattr(s, attr) / getattr(s, span) for s in ok if getattr(s, span) > 0]
             return statistics.median(vals) if vals else float("nan")
         cpu = (mcpu("qemu_cpu_read", "read_s"), mcpu("pacer_cpu_read", "read_s"),
                mcpu("qemu_cpu_idle", "idle_s"), mcpu("pacer_cpu_idle", "idle_s"))
+        if not ok[0].has_pacer:
+            cpu = (cpu[0], float("nan"), cpu[2], float("nan"))
         note = f"{len(samples[name]) - len(ok)} of {len(samples[name])} stalled" \
             if len(ok) < len(samples[name]) else ""
-        table.append((label, rate, note, cpu))
+        table.append((label, rate, spread, cpu, note))
         if name == "builtin":
             base = rate
 
     width = max(len(t[0]) for t in table)
     print()
-    print(f"{'backend':<{width}}  {'KB/s':>7}  {'x builtin':>9}  {'QEMU CPU':>8}  "
+    print(f"{'backend':<{width}}  {'KB/s':>7}  {'range':>9}  {'x builtin':>9}  {'QEMU CPU':>8}  "
           f"{'pacer':>6}  {'QEMU idle':>9}  {'pacer idle':>10}")
-    print(f"{'-' * width}  {'-' * 7}  {'-' * 9}  {'-' * 8}  {'-' * 6}  {'-' * 9}  {'-' * 10}")
-    for label, rate, note, cpu in table:
+    print(f"{'-' * width}  {'-' * 7}  {'-' * 9}  {'-' * 9}  {'-' * 8}  {'-' * 6}  {'-' * 9}  "
+          f"{'-' * 10}")
+    for label, rate, *rest in table:
         if rate is None:
-            print(f"{label:<{width}}  {'stalled' if note == 'stalled' else 'FAILED':>7}  "
-                  f"{'-':>9}  {note}")
+            reason = rest[0]
+            word = "stalled" if reason.startswith("stalled") else "FAILED"
+            print(f"{label:<{width}}  {word:>7}  {reason.split(': ', 1)[-1]}")
             continue
+        spread, cpu, note = rest
         ratio = f"{rate / base:.2f}" if base else "-"
-        cols = "  ".join(f"{100 * c:{w}.0f}%" for c, w in zip(cpu, (7, 5, 8, 9)))
-        print(f"{label:<{width}}  {rate:7.1f}  {ratio:>9}  {cols}  {note}")
-    print("\nCPU columns: percent of one core, median over rounds; QEMU/pacer during the "
-          "read, and during the guest's idle sleep afterwards.")
+        cols = "  ".join(f"{'-':>{w + 1}}" if c != c else f"{100 * c:{w}.0f}%"
+                         for c, w in zip(cpu, (7, 5, 8, 9)))
+        print(f"{label:<{width}}  {rate:7.1f}  {spread:>9}  {ratio:>9}  {cols}  {note}")
+    print("\nKB/s: median over rounds (range: slowest-fastest round). CPU columns: percent "
+          "of one core, median over rounds; QEMU/pacer during the read, and during the "
+          "guest's idle sleep afterwards.")
     return 0
 
 
