@@ -71,6 +71,7 @@ static const struct src_driver *const drivers[] = {
 	&src_getrandom_driver,
 	&src_qng_driver,
 	&src_darn_driver,
+	&src_qngvendor_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -119,7 +120,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		}
 	}
 	if (drv == NULL) {
-		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng)",
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, qngvendor)",
 			 conf->spec, conf->kind);
 		return -1;
 	}
@@ -592,6 +593,7 @@ void sources_list_detected(FILE *out)
 	list_one(out, &src_darn_driver, NULL, "darn", NULL);
 	list_one(out, &src_getrandom_driver, NULL, "getrandom", NULL);
 	list_one(out, &src_qng_driver, NULL, "qng", "ComScire QNG on USB");
+	list_one(out, &src_qngvendor_driver, NULL, "qngvendor", NULL);
 	/* USB serial generators (TrueRNG, OneRNG, …) appear as ttys with stable names. */
 	d = opendir("/dev/serial/by-id");
 	if (d != NULL) {

@@ -73,6 +73,7 @@ extern const struct src_driver src_rdseed_driver;
 extern const struct src_driver src_getrandom_driver;
 extern const struct src_driver src_qng_driver;
 extern const struct src_driver src_darn_driver;
+extern const struct src_driver src_qngvendor_driver;
 
 /* Fill buf[0..n) (at most 4096) with 64-bit words from next(), which returns 0 or -1 when
  * the CPU gave no number after its own retries; shared by the CPU instruction sources. */

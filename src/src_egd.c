@@ -1,0 +1,333 @@
+/* src_egd: the `egd:ENDPOINT` source kind: an upstream EGD server (another entropyd, or any
+ * server of the protocol), so that one entropyd can feed another.
+ *
+ *   egd:tcp:HOST:PORT   egd:tcp:[V6ADDR]:PORT   egd:unix:PATH
+ *
+ * open() connects (within EGD_CONNECT_TIMEOUT_MS) and sends its first requests at once: an
+ * entropyd upstream then never takes us for a reconnected QEMU waiting for primer bytes.
+ * Blocking requests (`02 FF`) are kept EGD_DEPTH deep, so that throughput is not bound by
+ * round trips. The upstream's bytes pass this daemon's own health tests like any source's.
+ *
+ * Invariant: read() returns only bytes the upstream sent, and `owed` is exactly the bytes
+ * requested and not yet received (bytes beyond it, unrequested, count as delivered and
+ * leave it at 0). A closed connection, an error, or no byte for egd_stall_ms (30 s) while
+ * bytes are owed fails the read: src.c then reconnects with backoff. */
+#include "src.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EGD_DEPTH 16u /* requests in flight */
+#define EGD_REQ 255u  /* bytes per request, the protocol's maximum */
+#define EGD_CONNECT_TIMEOUT_MS 10000
+
+/* No byte for this long while bytes are owed is a stall (a variable for tests). */
+static int egd_stall_ms = 30000;
+
+struct egd_where {
+	bool unix_path;
+	char host[256]; /* without brackets */
+	char port[8];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct egd_src {
+	int fd;
+	char where[300]; /* the endpoint as given, for messages */
+	unsigned long long owed, received;
+	uint8_t out[2 * EGD_DEPTH]; /* requests not yet written */
+	size_t outlen;
+};
+
+static long long egd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH; -1 with a message naming what is wrong. */
+static int egd_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
+{
+	const char *host, *port, *hend;
+	char *end;
+	long pn;
+
+	memset(w, 0, sizeof(*w));
+	if (strncmp(arg, "unix:", 5) == 0) {
+		if (arg[5] == '\0' || strlen(arg + 5) >= sizeof(w->path)) {
+			snprintf(err, errlen, "egd: unix: needs a path of 1 to %zu characters",
+				 sizeof(w->path) - 1);
+			return -1;
+		}
+		w->unix_path = true;
+		memcpy(w->path, arg + 5, strlen(arg + 5) + 1);
+		return 0;
+	}
+	if (strncmp(arg, "tcp:", 4) != 0) {
+		snprintf(err, errlen,
+			 "egd: '%s' is not tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH", arg);
+		return -1;
+	}
+	host = arg + 4;
+	if (host[0] == '[') {
+		host++;
+		hend = strchr(host, ']');
+		if (hend == NULL || hend[1] != ':') {
+			snprintf(err, errlen, "egd: '%s': expected tcp:[V6ADDR]:PORT", arg);
+			return -1;
+		}
+		port = hend + 2;
+	} else {
+		hend = strrchr(host, ':');
+		if (hend == NULL) {
+			snprintf(err, errlen, "egd: '%s': expected tcp:HOST:PORT", arg);
+			return -1;
+		}
+		if (memchr(host, ':', (size_t)(hend - host)) != NULL) {
+			snprintf(err, errlen,
+				 "egd: '%s': an IPv6 address goes in brackets: "
+				 "tcp:[V6ADDR]:PORT",
+				 arg);
+			return -1;
+		}
+		port = hend + 1;
+	}
+	errno = 0;
+	pn = strtol(port, &end, 10);
+	if (hend == host || (size_t)(hend - host) >= sizeof(w->host) || end == port ||
+	    *end != '\0' || errno != 0 || pn < 1 || pn > 65535) {
+		snprintf(err, errlen, "egd: '%s': expected a host and a port in 1..65535", arg);
+		return -1;
+	}
+	memcpy(w->host, host, (size_t)(hend - host));
+	snprintf(w->port, sizeof(w->port), "%ld", pn);
+	return 0;
+}
+
+/* Connect fd to addr within the deadline; 0, or -1 with errno. */
+static int connect_by(int fd, const struct sockaddr *addr, socklen_t len, long long deadline)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	socklen_t sl = sizeof(int);
+	int soerr = 0;
+
+	if (connect(fd, addr, len) == 0) {
+		return 0;
+	}
+	if (errno != EINPROGRESS && errno != EINTR) {
+		return -1;
+	}
+	for (;;) {
+		long long left = deadline - egd_now_ms();
+		int r;
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&p, 1, (int)left);
+		if (r > 0) {
+			break;
+		}
+		if (r < 0 && errno != EINTR) {
+			return -1;
+		}
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+		return -1;
+	}
+	errno = soerr;
+	return soerr == 0 ? 0 : -1;
+}
+
+static int connect_unix(const struct egd_where *w, long long deadline, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	memcpy(sun.sun_path, w->path, strlen(w->path) + 1);
+	if (fd < 0 || connect_by(fd, (struct sockaddr *)&sun, sizeof(sun), deadline) < 0) {
+		snprintf(err, errlen, "connect to unix:%s: %s", w->path,
+			 errno == EAGAIN ? "the server's backlog is full" : strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+		}
+		return -1;
+	}
+	return fd;
+}
+
+static int connect_tcp(const struct egd_where *w, long long deadline, char *err, size_t errlen)
+{
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res, *ai;
+	int fd = -1, one = 1, rc = getaddrinfo(w->host, w->port, &hints, &res);
+	char addr[NI_MAXHOST] = "?";
+
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", w->host,
+			 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0,
+			    NI_NUMERICHOST);
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		if (fd >= 0 && connect_by(fd, ai->ai_addr, ai->ai_addrlen, deadline) == 0) {
+			break;
+		}
+		snprintf(err, errlen, "connect to %s port %s: %s", addr, w->port, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd >= 0) {
+		/* Requests are 2 bytes: send each batch at once. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	return fd;
+}
+
+/* Queue requests until EGD_DEPTH are owed; owed counts a request from when it is queued. */
+static void top_up(struct egd_src *s)
+{
+	while (s->owed <= (EGD_DEPTH - 1) * EGD_REQ && s->outlen + 2 <= sizeof(s->out)) {
+		s->out[s->outlen++] = 0x02;
+		s->out[s->outlen++] = EGD_REQ;
+		s->owed += EGD_REQ;
+	}
+}
+
+/* Write what the socket takes of the queued requests; -1 on an error. */
+static int flush(struct egd_src *s)
+{
+	while (s->outlen > 0) {
+		ssize_t w = send(s->fd, s->out, s->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		}
+		memmove(s->out, s->out + w, s->outlen - (size_t)w);
+		s->outlen -= (size_t)w;
+	}
+	return 0;
+}
+
+static void *egd_open(const char *arg, char *err, size_t errlen)
+{
+	struct egd_where w;
+	struct egd_src *s;
+	long long deadline = egd_now_ms() + EGD_CONNECT_TIMEOUT_MS;
+
+	if (egd_parse(arg, &w, err, errlen) < 0) {
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(s->where, sizeof(s->where), "%s", arg);
+	s->fd = w.unix_path ? connect_unix(&w, deadline, err, errlen)
+			    : connect_tcp(&w, deadline, err, errlen);
+	if (s->fd < 0) {
+		free(s);
+		return NULL;
+	}
+	/* The first requests go out now: silence would earn us unrequested primer bytes. */
+	top_up(s);
+	if (flush(s) < 0) {
+		snprintf(err, errlen, "sending requests to %s: %s", s->where, strerror(errno));
+		close(s->fd);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
+{
+	struct egd_src *s = st;
+	long long deadline = egd_now_ms() + egd_stall_ms;
+
+	for (;;) {
+		struct pollfd p = {.fd = s->fd, .events = POLLIN};
+		long long left;
+		ssize_t r;
+
+		top_up(s);
+		if (flush(s) < 0) {
+			snprintf(err, errlen, "sending requests to %s: %s", s->where,
+				 strerror(errno));
+			return -1;
+		}
+		left = deadline - egd_now_ms();
+		if (left <= 0) {
+			snprintf(err, errlen, "no byte from %s for %d s while %llu bytes were owed",
+				 s->where, egd_stall_ms / 1000, s->owed);
+			return -1;
+		}
+		p.events |= s->outlen > 0 ? POLLOUT : 0;
+		if (poll(&p, 1, (int)left) <= 0) {
+			continue; /* a timeout or EINTR: the deadline decides */
+		}
+		r = recv(s->fd, buf, n, MSG_DONTWAIT);
+		if (r > 0) {
+			s->received += (unsigned long long)r;
+			s->owed =
+			    s->owed > (unsigned long long)r ? s->owed - (unsigned long long)r : 0;
+			return (long)r;
+		}
+		if (r == 0) {
+			snprintf(err, errlen,
+				 "%s closed the connection after %llu bytes (%llu owed)", s->where,
+				 s->received, s->owed);
+			return -1;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			snprintf(err, errlen, "reading from %s: %s", s->where, strerror(errno));
+			return -1;
+		}
+	}
+}
+
+static void egd_close(void *st)
+{
+	struct egd_src *s = st;
+
+	close(s->fd);
+	free(s);
+}
+
+static bool egd_reopenable(void *st)
+{
+	return true;
+}
+
+const struct src_driver src_egd_driver = {
+    .kind = "egd",
+    .what = "an upstream EGD server (its bytes are tested here again)",
+    .needs_arg = true,
+    .takes_arg = true,
+    .open = egd_open,
+    .read = egd_read,
+    .close = egd_close,
+    .reopenable = egd_reopenable,
+};
