@@ -25,6 +25,10 @@ static const char usage[] =
 	"                         getrandom   the kernel's generator (not a hardware source)\n"
 	"                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
 	"                                     qng:sock=PATH; settings joined by +)\n"
+	"                         exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
+	"                                     when it ends; its stderr is logged\n"
+	"                         egd:EP      an upstream EGD server (e.g. another entropyd):\n"
+	"                                     egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
 	"                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
 	"                                ,init=STRING ,baud=N for a TRNG on a tty (init is\n"
 	"                                written after each open; escapes \\n \\r \\xHH)\n"
@@ -69,11 +73,42 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
 	return -1;
 }
 
-/* Split "kind:rest,opt,opt" in place: returns the option list (or NULL). */
+/* True if item (len bytes) reads `key=value` for a key of the source options. */
+static bool is_source_option(const char *item, size_t len)
+{
+	static const char *const keys[] = {"h=", "prio=", "init=", "baud="};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t k = strlen(keys[i]);
+
+		if (len > k && strncmp(item, keys[i], k) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Split "kind:rest,opt,opt" in place: returns the option list (or NULL). An exec: command
+ * may hold commas: there, only a tail of `,key=value` items with known keys is options. */
 static char *split_options(char *s)
 {
-	char *comma = strchr(s, ',');
+	char *comma = NULL;
 
+	if (strncmp(s, "exec:", 5) != 0) {
+		comma = strchr(s, ',');
+	} else {
+		size_t end = strlen(s);
+
+		for (size_t i = end; i-- > 5;) {
+			if (s[i] == ',') {
+				if (!is_source_option(s + i + 1, end - i - 1)) {
+					break;
+				}
+				comma = s + i;
+				end = i;
+			}
+		}
+	}
 	if (comma == NULL) {
 		return NULL;
 	}

@@ -46,6 +46,8 @@ struct pool *pool_new(size_t capacity)
 	/* Best effort: without CAP_IPC_LOCK the limit may be too small; main() reports it. */
 	(void)mlock(p->buf, capacity);
 	(void)madvise(p->buf, capacity, MADV_DONTDUMP);
+	/* A child (an exec: source's guard) must not inherit a copy of unserved bytes. */
+	(void)madvise(p->buf, capacity, MADV_WIPEONFORK);
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (p->efd < 0) {
 		int saved = errno;

@@ -72,6 +72,8 @@ static const struct src_driver *const drivers[] = {
 	&src_qng_driver,
 	&src_darn_driver,
 	&src_qngvendor_driver,
+	&src_exec_driver,
+	&src_egd_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -120,12 +122,12 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		}
 	}
 	if (drv == NULL) {
-		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, qngvendor)",
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, qngvendor, exec, egd)",
 			 conf->spec, conf->kind);
 		return -1;
 	}
 	if (drv->needs_arg && (conf->arg == NULL || conf->arg[0] == '\0')) {
-		snprintf(err, errlen, "source %s: needs an argument (%s:PATH)", conf->spec, drv->kind);
+		snprintf(err, errlen, "source %s: needs an argument (%s:ARG)", conf->spec, drv->kind);
 		return -1;
 	}
 	if (!drv->needs_arg && !drv->takes_arg && conf->arg != NULL) {
@@ -154,8 +156,18 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		free(si);
 		return -1;
 	}
+	if (drv->check != NULL && drv->check(conf->arg, derr, sizeof(derr)) < 0) {
+		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
+		gate_free(si->gate);
+		free(si);
+		return -1;
+	}
 	si->st = open_source(drv, conf->arg, &conf->tty, derr, sizeof(derr));
-	if (si->st == NULL) {
+	if (si->st == NULL && drv->retry_at_start) {
+		log_warnx("source %s: cannot open it now: %s; starting without it and retrying "
+			  "in the background",
+			  conf->spec, derr);
+	} else if (si->st == NULL) {
 		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
 		gate_free(si->gate);
 		free(si);
@@ -168,7 +180,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	si->prio = conf->prio;
 	si->tty.init = conf->tty.init ? strdup(conf->tty.init) : NULL;
 	si->tty.baud = conf->tty.baud;
-	si->state = SRC_STARTING;
+	si->state = si->st != NULL ? SRC_STARTING : SRC_CLOSED;
 	si->chunk = malloc(SRC_CHUNK);
 	if (si->spec == NULL || si->chunk == NULL) {
 		snprintf(err, errlen, "out of memory");

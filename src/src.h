@@ -61,6 +61,12 @@ struct src_driver {
 	long (*read)(void *st, uint8_t *buf, size_t n, char *err, size_t errlen);
 	/* Close and free the state. */
 	void (*close)(void *st);
+	/* Optional: check the argument without opening; a driver with retry_at_start must
+	 * have it, so that a malformed argument still stops the start. */
+	int (*check)(const char *arg, char *err, size_t errlen);
+	/* An open that fails at start-up does not stop the daemon: the source's thread
+	 * retries it with backoff (an upstream host may come up later). */
+	bool retry_at_start;
 	/* Optional: apply tty settings after each open; -1 with a message in err. */
 	int (*setup)(void *st, const struct src_tty *tty, char *err, size_t errlen);
 	/* True if re-opening may continue the stream (devices); false for regular files,
@@ -73,6 +79,8 @@ extern const struct src_driver src_rdseed_driver;
 extern const struct src_driver src_getrandom_driver;
 extern const struct src_driver src_qng_driver;
 extern const struct src_driver src_darn_driver;
+extern const struct src_driver src_exec_driver;
+extern const struct src_driver src_egd_driver;
 extern const struct src_driver src_qngvendor_driver;
 
 /* Fill buf[0..n) (at most 4096) with 64-bit words from next(), which returns 0 or -1 when

@@ -59,7 +59,7 @@ static long long egd_now_ms(void)
 }
 
 /* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH; -1 with a message naming what is wrong. */
-static int egd_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
+static int upstream_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
 {
 	const char *host, *port, *hend;
 	char *end;
@@ -236,7 +236,7 @@ static void *egd_open(const char *arg, char *err, size_t errlen)
 	struct egd_src *s;
 	long long deadline = egd_now_ms() + EGD_CONNECT_TIMEOUT_MS;
 
-	if (egd_parse(arg, &w, err, errlen) < 0) {
+	if (upstream_parse(arg, &w, err, errlen) < 0) {
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -321,6 +321,13 @@ static bool egd_reopenable(void *st)
 	return true;
 }
 
+static int egd_check(const char *arg, char *err, size_t errlen)
+{
+    struct egd_where w;
+
+    return upstream_parse(arg, &w, err, errlen);
+}
+
 const struct src_driver src_egd_driver = {
     .kind = "egd",
     .what = "an upstream EGD server (its bytes are tested here again)",
@@ -330,4 +337,6 @@ const struct src_driver src_egd_driver = {
     .read = egd_read,
     .close = egd_close,
     .reopenable = egd_reopenable,
+    .check = egd_check,
+    .retry_at_start = true,
 };
