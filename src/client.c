@@ -61,7 +61,7 @@ struct client {
 	uint8_t out[256 + 4];
 	size_t outlen, outoff;
 
-	bool hungry;        /* in cs->hungry, waiting for pool bytes */
+	bool hungry;	    /* in cs->hungry, waiting for pool bytes */
 	bool write_blocked; /* socket full; wev armed */
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
@@ -110,7 +110,8 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	cs->alpha_log2 = alpha_log2;
 	TAILQ_INIT(&cs->hungry);
 	LIST_INIT(&cs->all);
-	cs->pool_ev = event_new(base, pool_wakeup_fd(pool), EV_READ | EV_PERSIST, pool_ready_cb, cs);
+	cs->pool_ev =
+	    event_new(base, pool_wakeup_fd(pool), EV_READ | EV_PERSIST, pool_ready_cb, cs);
 	if (cs->pool_ev == NULL || event_add(cs->pool_ev, NULL) < 0) {
 		free(cs);
 		return NULL;
@@ -374,8 +375,8 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
  * write. */
 static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want)
 {
-	ssize_t w = c->io.send != NULL ? c->io.send(c->io.ctx, c->fd, iov, cnt)
-				       : writev(c->fd, iov, cnt);
+	ssize_t w =
+	    c->io.send != NULL ? c->io.send(c->io.ctx, c->fd, iov, cnt) : writev(c->fd, iov, cnt);
 
 	if (w < 0) {
 		if (errno != EAGAIN && errno != EINTR) {

@@ -22,7 +22,7 @@ struct client;
 
 /* Per-endpoint behaviour of its clients. */
 struct client_opts {
-	bool raw;         /* proto=raw: stream bytes, no protocol */
+	bool raw;	  /* proto=raw: stream bytes, no protocol */
 	unsigned primer;  /* unrequested bytes sent if a new peer stays silent for 100 ms */
 	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
 };
@@ -36,8 +36,8 @@ struct client_io {
 	ssize_t (*send)(void *ctx, int fd, const struct iovec *iov, int cnt);
 	void *ctx;
 	size_t max_send; /* largest single send (a datagram), 0 = no limit */
-	bool shared_fd;  /* fd belongs to the endpoint: not read, not closed by the client */
-	bool no_input;   /* never read from fd (a pipe's write end) */
+	bool shared_fd;	 /* fd belongs to the endpoint: not read, not closed by the client */
+	bool no_input;	 /* never read from fd (a pipe's write end) */
 };
 
 /* The registry of clients serving from pool on base; NULL on failure. */

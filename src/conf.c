@@ -14,56 +14,56 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"Usage: entropyd [OPTION]...\n"
-	"Serve randomness from hardware generators to QEMU guests and programs over the EGD\n"
-	"protocol (QEMU -object rng-egd), health-testing every byte (SP 800-90B).\n"
-	"\n"
-	"  -s, --source SPEC    a source, repeatable, in priority order (failover to the next):\n"
-	"                         file:PATH   a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
-	"                         rdseed      the x86 CPU's RDSEED instruction\n"
-	"                         darn        the POWER9 CPU's DARN instruction\n"
-	"                         getrandom   the kernel's generator (not a hardware source)\n"
-	"                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
-	"                                     qng:sock=PATH; settings joined by +)\n"
-	"                         exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
-	"                                     when it ends; its stderr is logged\n"
-	"                         egd:EP      an upstream EGD server (e.g. another entropyd):\n"
-	"                                     egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
-	"                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
-	"                                ,init=STRING ,baud=N for a TRNG on a tty (init is\n"
-	"                                written after each open; escapes \\n \\r \\xHH)\n"
-	"                                ,prio=N priority group (default: position; equal\n"
-	"                                priorities feed together)\n"
-	"                       default: /dev/hwrng if it delivers, else rdseed or darn,\n"
-	"                       else getrandom\n"
-	"  -l, --listen EP      accept clients on EP, repeatable:\n"
-	"                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-	"                         udp:HOST:PORT (,allow=PREFIX+PREFIX; default loopback),\n"
-	"                         fifo:PATH (a named pipe for QEMU -object rng-random)\n"
-	"                       default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX "\n"
-	"  -c, --connect EP     dial EP (a QEMU chardev with server=on) and redial forever:\n"
-	"                         tcp:HOST:PORT, unix:PATH,\n"
-	"                         udp:HOST:PORT[,local=HOST:PORT] (QEMU's chardev udp)\n"
-	"                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
-	"                       0 = never) ,write=on (accept EGD 0x03); unix listeners:\n"
-	"                       ,mode=0660 ,owner=USER ,group=GROUP\n"
-	"  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
-	"  -v, --verbose        log debug lines too\n"
-	"  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
-	"      --list-sources   list the sources this machine offers and why any is unusable\n"
-	"      --alpha N        health tests' false-positive rate 2^-N (default 30)\n"
-	"      --pool-size N    bytes of tested randomness held ready (default 1048576)\n"
-	"  -h, --help           show this help and exit\n"
-	"  -V, --version        show the version and exit\n"
-	"\n"
-	"Each byte is health-tested and, by default, delivered once to one client. A peer that\n"
-	"is silent for 100 ms after connecting gets `primer` unrequested bytes: this resumes a\n"
-	"QEMU guest whose requests were lost across a reconnect; EGD clients that send their\n"
-	"first request at once never see them. SIGHUP re-executes entropyd keeping every\n"
-	"listening socket open; systemd socket activation is supported. See entropyd(8).\n";
+    "Usage: entropyd [OPTION]...\n"
+    "Serve randomness from hardware generators to QEMU guests and programs over the EGD\n"
+    "protocol (QEMU -object rng-egd), health-testing every byte (SP 800-90B).\n"
+    "\n"
+    "  -s, --source SPEC    a source, repeatable, in priority order (failover to the next):\n"
+    "                         file:PATH   a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
+    "                         rdseed      the x86 CPU's RDSEED instruction\n"
+    "                         darn        the POWER9 CPU's DARN instruction\n"
+    "                         getrandom   the kernel's generator (not a hardware source)\n"
+    "                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
+    "                                     qng:sock=PATH; settings joined by +)\n"
+    "                         exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
+    "                                     when it ends; its stderr is logged\n"
+    "                         egd:EP      an upstream EGD server (e.g. another entropyd):\n"
+    "                                     egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
+    "                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
+    "                                ,init=STRING ,baud=N for a TRNG on a tty (init is\n"
+    "                                written after each open; escapes \\n \\r \\xHH)\n"
+    "                                ,prio=N priority group (default: position; equal\n"
+    "                                priorities feed together)\n"
+    "                       default: /dev/hwrng if it delivers, else rdseed or darn,\n"
+    "                       else getrandom\n"
+    "  -l, --listen EP      accept clients on EP, repeatable:\n"
+    "                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+    "                         udp:HOST:PORT (,allow=PREFIX+PREFIX; default loopback),\n"
+    "                         fifo:PATH (a named pipe for QEMU -object rng-random)\n"
+    "                       default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX "\n"
+    "  -c, --connect EP     dial EP (a QEMU chardev with server=on) and redial forever:\n"
+    "                         tcp:HOST:PORT, unix:PATH,\n"
+    "                         udp:HOST:PORT[,local=HOST:PORT] (QEMU's chardev udp)\n"
+    "                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
+    "                       0 = never) ,write=on (accept EGD 0x03); unix listeners:\n"
+    "                       ,mode=0660 ,owner=USER ,group=GROUP\n"
+    "  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
+    "  -v, --verbose        log debug lines too\n"
+    "  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
+    "      --list-sources   list the sources this machine offers and why any is unusable\n"
+    "      --alpha N        health tests' false-positive rate 2^-N (default 30)\n"
+    "      --pool-size N    bytes of tested randomness held ready (default 1048576)\n"
+    "  -h, --help           show this help and exit\n"
+    "  -V, --version        show the version and exit\n"
+    "\n"
+    "Each byte is health-tested and, by default, delivered once to one client. A peer that\n"
+    "is silent for 100 ms after connecting gets `primer` unrequested bytes: this resumes a\n"
+    "QEMU guest whose requests were lost across a reconnect; EGD clients that send their\n"
+    "first request at once never see them. SIGHUP re-executes entropyd keeping every\n"
+    "listening socket open; systemd socket activation is supported. See entropyd(8).\n";
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
-							const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+						      ...)
 {
 	va_list ap;
 
@@ -145,7 +145,8 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 		out->arg = strdup(colon + 1);
 	}
 	out->kind = strdup(s);
-	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt; opt = strtok_r(NULL, ",", &save)) {
+	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt;
+	     opt = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(opt, '=');
 		long v;
 
@@ -160,7 +161,8 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 
 			if (end == eq || *end != '\0' || !(h > 0 && h <= 8)) {
 				free(s);
-				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec, eq);
+				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec,
+					    eq);
 			}
 			out->min_entropy = h;
 		} else if (strcmp(opt, "init") == 0) {
@@ -180,7 +182,9 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 			out->prio = (int)v;
 		} else {
 			free(s);
-			return fail(err, errlen, "source %s: unknown option '%s' (h, prio, init, baud)", spec, opt);
+			return fail(err, errlen,
+				    "source %s: unknown option '%s' (h, prio, init, baud)", spec,
+				    opt);
 		}
 	}
 	free(s);
@@ -204,7 +208,8 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 		e->opts.raw = strcmp(v, "raw") == 0;
 	} else if (strcmp(opt, "primer") == 0) {
 		if (parse_long(v, 0, 1 << 20, 10, &n) < 0) {
-			return fail(err, errlen, "endpoint %s: bad primer=%s (0..1048576)", spec, v);
+			return fail(err, errlen, "endpoint %s: bad primer=%s (0..1048576)", spec,
+				    v);
 		}
 		e->opts.primer = (unsigned)n;
 	} else if (strcmp(opt, "write") == 0) {
@@ -216,11 +221,13 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 		char *save = NULL;
 
 		if (e->kind != EP_UDP || e->connect) {
-			return fail(err, errlen, "endpoint %s: allow= applies to udp listeners", spec);
+			return fail(err, errlen, "endpoint %s: allow= applies to udp listeners",
+				    spec);
 		}
 		e->nallow = 0;
 		for (char *p = strtok_r(v, "+", &save); p; p = strtok_r(NULL, "+", &save)) {
-			if (e->nallow == UDP_MAX_ALLOW || udp_parse_prefix(p, &e->allow[e->nallow]) < 0) {
+			if (e->nallow == UDP_MAX_ALLOW ||
+			    udp_parse_prefix(p, &e->allow[e->nallow]) < 0) {
 				return fail(err, errlen,
 					    "endpoint %s: bad allow= entry '%s' (ADDR[/BITS], "
 					    "joined by +, at most %d)",
@@ -246,8 +253,8 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 		   strcmp(opt, "group") == 0) {
 		if ((e->kind != EP_UNIX && e->kind != EP_FIFO) || e->connect) {
 			return fail(err, errlen,
-				    "endpoint %s: %s= applies to unix and fifo listeners only", spec,
-				    opt);
+				    "endpoint %s: %s= applies to unix and fifo listeners only",
+				    spec, opt);
 		}
 		if (opt[0] == 'm') {
 			if (parse_long(v, 0, 07777, 8, &n) < 0) {
@@ -267,7 +274,8 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 			struct group *gr = getgrnam(v);
 
 			if (gr == NULL && parse_long(v, 0, INT_MAX, 10, &n) < 0) {
-				return fail(err, errlen, "endpoint %s: no such group '%s'", spec, v);
+				return fail(err, errlen, "endpoint %s: no such group '%s'", spec,
+					    v);
 			}
 			e->group = gr ? gr->gr_gid : (gid_t)n;
 			e->has_group = true;
@@ -392,18 +400,12 @@ void conf_default_endpoints(struct conf *c)
 int conf_parse(struct conf *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"source", required_argument, NULL, 's'},
-		{"listen", required_argument, NULL, 'l'},
-		{"connect", required_argument, NULL, 'c'},
-		{"foreground", no_argument, NULL, 'f'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"check", no_argument, NULL, 'n'},
-		{"alpha", required_argument, NULL, 'A'},
-		{"pool-size", required_argument, NULL, 'P'},
-		{"list-sources", no_argument, NULL, 'L'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"source", required_argument, NULL, 's'},  {"listen", required_argument, NULL, 'l'},
+	    {"connect", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+	    {"verbose", no_argument, NULL, 'v'},       {"check", no_argument, NULL, 'n'},
+	    {"alpha", required_argument, NULL, 'A'},   {"pool-size", required_argument, NULL, 'P'},
+	    {"list-sources", no_argument, NULL, 'L'},  {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
 	};
 	int ch;
 	long v;
@@ -416,8 +418,7 @@ int conf_parse(struct conf *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, ":s:l:c:fvnhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': {
-			struct source_conf *s =
-				realloc(c->sources, (c->nsources + 1) * sizeof(*s));
+			struct source_conf *s = realloc(c->sources, (c->nsources + 1) * sizeof(*s));
 
 			if (s == NULL) {
 				return -1;

@@ -11,14 +11,14 @@ enum egd_cmd {
 	EGD_NONBLOCK = 0x01, /* 01 NN         -> MM then MM bytes (MM <= NN) */
 	EGD_BLOCK = 0x02,    /* 02 NN         -> exactly NN bytes */
 	EGD_WRITE = 0x03,    /* 03 HI LO NN + NN bytes -> nothing */
-	EGD_PID = 0x04,      /* 04            -> LL then LL ASCII characters */
+	EGD_PID = 0x04,	     /* 04            -> LL then LL ASCII characters */
 };
 
 struct egd_req {
 	enum egd_cmd cmd;
-	uint8_t len;          /* NN for 01, 02, 03 */
-	uint16_t bits;        /* HI:LO for 03 */
-	const uint8_t *data;  /* the NN bytes of 03, pointing into the parsed input */
+	uint8_t len;	     /* NN for 01, 02, 03 */
+	uint16_t bits;	     /* HI:LO for 03 */
+	const uint8_t *data; /* the NN bytes of 03, pointing into the parsed input */
 };
 
 /* Parse one request from buf[0..n). Returns the number of bytes it takes (> 0) and fills

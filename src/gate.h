@@ -18,7 +18,7 @@ struct gate_result {
 	size_t released;   /* bytes handed to the callback */
 	size_t discarded;  /* bytes dropped: start-up samples and windows that failed */
 	bool started_now;  /* a start-up test completed in this call (and no failure after) */
-	bool failed;       /* a test failed */
+	bool failed;	   /* a test failed */
 	bool failed_rct;   /* ... the first failure was the repetition count test */
 	size_t failed_at;  /* index in the chunk of the first failing sample */
 	unsigned failures; /* failures in this chunk */

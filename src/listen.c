@@ -4,12 +4,13 @@
 #include "listen.h"
 
 #include "log.h"
+#include "netaddr.h"
 #include "udp.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -71,31 +72,11 @@ struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 		eps->inherited[eps->ninherited++] = SD_LISTEN_FDS_START + i;
 	}
 	if (n > 0) {
-		log_info("%d listening socket(s) or pipe(s) passed in (socket activation or re-exec)",
-			 n);
+		log_info(
+		    "%d listening socket(s) or pipe(s) passed in (socket activation or re-exec)",
+		    n);
 	}
 	return eps;
-}
-
-/* Same address (and port, unless want's port is 0)? */
-static bool same_inet(const struct sockaddr *have, const struct sockaddr *want)
-{
-	if (have->sa_family != want->sa_family) {
-		return false;
-	}
-	if (want->sa_family == AF_INET) {
-		const struct sockaddr_in *h = (const void *)have, *w = (const void *)want;
-
-		return h->sin_addr.s_addr == w->sin_addr.s_addr &&
-		       (w->sin_port == 0 || w->sin_port == h->sin_port);
-	}
-	if (want->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *h = (const void *)have, *w = (const void *)want;
-
-		return memcmp(&h->sin6_addr, &w->sin6_addr, sizeof(w->sin6_addr)) == 0 &&
-		       (w->sin6_port == 0 || w->sin6_port == h->sin6_port);
-	}
-	return false;
 }
 
 /* Take an inherited descriptor that matches; -1 if none. */
@@ -108,7 +89,7 @@ static int adopt_inet(struct endpoints *eps, int type, const struct sockaddr *wa
 
 		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, type, -1) > 0 &&
 		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-		    same_inet((struct sockaddr *)&ss, want)) {
+		    netaddr_same_inet((struct sockaddr *)&ss, want)) {
 			eps->inherited[i] = -1;
 			return fd;
 		}
@@ -121,41 +102,13 @@ static int adopt_path(struct endpoints *eps, const char *path, bool fifo)
 	for (size_t i = 0; i < eps->ninherited; i++) {
 		int fd = eps->inherited[i];
 
-		if (fd >= 0 && (fifo ? sd_is_fifo(fd, path) : sd_is_socket_unix(fd, SOCK_STREAM, 1,
-										 path, 0)) > 0) {
+		if (fd >= 0 && (fifo ? sd_is_fifo(fd, path)
+				     : sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0)) > 0) {
 			eps->inherited[i] = -1;
 			return fd;
 		}
 	}
 	return -1;
-}
-
-/* "tcp:127.0.0.1:8888", "tcp:[::1]:8888" or "unix:PATH" for a socket address. */
-static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
-{
-	char host[INET6_ADDRSTRLEN], serv[16];
-
-	if (sa->sa_family == AF_UNIX) {
-		const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
-
-		snprintf(out, outlen, "unix:%s", len > sizeof(sa_family_t) ? sun->sun_path : "");
-		return;
-	}
-	if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(out, outlen, "tcp:?");
-		return;
-	}
-	snprintf(out, outlen, sa->sa_family == AF_INET6 ? "tcp:[%s]:%s" : "tcp:%s:%s", host, serv);
-}
-
-/* Replies are small (64 bytes for a guest's virtio-rng buffer): send each at once rather
- * than letting Nagle's algorithm hold it until the peer's (delayed) acknowledgement. */
-static void no_delay(int fd)
-{
-	int one = 1;
-
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -167,8 +120,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (ep->conf.kind == EP_UNIX) {
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
-		format_addr(sa, (socklen_t)len, peer, sizeof(peer));
-		no_delay(fd);
+		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
+		netaddr_no_delay(fd);
 	}
 	client_new(ep->eps->cs, fd, &ep->conf.opts, peer, NULL, NULL);
 }
@@ -245,17 +198,6 @@ static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, 
 	return fd;
 }
 
-/* "tcp:127.0.0.1:PORT" (kind = "tcp" or "udp") for a bound socket. */
-static void sock_name(int fd, const char *kind, char *out, size_t outlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-
-	getsockname(fd, (struct sockaddr *)&ss, &sslen);
-	format_addr((struct sockaddr *)&ss, sslen, out, outlen);
-	memcpy(out, kind, 3);
-}
-
 static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -276,7 +218,7 @@ static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 			freeaddrinfo(res);
 			return -1;
 		}
-		sock_name(fd, "tcp", name, sizeof(name));
+		netaddr_sock_name(fd, "tcp", name, sizeof(name));
 		if (add_listener(ep, fd, err, errlen) < 0) {
 			freeaddrinfo(res);
 			return -1;
@@ -305,7 +247,7 @@ static int listen_udp(struct endpoint *ep, char *err, size_t errlen)
 	if (ep->udp_fd < 0) {
 		return -1;
 	}
-	sock_name(ep->udp_fd, "udp", name, sizeof(name));
+	netaddr_sock_name(ep->udp_fd, "udp", name, sizeof(name));
 	ep->udp = udp_listen(ep->eps->base, ep->eps->cs, ep->udp_fd, name, &ep->conf.opts,
 			     ep->conf.allow, ep->conf.nallow);
 	if (ep->udp == NULL) {
@@ -343,9 +285,8 @@ static int listen_fifo(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
-	    ((c->has_owner || c->has_group) &&
-	     chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
-		   c->has_group ? c->group : (gid_t)-1) < 0)) {
+	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
+						     c->has_group ? c->group : (gid_t)-1) < 0)) {
 		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
 		return -1;
 	}
@@ -353,8 +294,8 @@ static int listen_fifo(struct endpoint *ep, char *err, size_t errlen)
 	snprintf(peer, sizeof(peer), "fifo:%s", c->path);
 	/* The pipe's descriptor must outlive the client: the client gets a duplicate. */
 	int dup = fcntl(ep->fifo_fd, F_DUPFD_CLOEXEC, 3);
-	if (dup < 0 || client_new_io(ep->eps->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) ==
-			       NULL) {
+	if (dup < 0 ||
+	    client_new_io(ep->eps->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) == NULL) {
 		snprintf(err, errlen, "%s: cannot serve the pipe", c->spec);
 		return -1;
 	}
@@ -445,9 +386,8 @@ static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
 	}
 	ep->own_path = true;
 	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
-	    ((c->has_owner || c->has_group) &&
-	     chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
-		   c->has_group ? c->group : (gid_t)-1) < 0) ||
+	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
+						     c->has_group ? c->group : (gid_t)-1) < 0) ||
 	    listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
 		close(fd);
@@ -517,24 +457,9 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	ep->backoff_ms = DIAL_BACKOFF_MIN_MS;
 	log_info("connected to %s", ep->conf.spec);
 	if (ep->conf.kind == EP_TCP) {
-		no_delay(fd);
+		netaddr_no_delay(fd);
 	}
 	client_new(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep);
-}
-
-/* The port a socket is bound to (0 if unbound). */
-static int getsockname_port(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-		return 0;
-	}
-	if (ss.ss_family == AF_INET) {
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : 0;
 }
 
 /* A connected UDP socket to adopt (kept across a re-exec): same local address, same peer. */
@@ -547,7 +472,7 @@ static int adopt_udp_connected(struct endpoints *eps, const struct sockaddr *pee
 
 		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0 &&
 		    getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
-		    same_inet((struct sockaddr *)&ss, peer)) {
+		    netaddr_same_inet((struct sockaddr *)&ss, peer)) {
 			eps->inherited[i] = -1;
 			return fd;
 		}
@@ -574,7 +499,7 @@ static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, soc
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	}
-	if (ep->conf.local_host != NULL && getsockname_port(fd) == 0) {
+	if (ep->conf.local_host != NULL && netaddr_port(fd) == 0) {
 		struct addrinfo hints = {.ai_family = ss->ss_family,
 					 .ai_socktype = SOCK_DGRAM,
 					 .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
@@ -677,8 +602,7 @@ static char *dup_or_null(const char *s)
 	return s != NULL ? strdup(s) : NULL;
 }
 
-int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char *err,
-		  size_t errlen)
+int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char *err, size_t errlen)
 {
 	struct endpoint *ep = calloc(1, sizeof(*ep));
 	int rc;

@@ -22,9 +22,9 @@ struct endpoint_conf {
 	char *spec; /* as written, for log lines */
 	bool connect;
 	enum endpoint_kind kind;
-	char *host, *port; /* tcp, udp */
-	char *path;        /* unix, fifo */
-	char *local_host, *local_port; /* udp connect: local=HOST:PORT */
+	char *host, *port;			/* tcp, udp */
+	char *path;				/* unix, fifo */
+	char *local_host, *local_port;		/* udp connect: local=HOST:PORT */
 	struct udp_prefix allow[UDP_MAX_ALLOW]; /* udp listen: allowed peers */
 	size_t nallow;
 	bool has_mode, has_owner, has_group;

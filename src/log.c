@@ -43,14 +43,14 @@ static void vlog(int pri, const char *errstr, const char *fmt, va_list ap)
 	}
 }
 
-#define LOG_BODY(pri, with_errno)                                                          \
-	do {                                                                               \
-		int saved = errno;                                                         \
-		va_list ap;                                                                \
-		va_start(ap, fmt);                                                         \
-		vlog(pri, (with_errno) ? strerror(saved) : NULL, fmt, ap);                 \
-		va_end(ap);                                                                \
-		errno = saved;                                                             \
+#define LOG_BODY(pri, with_errno)                                                                  \
+	do {                                                                                       \
+		int saved = errno;                                                                 \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vlog(pri, (with_errno) ? strerror(saved) : NULL, fmt, ap);                         \
+		va_end(ap);                                                                        \
+		errno = saved;                                                                     \
 	} while (0)
 
 void log_warn(const char *fmt, ...)

@@ -170,8 +170,7 @@ int main(int argc, char **argv)
 	endpoints_free(eps);
 	clients_free(cs);
 	sources_log_stats(srcs);
-	log_info("delivered %llu bytes in all; stopped",
-		 (unsigned long long)pool_delivered(pool));
+	log_info("delivered %llu bytes in all; stopped", (unsigned long long)pool_delivered(pool));
 	for (int i = 0; i < 3; i++) {
 		event_free(sigev[i]);
 	}

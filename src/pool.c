@@ -17,7 +17,7 @@
 struct pool {
 	uint8_t *buf;
 	size_t cap;
-	size_t low; /* producers sleep until this much space is free (hysteresis) */
+	size_t low;	       /* producers sleep until this much space is free (hysteresis) */
 	_Atomic uint64_t head; /* total bytes ever put */
 	_Atomic uint64_t tail; /* total bytes ever consumed */
 	atomic_bool want;      /* consumer asked for a wake-up */

@@ -59,21 +59,15 @@ struct sources {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	atomic_bool stop;
-	int active_prio; /* INT_MAX when no source is healthy */
-	time_t started;  /* CLOCK_MONOTONIC seconds at sources_start */
-	bool holding;    /* a fallback waits for a better source's first start-up */
+	int active_prio;       /* INT_MAX when no source is healthy */
+	time_t started;	       /* CLOCK_MONOTONIC seconds at sources_start */
+	bool holding;	       /* a fallback waits for a better source's first start-up */
 	char why_default[512]; /* why the default source was chosen, logged at start */
 };
 
 static const struct src_driver *const drivers[] = {
-	&src_file_driver,
-	&src_rdseed_driver,
-	&src_getrandom_driver,
-	&src_qng_driver,
-	&src_darn_driver,
-	&src_qngvendor_driver,
-	&src_exec_driver,
-	&src_egd_driver,
+    &src_file_driver, &src_rdseed_driver,    &src_getrandom_driver, &src_qng_driver,
+    &src_darn_driver, &src_qngvendor_driver, &src_exec_driver,	    &src_egd_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -122,12 +116,15 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		}
 	}
 	if (drv == NULL) {
-		snprintf(err, errlen, "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, qngvendor, exec, egd)",
+		snprintf(err, errlen,
+			 "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, "
+			 "qngvendor, exec, egd)",
 			 conf->spec, conf->kind);
 		return -1;
 	}
 	if (drv->needs_arg && (conf->arg == NULL || conf->arg[0] == '\0')) {
-		snprintf(err, errlen, "source %s: needs an argument (%s:ARG)", conf->spec, drv->kind);
+		snprintf(err, errlen, "source %s: needs an argument (%s:ARG)", conf->spec,
+			 drv->kind);
 		return -1;
 	}
 	if (!drv->needs_arg && !drv->takes_arg && conf->arg != NULL) {
@@ -188,8 +185,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	}
 	s->v[s->n++] = si;
 	snprintf(si->desc, sizeof(si->desc), "%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u",
-		 drv->what, conf->min_entropy,
-		 health_rct_cutoff(gate_health(si->gate)),
+		 drv->what, conf->min_entropy, health_rct_cutoff(gate_health(si->gate)),
 		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW);
 	return 0;
 }
@@ -374,8 +370,8 @@ static void *src_thread(void *arg)
 			backoff = backoff * 2 > SRC_BACKOFF_MAX ? SRC_BACKOFF_MAX : backoff * 2;
 			si->st = open_source(si->drv, si->arg, &si->tty, err, sizeof(err));
 			if (si->st == NULL) {
-				log_warnx("source %s: cannot re-open: %s (next try in %u s)", si->spec,
-					  err, backoff);
+				log_warnx("source %s: cannot re-open: %s (next try in %u s)",
+					  si->spec, err, backoff);
 				continue;
 			}
 			atomic_fetch_add(&si->reopens, 1);
@@ -450,14 +446,15 @@ void sources_log_stats(struct sources *s)
 	for (size_t i = 0; i < s->n; i++) {
 		struct src_inst *si = s->v[i];
 
-		log_info("source %s: %llu bytes read, %llu passed to the pool, %llu discarded, "
-			 "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens",
-			 si->spec, (unsigned long long)atomic_load(&si->bytes_read),
-			 (unsigned long long)atomic_load(&si->bytes_served),
-			 (unsigned long long)atomic_load(&si->bytes_discarded),
-			 (unsigned long long)health_failures_rct(gate_health(si->gate)),
-			 (unsigned long long)health_failures_apt(gate_health(si->gate)),
-			 (unsigned long long)atomic_load(&si->reopens));
+		log_info(
+		    "source %s: %llu bytes read, %llu passed to the pool, %llu discarded, "
+		    "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens",
+		    si->spec, (unsigned long long)atomic_load(&si->bytes_read),
+		    (unsigned long long)atomic_load(&si->bytes_served),
+		    (unsigned long long)atomic_load(&si->bytes_discarded),
+		    (unsigned long long)health_failures_rct(gate_health(si->gate)),
+		    (unsigned long long)health_failures_apt(gate_health(si->gate)),
+		    (unsigned long long)atomic_load(&si->reopens));
 	}
 }
 

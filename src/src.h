@@ -23,11 +23,11 @@ struct src_tty {
 
 /* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N]`. */
 struct source_conf {
-	char *spec;         /* as written by the user, for log lines */
-	char *kind;         /* "file", "rdseed", "getrandom" */
-	char *arg;          /* path for file, NULL otherwise */
+	char *spec;	    /* as written by the user, for log lines */
+	char *kind;	    /* "file", "rdseed", "getrandom" */
+	char *arg;	    /* path for file, NULL otherwise */
 	double min_entropy; /* assumed min-entropy per byte for the health tests */
-	int prio;           /* lower is preferred */
+	int prio;	    /* lower is preferred */
 	struct src_tty tty; /* file: only */
 };
 
@@ -52,8 +52,8 @@ size_t sources_count(const struct sources *s);
 struct src_driver {
 	const char *kind;
 	const char *what; /* how log lines describe it */
-	bool needs_arg; /* the argument is required */
-	bool takes_arg; /* an argument is allowed (optional unless needs_arg) */
+	bool needs_arg;	  /* the argument is required */
+	bool takes_arg;	  /* an argument is allowed (optional unless needs_arg) */
 	/* Open; returns driver state, or NULL with a one-line message in err. */
 	void *(*open)(const char *arg, char *err, size_t errlen);
 	/* Read up to n bytes, blocking. > 0 bytes, 0 when exhausted for good (end of a regular

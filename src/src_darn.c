@@ -56,8 +56,9 @@ static int darn_token;
 static void *darn_open(const char *arg, char *err, size_t errlen)
 {
 	if (!src_darn_supported()) {
-		snprintf(err, errlen, "this CPU has no DARN instruction (POWER9 / ISA 3.0 and later "
-				      "only); use another source");
+		snprintf(err, errlen,
+			 "this CPU has no DARN instruction (POWER9 / ISA 3.0 and later "
+			 "only); use another source");
 		return NULL;
 	}
 	return &darn_token;
@@ -73,11 +74,11 @@ static bool darn_reopenable(void *st)
 }
 
 const struct src_driver src_darn_driver = {
-	.kind = "darn",
-	.what = "hardware: the POWER CPU's entropy source",
-	.needs_arg = false,
-	.open = darn_open,
-	.read = darn_read,
-	.close = darn_close,
-	.reopenable = darn_reopenable,
+    .kind = "darn",
+    .what = "hardware: the POWER CPU's entropy source",
+    .needs_arg = false,
+    .open = darn_open,
+    .read = darn_read,
+    .close = darn_close,
+    .reopenable = darn_reopenable,
 };

@@ -323,9 +323,9 @@ static bool egd_reopenable(void *st)
 
 static int egd_check(const char *arg, char *err, size_t errlen)
 {
-    struct egd_where w;
+	struct egd_where w;
 
-    return upstream_parse(arg, &w, err, errlen);
+	return upstream_parse(arg, &w, err, errlen);
 }
 
 const struct src_driver src_egd_driver = {

@@ -116,8 +116,8 @@ static speed_t baud_constant(long baud)
 	static const struct {
 		long baud;
 		speed_t c;
-	} table[] = {{9600, B9600},	{19200, B19200},   {38400, B38400},   {57600, B57600},
-		     {115200, B115200}, {230400, B230400}, {460800, B460800}, {921600, B921600},
+	} table[] = {{9600, B9600},	  {19200, B19200},    {38400, B38400},	 {57600, B57600},
+		     {115200, B115200},	  {230400, B230400},  {460800, B460800}, {921600, B921600},
 		     {1000000, B1000000}, {3000000, B3000000}};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
@@ -155,15 +155,16 @@ static int file_setup(void *st, const struct src_tty *tty, char *err, size_t err
 	if (tty->init != NULL) {
 		n = decode_escapes(tty->init, cmd, sizeof(cmd));
 		if (n < 0) {
-			snprintf(err, errlen, "%s: bad init= string (escapes: \\n \\r \\t \\\\ \\xHH)",
-				 f->path);
+			snprintf(err, errlen,
+				 "%s: bad init= string (escapes: \\n \\r \\t \\\\ \\xHH)", f->path);
 			return -1;
 		}
 		/* The source reads only: the command goes through a write descriptor of its own. */
 		int wfd = open(f->path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
 
 		if (wfd < 0 || write(wfd, cmd, (size_t)n) != n) {
-			snprintf(err, errlen, "%s: writing init= failed: %s", f->path, strerror(errno));
+			snprintf(err, errlen, "%s: writing init= failed: %s", f->path,
+				 strerror(errno));
 			if (wfd >= 0) {
 				close(wfd);
 			}
@@ -216,13 +217,13 @@ static bool file_reopenable(void *st)
 }
 
 const struct src_driver src_file_driver = {
-	.kind = "file",
-	.what = "a device, pipe or file",
-	.needs_arg = true,
-	.takes_arg = true,
-	.open = file_open,
-	.read = file_read,
-	.close = file_close,
-	.setup = file_setup,
-	.reopenable = file_reopenable,
+    .kind = "file",
+    .what = "a device, pipe or file",
+    .needs_arg = true,
+    .takes_arg = true,
+    .open = file_open,
+    .read = file_read,
+    .close = file_close,
+    .setup = file_setup,
+    .reopenable = file_reopenable,
 };

@@ -45,11 +45,11 @@ static bool getrandom_reopenable(void *st)
 }
 
 const struct src_driver src_getrandom_driver = {
-	.kind = "getrandom",
-	.what = "not a hardware source: the kernel's generator",
-	.needs_arg = false,
-	.open = getrandom_open,
-	.read = getrandom_read,
-	.close = getrandom_close,
-	.reopenable = getrandom_reopenable,
+    .kind = "getrandom",
+    .what = "not a hardware source: the kernel's generator",
+    .needs_arg = false,
+    .open = getrandom_open,
+    .read = getrandom_read,
+    .close = getrandom_close,
+    .reopenable = getrandom_reopenable,
 };

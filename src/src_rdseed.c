@@ -56,8 +56,9 @@ static int rdseed_token;
 static void *rdseed_open(const char *arg, char *err, size_t errlen)
 {
 	if (!src_rdseed_supported()) {
-		snprintf(err, errlen, "this CPU has no RDSEED instruction (see the rdseed flag in "
-				      "/proc/cpuinfo); use another source");
+		snprintf(err, errlen,
+			 "this CPU has no RDSEED instruction (see the rdseed flag in "
+			 "/proc/cpuinfo); use another source");
 		return NULL;
 	}
 	return &rdseed_token;
@@ -73,11 +74,11 @@ static bool rdseed_reopenable(void *st)
 }
 
 const struct src_driver src_rdseed_driver = {
-	.kind = "rdseed",
-	.what = "hardware: the CPU's entropy source",
-	.needs_arg = false,
-	.open = rdseed_open,
-	.read = rdseed_read,
-	.close = rdseed_close,
-	.reopenable = rdseed_reopenable,
+    .kind = "rdseed",
+    .what = "hardware: the CPU's entropy source",
+    .needs_arg = false,
+    .open = rdseed_open,
+    .read = rdseed_read,
+    .close = rdseed_close,
+    .reopenable = rdseed_reopenable,
 };

@@ -116,10 +116,10 @@ static ssize_t peer_send(void *ctx, int fd, const struct iovec *iov, int cnt)
 {
 	struct udp_peer *p = ctx;
 	struct msghdr msg = {
-		.msg_name = &p->addr,
-		.msg_namelen = p->len,
-		.msg_iov = (struct iovec *)iov,
-		.msg_iovlen = (size_t)cnt,
+	    .msg_name = &p->addr,
+	    .msg_namelen = p->len,
+	    .msg_iov = (struct iovec *)iov,
+	    .msg_iovlen = (size_t)cnt,
 	};
 
 	return sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -162,7 +162,8 @@ static struct udp_peer *find_peer(struct udp_ep *u, const struct sockaddr_storag
 		/* Full: forget an idle peer, never one that is owed bytes. */
 		for (int i = 0; i < UDP_MAX_PEERS && slot < 0; i++) {
 			if (client_idle(u->peers[i]->c)) {
-				client_drop(u->peers[i]->c, "peer table full; dropping an idle peer");
+				client_drop(u->peers[i]->c,
+					    "peer table full; dropping an idle peer");
 				slot = i;
 			}
 		}
@@ -204,7 +205,8 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 		uint8_t buf[2048];
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		ssize_t r = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&ss, &len);
+		ssize_t r =
+		    recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&ss, &len);
 		struct udp_peer *p;
 
 		if (r < 0) {
@@ -225,8 +227,8 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 			if (now != u->last_refusal_log) {
 				char host[INET6_ADDRSTRLEN] = "?";
 
-				getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), NULL, 0,
-					    NI_NUMERICHOST);
+				getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), NULL,
+					    0, NI_NUMERICHOST);
 				log_warnx("%s: datagram from %s ignored: not in allow=", u->name,
 					  host);
 				u->last_refusal_log = now;

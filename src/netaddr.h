@@ -1,0 +1,21 @@
+/* netaddr: socket-address helpers shared by the endpoints: how an address is written in
+ * log lines, whether two addresses are the same, which port a socket is bound to. */
+#ifndef ENTROPYD_NETADDR_H
+#define ENTROPYD_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Same family and address, and same port unless want's port is 0? */
+bool netaddr_same_inet(const struct sockaddr *have, const struct sockaddr *want);
+/* "tcp:127.0.0.1:8888", "tcp:[::1]:8888" or "unix:PATH" for an address. */
+void netaddr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
+/* Set TCP_NODELAY on a connected TCP socket. */
+void netaddr_no_delay(int fd);
+/* netaddr_format of a bound socket, with its first three letters replaced by kind. */
+void netaddr_sock_name(int fd, const char *kind, char *out, size_t outlen);
+/* The port a socket is bound to (0 if unbound). */
+int netaddr_port(int fd);
+
+#endif
