@@ -59,8 +59,8 @@ MODULES = (
 # Console marker prefix printed by the guest's init.
 MARK = "E2E: "
 
-INIT_SCRIPT = r"""#!/bin/busybox sh
-# entropyd e2e guest init: load virtio-rng, read /dev/hwrng, report, power off.
+_INIT_TEMPLATE = r"""#!/bin/busybox sh
+# entropyd e2e guest init: load the RNG driver, read /dev/hwrng, report, power off.
 /bin/busybox mkdir -p /proc /sys /dev /tmp
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -74,16 +74,17 @@ fail() { say "FAIL $*"; finish; }
 now() { cut -d' ' -f1 /proc/uptime; }
 
 say "INIT uptime=$(now)"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio-rng; do
+for m in @MODULES@; do
     insmod "/lib/modules/$m.ko" || fail "insmod $m"
 done
 
-N=1048576; CHUNK=0; DUMP=1
+N=@BYTES@; CHUNK=0; DUMP=1; IDLE=0
 for kv in $(cat /proc/cmdline); do
     case "$kv" in
     rngbytes=*) N="${kv#rngbytes=}" ;;
     rngchunk=*) CHUNK="${kv#rngchunk=}" ;;
     rngdump=*) DUMP="${kv#rngdump=}" ;;
+    rngidle=*) IDLE="${kv#rngidle=}" ;;
     esac
 done
 
@@ -91,11 +92,11 @@ cur=""
 i=0
 while [ $i -lt 100 ]; do
     cur="$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
-    [ "$cur" = "virtio_rng.0" ] && break
+    [ "$cur" = "@RNG@" ] && break
     sleep 0.1
     i=$((i + 1))
 done
-[ "$cur" = "virtio_rng.0" ] || fail "rng_current is '$cur', not virtio_rng.0"
+[ "$cur" = "@RNG@" ] || fail "rng_current is '$cur', not @RNG@"
 say "RNG $cur"
 
 say "READ-START bytes=$N chunk=$CHUNK uptime=$(now)"
@@ -121,12 +122,29 @@ say "READ-DONE bytes=$got t0=$t0 t1=$t1"
 [ "$got" = "$N" ] || fail "read $got bytes, wanted $N"
 say "SHA256 $(sha256sum /tmp/data | cut -d' ' -f1)"
 if [ "$DUMP" = 1 ]; then
-    stty -F /dev/ttyS1 raw -echo 2>/dev/null
-    base64 /tmp/data >/dev/ttyS1 || fail "dump to ttyS1"
+    stty -F /dev/@TTY@ raw -echo 2>/dev/null
+    base64 /tmp/data >/dev/@TTY@ || fail "dump to @TTY@"
     say "DUMP-DONE uptime=$(now)"
+fi
+if [ "$IDLE" -gt 0 ]; then
+    say "IDLE-START seconds=$IDLE uptime=$(now)"
+    sleep "$IDLE"
+    say "IDLE-DONE uptime=$(now)"
 fi
 finish
 """
+
+def make_init_script(modules: list[str], rng: str, data_tty: str, default_bytes: int) -> str:
+    """The guest's init: insmod `modules` in order, wait until rng_current is `rng`, read
+    /dev/hwrng (rngbytes=, rngchunk=; rngidle=S stays idle S seconds after), send the bytes
+    base64-encoded on /dev/`data_tty`, power off. Shared by the x86 and ppc64 guests."""
+    return (_INIT_TEMPLATE.replace("@MODULES@", " ".join(modules)).replace("@RNG@", rng)
+            .replace("@TTY@", data_tty).replace("@BYTES@", str(default_bytes)))
+
+
+INIT_SCRIPT = make_init_script(["virtio_ring", "virtio", "virtio_pci_modern_dev",
+                                "virtio_pci_legacy_dev", "virtio_pci", "virtio-rng"],
+                               "virtio_rng.0", "ttyS1", 1048576)
 
 
 class GuestError(Exception):

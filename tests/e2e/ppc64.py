@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import guest
 from guest import GuestError, cache_dir
 
 QEMU = "qemu-system-ppc64"
@@ -59,78 +60,7 @@ RNG_NAME = "pseries_rng"
 MARK = "E2E: "
 APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
-INIT_SCRIPT = r"""#!/bin/busybox sh
-# entropyd ppc64 e2e guest init: load pseries-rng, read /dev/hwrng, report, power off.
-/bin/busybox mkdir -p /proc /sys /dev /tmp
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec 0</dev/console 1>/dev/console 2>&1
-
-say() { echo "E2E: $*"; }
-finish() { sync; say "END"; poweroff -f; sleep 10; }
-fail() { say "FAIL $*"; finish; }
-now() { cut -d' ' -f1 /proc/uptime; }
-
-say "INIT uptime=$(now)"
-insmod /lib/modules/pseries-rng.ko || fail "insmod pseries-rng"
-
-N=65536; CHUNK=0; DUMP=1; IDLE=0
-for kv in $(cat /proc/cmdline); do
-    case "$kv" in
-    rngbytes=*) N="${kv#rngbytes=}" ;;
-    rngchunk=*) CHUNK="${kv#rngchunk=}" ;;
-    rngdump=*) DUMP="${kv#rngdump=}" ;;
-    rngidle=*) IDLE="${kv#rngidle=}" ;;
-    esac
-done
-
-cur=""
-i=0
-while [ $i -lt 100 ]; do
-    cur="$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
-    [ "$cur" = "pseries_rng" ] && break
-    sleep 0.1
-    i=$((i + 1))
-done
-[ "$cur" = "pseries_rng" ] || fail "rng_current is '$cur', not pseries_rng"
-say "RNG $cur"
-
-say "READ-START bytes=$N chunk=$CHUNK uptime=$(now)"
-t0="$(now)"
-if [ "$CHUNK" -gt 0 ] && [ "$CHUNK" -lt "$N" ]; then
-    : >/tmp/data
-    left=$N
-    k=0
-    while [ $left -gt 0 ]; do
-        c=$CHUNK
-        [ $c -gt $left ] && c=$left
-        dd if=/dev/hwrng bs=$c count=1 iflag=fullblock 2>/dev/null >>/tmp/data || fail "dd chunk $k"
-        left=$((left - c))
-        k=$((k + 1))
-        say "PROGRESS chunks=$k read=$((N - left)) uptime=$(now)"
-    done
-else
-    dd if=/dev/hwrng of=/tmp/data bs=$N count=1 iflag=fullblock 2>/dev/null || fail "dd"
-fi
-t1="$(now)"
-got="$(wc -c </tmp/data)"
-say "READ-DONE bytes=$got t0=$t0 t1=$t1"
-[ "$got" = "$N" ] || fail "read $got bytes, wanted $N"
-say "SHA256 $(sha256sum /tmp/data | cut -d' ' -f1)"
-if [ "$DUMP" = 1 ]; then
-    stty -F /dev/hvc1 raw -echo 2>/dev/null
-    base64 /tmp/data >/dev/hvc1 || fail "dump to hvc1"
-    say "DUMP-DONE uptime=$(now)"
-fi
-if [ "$IDLE" -gt 0 ]; then
-    say "IDLE-START seconds=$IDLE uptime=$(now)"
-    sleep "$IDLE"
-    say "IDLE-DONE uptime=$(now)"
-fi
-finish
-"""
+INIT_SCRIPT = guest.make_init_script(["pseries-rng"], "pseries_rng", "hvc1", 65536)
 
 
 # ---------------------------------------------------------------------------
