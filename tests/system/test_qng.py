@@ -227,7 +227,7 @@ FAULTS = [
     ("bad 20000", r"bad statistics"),
     ("badflag", r"bad statistics"),
     ("stall 4000", r"stalled: no data for 2000 ms"),
-    ("unplug", r"went away|end of file"),
+    ("unplug", r"went away|end of file|reset by peer"),
     ("status-long 1", r"garbage after the status word"),
     ("garbage-delim 1", r"delimiter"),
 ]
