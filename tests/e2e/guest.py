@@ -300,6 +300,22 @@ def _module_bytes(kernel_dir: Path, rel: str) -> bytes:
     raise GuestError(f"module {rel}.ko[.xz|.gz|.zst] not found under {kernel_dir}")
 
 
+def pack_initrd(root: Path, out: Path, min_bytes: int, timeout: float = 300) -> None:
+    """Pack the folder root as a gzip'd newc cpio archive at out (atomically). An archive
+    smaller than min_bytes means cpio silently left things out: that is an error."""
+    names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    listing = "\n".join(["."] + names) + "\n"
+    p = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
+                       input=listing.encode(), capture_output=True, timeout=timeout)
+    if p.returncode != 0 or len(p.stdout) < min_bytes:
+        raise GuestError(f"cpio failed or wrote a near-empty archive "
+                         f"({len(p.stdout)} bytes): {p.stderr.decode(errors='replace')}")
+    tmp = out.with_suffix(".tmp")
+    with gzip.open(tmp, "wb", compresslevel=6) as f:
+        f.write(p.stdout)
+    tmp.rename(out)
+
+
 def _build_initrd(out: Path, busybox: Path, modules: dict[str, bytes]) -> None:
     """Pack busybox, the modules and init into a gzip'd newc cpio archive."""
     if shutil.which("cpio") is None:
@@ -318,17 +334,7 @@ def _build_initrd(out: Path, busybox: Path, modules: dict[str, bytes]) -> None:
         init = root / "init"
         init.write_text(INIT_SCRIPT)
         os.chmod(init, 0o755)
-        names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-        listing = "\n".join(["."] + names) + "\n"
-        p = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
-                           input=listing.encode(), capture_output=True, timeout=120)
-        if p.returncode != 0 or len(p.stdout) < 100_000:
-            raise GuestError(f"cpio failed or wrote a near-empty archive "
-                             f"({len(p.stdout)} bytes): {p.stderr.decode(errors='replace')}")
-        tmp = out.with_suffix(".tmp")
-        with gzip.open(tmp, "wb", compresslevel=6) as f:
-            f.write(p.stdout)
-        tmp.rename(out)
+        pack_initrd(root, out, min_bytes=100_000)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -30,7 +30,6 @@ GuestError with the reason, which the tests turn into a failure, never a skip.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import os
 import re
@@ -567,17 +566,7 @@ def _pack_initrd(out: Path, files: dict[str, tuple[int, bytes]]) -> None:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
             os.chmod(p, mode)
-        names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-        listing = "\n".join(["."] + names) + "\n"
-        p = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
-                           input=listing.encode(), capture_output=True, timeout=300)
-        if p.returncode != 0 or len(p.stdout) < 1_000_000:
-            raise GuestError(f"cpio failed or wrote a near-empty archive "
-                             f"({len(p.stdout)} bytes): {p.stderr.decode(errors='replace')}")
-        tmp = out.with_suffix(".tmp")
-        with gzip.open(tmp, "wb", compresslevel=6) as f:
-            f.write(p.stdout)
-        tmp.rename(out)
+        guest.pack_initrd(root, out, min_bytes=1_000_000)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
