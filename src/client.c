@@ -82,7 +82,6 @@ struct clients {
 	struct client_queue hungry;
 	size_t nhungry;
 	struct client_list all;
-	size_t count;
 	bool serving;
 };
 
@@ -132,11 +131,6 @@ void clients_free(struct clients *cs)
 	}
 	event_free(cs->pool_ev);
 	free(cs);
-}
-
-size_t clients_count(const struct clients *cs)
-{
-	return cs->count;
 }
 
 static struct op *op_head(struct client *c)
@@ -606,7 +600,6 @@ struct client *client_new_io(struct clients *cs, int fd, const struct client_opt
 		return NULL;
 	}
 	LIST_INSERT_HEAD(&cs->all, c, all_link);
-	cs->count++;
 	set_reading(c, true);
 	if (c->primer_ev != NULL) {
 		struct timeval tv = {0, CLIENT_PRIMER_DELAY_US};
@@ -646,7 +639,6 @@ static void client_close(struct client *c, const char *why)
 		cs->nhungry--;
 	}
 	LIST_REMOVE(c, all_link);
-	cs->count--;
 	free_events(c);
 	gate_free(c->wgate);
 	if (!c->io.shared_fd) {

@@ -58,7 +58,5 @@ int client_input(struct client *c, const uint8_t *buf, size_t n);
 bool client_idle(const struct client *c);
 /* Close c (the endpoint drops a peer); why is logged. */
 void client_drop(struct client *c, const char *why);
-/* Number of connected clients. */
-size_t clients_count(const struct clients *cs);
 
 #endif

@@ -59,9 +59,9 @@ MODULES = (
 # Console marker prefix printed by the guest's init.
 MARK = "E2E: "
 
-_INIT_TEMPLATE = r"""#!/bin/busybox sh
-# entropyd e2e guest init: load the RNG driver, read /dev/hwrng, report, power off.
-/bin/busybox mkdir -p /proc /sys /dev /tmp
+# The start of every e2e guest's init (busybox): mounts, console, and the reporting
+# functions the host's harness reads (lines starting "E2E: ", "END" before power-off).
+INIT_PRELUDE = r"""/bin/busybox mkdir -p /proc /sys /dev /tmp /run
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -72,7 +72,11 @@ say() { echo "E2E: $*"; }
 finish() { sync; say "END"; poweroff -f; sleep 10; }
 fail() { say "FAIL $*"; finish; }
 now() { cut -d' ' -f1 /proc/uptime; }
+"""
 
+_INIT_TEMPLATE = r"""#!/bin/busybox sh
+# entropyd e2e guest init: load the RNG driver, read /dev/hwrng, report, power off.
+@PRELUDE@
 say "INIT uptime=$(now)"
 for m in @MODULES@; do
     insmod "/lib/modules/$m.ko" || fail "insmod $m"
@@ -138,7 +142,8 @@ def make_init_script(modules: list[str], rng: str, data_tty: str, default_bytes:
     """The guest's init: insmod `modules` in order, wait until rng_current is `rng`, read
     /dev/hwrng (rngbytes=, rngchunk=; rngidle=S stays idle S seconds after), send the bytes
     base64-encoded on /dev/`data_tty`, power off. Shared by the x86 and ppc64 guests."""
-    return (_INIT_TEMPLATE.replace("@MODULES@", " ".join(modules)).replace("@RNG@", rng)
+    return (_INIT_TEMPLATE.replace("@PRELUDE@", INIT_PRELUDE)
+            .replace("@MODULES@", " ".join(modules)).replace("@RNG@", rng)
             .replace("@TTY@", data_tty).replace("@BYTES@", str(default_bytes)))
 
 
@@ -417,8 +422,46 @@ class GuestResult:
         return self.nbytes / self.read_seconds / 1e6 if self.read_seconds > 0 else float("inf")
 
 
+class QemuRun:
+    """What every e2e QEMU run shares: its work folder (made if not given, removed at the
+    end if made), the files QEMU writes there, and clean-up as a context manager. The
+    subclass is a dataclass with `workdir` and `_own_workdir` fields and a kill()."""
+
+    @property
+    def console_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "console.log"
+
+    @property
+    def data_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "data.b64"
+
+    @property
+    def stderr_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "qemu.stderr"
+
+    def _make_workdir(self, prefix: str) -> None:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
+            self._own_workdir = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        self.kill()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
 @dataclass
-class GuestRun:
+class GuestRun(QemuRun):
     """One QEMU process; start() it, optionally watch its console, finish()."""
     image: GuestImage
     backend: list[str]
@@ -445,26 +488,8 @@ class GuestRun:
                 "-serial", f"file:{self.data_path}",
                 *self.backend, "-device", self.device, *self.extra]
 
-    @property
-    def console_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "console.log"
-
-    @property
-    def data_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "data.b64"
-
-    @property
-    def stderr_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "qemu.stderr"
-
     def start(self) -> "GuestRun":
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="entropyd-guest-"))
-            self._own_workdir = True
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._make_workdir("entropyd-guest-")
         for p in (self.console_path, self.data_path):
             p.write_bytes(b"")
         self.t_start = time.monotonic()
@@ -569,16 +594,6 @@ class GuestRun:
         m = re.search(rf"^{MARK}READ-START .*uptime=([\d.]+)", self.console(), re.M)
         return float(m.group(1)) if m else 0.0
 
-    def cleanup(self) -> None:
-        self.kill()
-        if self._own_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> "GuestRun":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
 
 def boot_guest(image: GuestImage, backend: list[str], *, nbytes: int = 1 << 20,

@@ -340,7 +340,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @dataclass
-class Ppc64Run:
+class Ppc64Run(guest.QemuRun):
     """One qemu-system-ppc64 process; start() it, watch its console, finish()."""
     image: Ppc64Image
     backend: list[str]
@@ -367,27 +367,9 @@ class Ppc64Run:
                 "-serial", "stdio", "-serial", f"file:{self.data_path}",
                 *self.backend, "-device", "spapr-rng,rng=rng0", *self.extra]
 
-    @property
-    def console_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "console.log"
-
-    @property
-    def data_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "data.b64"
-
-    @property
-    def stderr_path(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "qemu.stderr"
-
     def start(self) -> "Ppc64Run":
         """Start QEMU (its backend must already be serving: H_RANDOM at early boot)."""
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="entropyd-ppc64-"))
-            self._own_workdir = True
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._make_workdir("entropyd-ppc64-")
         self.data_path.write_bytes(b"")
         self.t_start = time.monotonic()
         try:
@@ -503,16 +485,6 @@ class Ppc64Run:
             raise GuestError(f"guest read {nbytes} bytes but sent {len(data)}")
         return data
 
-    def cleanup(self) -> None:
-        self.kill()
-        if self._own_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> "Ppc64Run":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
 
 def boot(image: Ppc64Image, backend: list[str], *, nbytes: int = 65536,

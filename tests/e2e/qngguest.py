@@ -271,20 +271,9 @@ int main(int argc, char **argv)
 # The guest's init
 # ---------------------------------------------------------------------------
 
-INIT_SCRIPT = r"""#!/bin/busybox sh
+INIT_SCRIPT = """#!/bin/busybox sh
 # entropyd QNG e2e guest: USB host + ftdi_sio, entropyd on an emulated FTDI QNG.
-/bin/busybox mkdir -p /proc /sys /dev /tmp /run
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec 0</dev/console 1>/dev/console 2>&1
-
-say() { echo "E2E: $*"; }
-finish() { sync; say "END"; poweroff -f; sleep 10; }
-fail() { say "FAIL $*"; finish; }
-now() { cut -d' ' -f1 /proc/uptime; }
-send() {  # send NAME FILE: the file, base64, framed, on ttyS1
+""" + guest.INIT_PRELUDE + r"""send() {  # send NAME FILE: the file, base64, framed, on ttyS1
     { echo "=====BEGIN $1====="; base64 "$2"; echo "=====END $1====="; } >/dev/ttyS1
 }
 ttys() {  # ttys TAG: one line per ttyUSB with its USB serial

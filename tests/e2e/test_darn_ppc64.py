@@ -45,20 +45,9 @@ GUEST_LIMIT = float(os.environ.get("ENTROPYD_PPC64_TIMEOUT", "240"))
 TEST_LIMIT = GUEST_LIMIT + 900
 MARK = ppc64.MARK
 
-DARN_INIT = r"""#!/bin/busybox sh
+DARN_INIT = """#!/bin/busybox sh
 # entropyd darn e2e guest init: run the cross-built entropyd with --source darn.
-/bin/busybox mkdir -p /proc /sys /dev /tmp
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec 0</dev/console 1>/dev/console 2>&1
-export LD_LIBRARY_PATH=/lib/powerpc64le-linux-gnu
-
-say() { echo "E2E: $*"; }
-finish() { sync; say "END"; poweroff -f; sleep 10; }
-fail() { say "FAIL $*"; finish; }
-now() { cut -d' ' -f1 /proc/uptime; }
+""" + guest.INIT_PRELUDE + r"""export LD_LIBRARY_PATH=/lib/powerpc64le-linux-gnu
 prefixed() { while IFS= read -r line; do say "$1 $line"; done <"$2"; }
 
 say "INIT uptime=$(now)"
