@@ -648,6 +648,13 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	return rc;
 }
 
+static void close_if_open(int fd)
+{
+	if (fd >= 0) {
+		close(fd);
+	}
+}
+
 void endpoints_free(struct endpoints *eps)
 {
 	if (eps == NULL) {
@@ -674,11 +681,10 @@ void endpoints_free(struct endpoints *eps)
 			event_free(ep->relisten);
 		}
 		udp_free(ep->udp);
-		for (int *fd = &ep->dial_fd; fd <= &ep->fifo_keeper; fd++) {
-			if (*fd >= 0) {
-				close(*fd);
-			}
-		}
+		close_if_open(ep->udp_fd);
+		close_if_open(ep->fifo_fd);
+		close_if_open(ep->fifo_keeper);
+		close_if_open(ep->dial_fd);
 		free(ep->conf.spec);
 		free(ep->conf.host);
 		free(ep->conf.port);
