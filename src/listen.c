@@ -186,7 +186,11 @@ static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, 
 		snprintf(err, errlen, "%s: socket: %s", ep->conf.spec, strerror(errno));
 		return -1;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* TCP only: a restart must not wait out TIME_WAIT. On UDP, SO_REUSEADDR would let any
+	 * local process bind the same address beside us and answer some guests' requests. */
+	if (stream) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	}
 	if (ai->ai_family == AF_INET6) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	}
@@ -488,7 +492,6 @@ static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, soc
 {
 	struct udp_prefix only;
 	char host[INET6_ADDRSTRLEN], name[200];
-	int one = 1;
 	int fd = adopt_udp_connected(ep->eps, (const struct sockaddr *)ss);
 
 	if (fd < 0) {
@@ -497,7 +500,6 @@ static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, soc
 			dial_failed(ep, errno);
 			return;
 		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	}
 	if (ep->conf.local_host != NULL && netaddr_port(fd) == 0) {
 		struct addrinfo hints = {.ai_family = ss->ss_family,
