@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -703,6 +704,8 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 	int fds[MAX_INHERITED];
 	size_t n = 0;
 	char count[24], pid[24];
+	sigset_t sigs, old;
+	int e;
 
 	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
 		for (size_t i = 0; i < ep->nlev && n < MAX_INHERITED; i++) {
@@ -736,6 +739,23 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 	setenv("LISTEN_PID", pid, 1);
 	unsetenv("LISTEN_FDNAMES");
 	log_info("re-executing with %zu listening socket(s) and pipe(s) kept open", n);
+	/* Until the new image has its handlers, a SIGHUP (or SIGTERM) would kill the default way
+	 * and unbind every endpoint: keep them blocked (a mask survives execve and a blocked
+	 * signal stays pending); main() unblocks them once its signal events are in place. */
+	endpoints_reload_signals(&sigs);
+	sigprocmask(SIG_BLOCK, &sigs, &old);
 	execv("/proc/self/exe", argv);
+	e = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	log_warn("cannot re-execute /proc/self/exe");
+	errno = e;
 	return -1;
+}
+
+void endpoints_reload_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
 }

@@ -7,6 +7,7 @@
 #include "client.h"
 #include "udp.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -42,7 +43,10 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 /* Close every endpoint (unix socket files are removed). */
 void endpoints_free(struct endpoints *eps);
 /* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
- * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
+ * systemd passes sockets (LISTEN_FDS), with endpoints_reload_signals blocked across the
+ * exec; returns only on failure (errno set, mask restored). */
 int endpoints_reexec(struct endpoints *eps, char *const argv[]);
+/* The signals that stay blocked from a re-exec until main() has its handlers again. */
+void endpoints_reload_signals(sigset_t *set);
 
 #endif

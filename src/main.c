@@ -82,6 +82,12 @@ int main(int argc, char **argv)
 	struct reload reload;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	sigset_t sigs;
+
+	/* Blocked until the signal events are in place (a re-exec arrives with them blocked
+	 * already): a SIGHUP, SIGTERM or SIGINT in between stays pending, and is acted on. */
+	endpoints_reload_signals(&sigs);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
 
 	/* getopt may reorder argv; a reload re-executes the command line as given. */
 	for (int i = 0; args != NULL && i < argc; i++) {
@@ -152,8 +158,13 @@ int main(int argc, char **argv)
 	reload = (struct reload){eps, args};
 	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, &reload);
 	for (int i = 0; i < 3; i++) {
-		event_add(sigev[i], NULL);
+		if (sigev[i] == NULL || event_add(sigev[i], NULL) < 0) {
+			fatalx("cannot watch signals");
+		}
 	}
+	/* Before the source threads start, so that they (and the exec: commands they start)
+	 * do not inherit a blocked mask. A pending SIGHUP now means one more reload. */
+	sigprocmask(SIG_UNBLOCK, &sigs, NULL);
 	if (sources_start(srcs) < 0) {
 		fatal("cannot start the source threads");
 	}
