@@ -28,6 +28,9 @@
 #define DIAL_BACKOFF_MAX_MS 5000
 #define DIAL_TIMEOUT_S 5
 #define MAX_INHERITED 64
+#define PATH_CHECK_S 1
+/* Across a re-exec: "FD:DEV:INO,…" for each unix listener, the socket file it was bound to. */
+#define UNIX_IDS_ENV "ENTROPYD_UNIX_IDS"
 
 struct endpoint {
 	struct endpoints *eps;
@@ -36,6 +39,15 @@ struct endpoint {
 	struct event *relisten;
 	size_t nlev;
 	bool own_path; /* we created the unix socket file */
+	/* unix: the socket file as bound (checked every second, and at a reload, so that a
+	 * removed or replaced file is noticed and bound again); a path that names something
+	 * else is logged once (taken_*) and left alone. */
+	dev_t path_dev;
+	ino_t path_ino;
+	bool path_taken;
+	dev_t taken_dev;
+	ino_t taken_ino;
+	struct event *path_check;
 	struct udp_ep *udp;
 	int udp_fd, fifo_fd, fifo_keeper;
 	/* connecting endpoints */
@@ -52,7 +64,35 @@ struct endpoints {
 	struct endpoint *head;
 	int inherited[MAX_INHERITED]; /* -1 once adopted */
 	size_t ninherited;
+	struct {
+		int fd;
+		dev_t dev;
+		ino_t ino;
+	} unix_ids[MAX_INHERITED]; /* from UNIX_IDS_ENV */
+	size_t nunix_ids;
 };
+
+/* Read what endpoints_reexec left in UNIX_IDS_ENV (only meaningful with LISTEN_FDS). */
+static void read_unix_ids(struct endpoints *eps, bool inherited)
+{
+	const char *p = getenv(UNIX_IDS_ENV);
+
+	while (inherited && p != NULL && *p != '\0' && eps->nunix_ids < MAX_INHERITED) {
+		int fd, used = 0;
+		unsigned long long dev, ino;
+
+		if (sscanf(p, "%d:%llu:%llu%n", &fd, &dev, &ino, &used) != 3) {
+			break;
+		}
+		eps->unix_ids[eps->nunix_ids].fd = fd;
+		eps->unix_ids[eps->nunix_ids].dev = (dev_t)dev;
+		eps->unix_ids[eps->nunix_ids].ino = (ino_t)ino;
+		eps->nunix_ids++;
+		p += used;
+		p += *p == ',';
+	}
+	unsetenv(UNIX_IDS_ENV);
+}
 
 struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 {
@@ -77,6 +117,7 @@ struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 		    "%d listening socket(s) or pipe(s) passed in (socket activation or re-exec)",
 		    n);
 	}
+	read_unix_ids(eps, n > 0);
 	return eps;
 }
 
@@ -349,36 +390,52 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *sun, c
 	return 0;
 }
 
-static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
+enum path_state { PATH_OURS, PATH_FREE, PATH_TAKEN };
+
+/* What a unix endpoint's path names now: our socket file, nothing (or a socket file nobody
+ * listens on), or something else, which we leave alone. */
+static enum path_state unix_path_state(struct endpoint *ep)
+{
+	struct sockaddr_un sun;
+	struct stat sb;
+	char err[160];
+	int fd, rc;
+
+	if (lstat(ep->conf.path, &sb) < 0) {
+		return errno == ENOENT ? PATH_FREE : PATH_TAKEN;
+	}
+	if (sb.st_dev == ep->path_dev && sb.st_ino == ep->path_ino) {
+		return PATH_OURS;
+	}
+	if (ep->path_taken && sb.st_dev == ep->taken_dev && sb.st_ino == ep->taken_ino) {
+		return PATH_TAKEN; /* already looked at (and logged): no probe every second */
+	}
+	ep->taken_dev = sb.st_dev;
+	ep->taken_ino = sb.st_ino;
+	if (!S_ISSOCK(sb.st_mode) || unix_addr(ep->conf.path, &sun, err, sizeof(err)) < 0) {
+		return PATH_TAKEN;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return PATH_TAKEN;
+	}
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	rc = rc < 0 && errno == ECONNREFUSED ? -1 : 0;
+	close(fd);
+	return rc < 0 ? PATH_FREE : PATH_TAKEN;
+}
+
+/* Bind a fresh socket at the endpoint's path (mode, owner, group applied) and record which
+ * file it is; returns the listening descriptor or -1 with a message in err. */
+static int bind_unix(struct endpoint *ep, char *err, size_t errlen)
 {
 	const struct endpoint_conf *c = &ep->conf;
 	struct sockaddr_un sun;
-	char dir[sizeof(sun.sun_path)];
-	char *slash;
+	struct stat sb;
 	int fd;
 
-	if (unix_addr(c->path, &sun, err, errlen) < 0) {
-		return -1;
-	}
-	fd = adopt_path(ep->eps, c->path, false);
-	if (fd >= 0) {
-		evutil_make_socket_nonblocking(fd);
-		ep->own_path = true;
-		if (add_listener(ep, fd, err, errlen) < 0) {
-			return -1;
-		}
-		log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
-		return 0;
-	}
-	snprintf(dir, sizeof(dir), "%s", c->path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) == 0) {
-			log_info("created directory %s", dir);
-		}
-	}
-	if (clear_stale_socket(c->path, &sun, err, errlen) < 0) {
+	if (unix_addr(c->path, &sun, err, errlen) < 0 ||
+	    clear_stale_socket(c->path, &sun, err, errlen) < 0) {
 		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -390,6 +447,11 @@ static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	ep->own_path = true;
+	if (lstat(c->path, &sb) == 0) {
+		ep->path_dev = sb.st_dev;
+		ep->path_ino = sb.st_ino;
+	}
+	ep->path_taken = false;
 	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
 	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
 						     c->has_group ? c->group : (gid_t)-1) < 0) ||
@@ -398,9 +460,113 @@ static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (add_listener(ep, fd, err, errlen) < 0) {
+	return fd;
+}
+
+/* Every PATH_CHECK_S: a socket file that was removed (or replaced by a dead one) is bound
+ * again; connected clients are not touched. */
+static void path_check_cb(evutil_socket_t unused, short what, void *arg)
+{
+	struct endpoint *ep = arg;
+	char err[320];
+	int fd;
+
+	switch (unix_path_state(ep)) {
+	case PATH_OURS:
+		ep->path_taken = false;
+		return;
+	case PATH_TAKEN:
+		if (!ep->path_taken) {
+			log_warnx("unix:%s: the path now names something other than entropyd's "
+				  "socket; leaving it alone",
+				  ep->conf.path);
+			ep->path_taken = true;
+		}
+		return;
+	case PATH_FREE:
+		break;
+	}
+	log_warnx("unix:%s: socket file was removed or replaced; binding it again", ep->conf.path);
+	fd = bind_unix(ep, err, sizeof(err));
+	if (fd < 0) {
+		log_warnx("%s; trying again in %d s", err, PATH_CHECK_S);
+		return;
+	}
+	for (size_t i = 0; i < ep->nlev; i++) {
+		evconnlistener_free(ep->lev[i]);
+	}
+	ep->nlev = 0;
+	if (add_listener(ep, fd, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return;
+	}
+	log_info("listening on unix:%s (%s)", ep->conf.path, ep->conf.opts.raw ? "raw" : "egd");
+}
+
+/* An inherited unix listener: the socket file it was bound to, if a re-exec recorded it. */
+static bool inherited_unix_id(struct endpoint *ep, int fd)
+{
+	struct endpoints *eps = ep->eps;
+
+	for (size_t i = 0; i < eps->nunix_ids; i++) {
+		if (eps->unix_ids[i].fd == fd) {
+			ep->path_dev = eps->unix_ids[i].dev;
+			ep->path_ino = eps->unix_ids[i].ino;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
+{
+	const struct endpoint_conf *c = &ep->conf;
+	struct timeval every = {PATH_CHECK_S, 0};
+	struct sockaddr_un sun;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	struct stat sb;
+	int fd;
+
+	if (unix_addr(c->path, &sun, err, errlen) < 0) {
 		return -1;
 	}
+	ep->path_check = event_new(ep->eps->base, -1, EV_PERSIST, path_check_cb, ep);
+	if (ep->path_check == NULL) {
+		snprintf(err, errlen, "%s: out of memory", c->spec);
+		return -1;
+	}
+	fd = adopt_path(ep->eps, c->path, false);
+	if (fd >= 0 && inherited_unix_id(ep, fd) && unix_path_state(ep) == PATH_FREE) {
+		/* Adopted by its bound name, but the file is gone: the socket is unreachable. */
+		log_warnx("unix:%s: socket file was removed or replaced; binding it again",
+			  c->path);
+		close(fd);
+		fd = -1;
+	} else if (fd >= 0) {
+		if (ep->path_dev == 0 && ep->path_ino == 0 && lstat(c->path, &sb) == 0) {
+			ep->path_dev = sb.st_dev; /* socket activation: what is there is ours */
+			ep->path_ino = sb.st_ino;
+		}
+		evutil_make_socket_nonblocking(fd);
+		ep->own_path = true;
+	} else {
+		snprintf(dir, sizeof(dir), "%s", c->path);
+		slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0755) == 0) {
+				log_info("created directory %s", dir);
+			}
+		}
+	}
+	if (fd < 0) {
+		fd = bind_unix(ep, err, errlen);
+	}
+	if (fd < 0 || add_listener(ep, fd, err, errlen) < 0) {
+		return -1;
+	}
+	event_add(ep->path_check, &every);
 	log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
 	return 0;
 }
@@ -670,8 +836,11 @@ void endpoints_free(struct endpoints *eps)
 		for (size_t i = 0; i < ep->nlev; i++) {
 			evconnlistener_free(ep->lev[i]);
 		}
-		if (ep->own_path) {
-			unlink(ep->conf.path);
+		if (ep->own_path && unix_path_state(ep) == PATH_OURS) {
+			unlink(ep->conf.path); /* never another process's file */
+		}
+		if (ep->path_check != NULL) {
+			event_free(ep->path_check);
 		}
 		if (ep->timer != NULL) {
 			event_free(ep->timer);
@@ -703,12 +872,20 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 {
 	int fds[MAX_INHERITED];
 	size_t n = 0;
-	char count[24], pid[24];
+	char count[24], pid[24], ids[MAX_INHERITED * 48] = "";
+	size_t idlen = 0;
 	sigset_t sigs, old;
 	int e;
 
 	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
 		for (size_t i = 0; i < ep->nlev && n < MAX_INHERITED; i++) {
+			if (ep->conf.kind == EP_UNIX && idlen < sizeof(ids)) {
+				idlen += (size_t)snprintf(ids + idlen, sizeof(ids) - idlen,
+							  "%s%d:%llu:%llu", idlen > 0 ? "," : "",
+							  SD_LISTEN_FDS_START + (int)n,
+							  (unsigned long long)ep->path_dev,
+							  (unsigned long long)ep->path_ino);
+			}
 			fds[n++] = evconnlistener_get_fd(ep->lev[i]);
 		}
 		if (ep->udp_fd >= 0 && n < MAX_INHERITED) {
@@ -738,6 +915,7 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 	setenv("LISTEN_FDS", count, 1);
 	setenv("LISTEN_PID", pid, 1);
 	unsetenv("LISTEN_FDNAMES");
+	setenv(UNIX_IDS_ENV, ids, 1);
 	log_info("re-executing with %zu listening socket(s) and pipe(s) kept open", n);
 	/* Until the new image has its handlers, a SIGHUP (or SIGTERM) would kill the default way
 	 * and unbind every endpoint: keep them blocked (a mask survives execve and a blocked
