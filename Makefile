@@ -43,7 +43,7 @@ unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 system: build
-	ENTROPYD=$(BUILD)/entropyd QNGSIM=$(BUILD)/src/qng/qngsim $(PYTHON) -m pytest -v tests/system
+	ENTROPYD=$(BUILD)/entropyd QNGSIM=$(BUILD)/tests/qngsim/qngsim $(PYTHON) -m pytest -v tests/system
 
 e2e: build
 	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/e2e
@@ -54,7 +54,7 @@ asan: deps-test $(ASAN)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN) --suite unit --print-errorlogs
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		ENTROPYD=$(ASAN)/entropyd QNGSIM=$(ASAN)/src/qng/qngsim ENTROPYD_SANITIZED=1 \
+		ENTROPYD=$(ASAN)/entropyd QNGSIM=$(ASAN)/tests/qngsim/qngsim ENTROPYD_SANITIZED=1 \
 		$(PYTHON) -m pytest -q tests/system
 
 check: deps-test build

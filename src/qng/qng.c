@@ -23,8 +23,7 @@
  * in the call that detects a failure, or since the last passing check, is ever returned. */
 #include "qng.h"
 
-#include "../log.h"
-
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +51,8 @@ struct qng {
 	uint8_t *block; /* p.check_bytes; bytes [ready_off, ready_off + ready_len) passed */
 	size_t ready_off, ready_len;
 	uint64_t checks_passed;
+	qng_log_fn log; /* NULL: log nothing */
+	void *log_arg;
 	uint8_t scratch[4096];
 };
 
@@ -149,6 +150,28 @@ struct qng *qng_new(const struct qng_pipe_ops *ops, void *ctx, const char *seria
 		return NULL;
 	}
 	return q;
+}
+
+void qng_set_log(struct qng *q, qng_log_fn fn, void *arg)
+{
+	q->log = fn;
+	q->log_arg = arg;
+}
+
+/* One log line through the caller's callback, if any. */
+__attribute__((format(printf, 3, 4))) static void
+qlog(const struct qng *q, enum qng_log_level level, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (q->log == NULL) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	q->log(q->log_arg, level, line);
 }
 
 static const char *qname(const struct qng *q)
@@ -391,7 +414,8 @@ int qng_start(struct qng *q, char *err, size_t errlen)
 			rc = stream_on(q, why, sizeof(why));
 		}
 		if (rc == QNG_EPROTO) {
-			log_debug("qng %s: start attempt %u failed: %s", qname(q), i + 1, why);
+			qlog(q, QNG_LOG_DEBUG, "qng %s: start attempt %u failed: %s", qname(q),
+			     i + 1, why);
 		}
 	}
 	if (rc == QNG_EIO) {
@@ -403,10 +427,11 @@ int qng_start(struct qng *q, char *err, size_t errlen)
 			 q->p.start_tries, why);
 		return fail(q);
 	}
-	log_info("qng %s: streaming (delimiter %02x%02x%02x%02x%02x%02x; status check every "
-		 "%zu bytes)",
-		 qname(q), q->delim[0], q->delim[1], q->delim[2], q->delim[3], q->delim[4],
-		 q->delim[5], q->p.check_bytes);
+	qlog(q, QNG_LOG_INFO,
+	     "qng %s: streaming (delimiter %02x%02x%02x%02x%02x%02x; status check every "
+	     "%zu bytes)",
+	     qname(q), q->delim[0], q->delim[1], q->delim[2], q->delim[3], q->delim[4], q->delim[5],
+	     q->p.check_bytes);
 	return 0;
 }
 
@@ -478,7 +503,7 @@ static int check_status(struct qng *q, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: status 0x%08x: RNG output not enabled", qname(q), word);
 		return -1;
 	}
-	log_debug("qng %s: status 0x%08x", qname(q), word);
+	qlog(q, QNG_LOG_DEBUG, "qng %s: status 0x%08x", qname(q), word);
 	q->checks_passed++;
 	return 0;
 }

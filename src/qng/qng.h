@@ -1,5 +1,7 @@
 /* qng: the ComScire QNG command protocol (PQ4000KU and family) as a state machine over a
  * "byte pipe", plus the pipes that reach a device: libftdi1 (USB), a tty or a unix socket.
+ * A library on its own (libqng): it includes nothing from the daemon, reports errors as
+ * -1 plus a message and logs only through the callback its caller sets (qng_set_log()).
  *
  * Invariant: qng_read() hands out only bytes of a block that a status check (command 0xB0,
  * bit 0x4 clear) passed after the last of them was read; any failure wipes the block and
@@ -28,7 +30,8 @@
 #define QNG_ST_CLIENT 0x8u
 
 /* A byte pipe to one device. ctx is the backend's own state; several pipes may be open at
- * once. Optional members may be NULL. */
+ * once. Optional members may be NULL. The owner of ctx frees it with ops->free (qng_free()
+ * does not), so no caller needs to know which backend a pipe is. */
 struct qng_pipe_ops {
 	/* Open the device (serial: wanted USB serial or NULL); -1 with a one-line message. */
 	int (*open)(void *ctx, const char *serial, char *err, size_t errlen);
@@ -42,7 +45,14 @@ struct qng_pipe_ops {
 	const char *(*name)(void *ctx);
 	/* Optional: why the last write or read failed. */
 	const char *(*error)(void *ctx);
+	/* Optional: free ctx (closed or not); NULL if the caller owns ctx some other way. */
+	void (*free)(void *ctx);
 };
+
+/* Priority of a line the driver logs; the caller maps it onto its own logger. */
+enum qng_log_level { QNG_LOG_INFO, QNG_LOG_DEBUG };
+/* Receives one log line (no trailing newline); arg as given to qng_set_log(). */
+typedef void (*qng_log_fn)(void *arg, enum qng_log_level level, const char *msg);
 
 /* Timeouts and the status-check period of one device. */
 struct qng_params {
@@ -62,6 +72,9 @@ void qng_params_default(struct qng_params *p);
 /* A device reached through ops/ctx (not opened yet); serial may be NULL (first device). */
 struct qng *qng_new(const struct qng_pipe_ops *ops, void *ctx, const char *serial,
 		    const struct qng_params *p);
+/* Send this device's log lines to fn(arg, ...); fn NULL (the default): log nothing. Errors
+ * are never logged, only returned with a message. */
+void qng_set_log(struct qng *q, qng_log_fn fn, void *arg);
 /* Full reset: close if open, open, initialise, start streaming; -1 with a message. */
 int qng_start(struct qng *q, char *err, size_t errlen);
 /* Up to n status-checked bytes; -1 with a message on any failure (nothing of the failed
@@ -92,22 +105,19 @@ struct qng_usb_id {
 int qng_pick_device(const struct qng_usb_id *devs, size_t n, const char *want, char *err,
 		    size_t errlen);
 
-/* The libftdi1 USB backend; latency_ms: the FTDI latency timer (1..255). */
+/* The libftdi1 USB backend (its free frees a qng_ftdi_new() context). */
 extern const struct qng_pipe_ops qng_ftdi_ops;
-/* A context for qng_ftdi_ops. */
+/* A context for qng_ftdi_ops; latency_ms: the FTDI latency timer (1..255). */
 void *qng_ftdi_new(int latency_ms);
-/* Free a context (closed or not). */
-void qng_ftdi_free(void *ctx);
 /* Remove the two modem-status bytes that start each USB packet of an FTDI bulk transfer
  * (len bytes, packets of `packet` bytes) in place; the payload length. */
 size_t qng_ftdi_strip_status(uint8_t *p, size_t len, size_t packet);
 
-/* The tty / unix-socket backend: a serial line (QEMU usb-serial, ftdi_sio) or qngsim. */
+/* The tty / unix-socket backend: a serial line (QEMU usb-serial, ftdi_sio) or qngsim (its
+ * free frees a qng_tty_new() context). */
 extern const struct qng_pipe_ops qng_tty_ops;
 /* A context for qng_tty_ops: path of a tty, or of a unix socket if is_socket. */
 void *qng_tty_new(const char *path, bool is_socket);
-/* Free a context (closed or not). */
-void qng_tty_free(void *ctx);
 
 /* A parsed `qng[:ARG]` source argument. */
 enum qng_backend { QNG_BACKEND_FTDI, QNG_BACKEND_TTY, QNG_BACKEND_SOCK };

@@ -72,7 +72,7 @@ static void ftdi_close_dev(void *ctx)
 	f->rpos = f->rlen = 0;
 }
 
-void qng_ftdi_free(void *ctx)
+static void ftdi_ctx_free(void *ctx)
 {
 	struct qng_ftdi *f = ctx;
 
@@ -355,4 +355,5 @@ const struct qng_pipe_ops qng_ftdi_ops = {
     .close = ftdi_close_dev,
     .name = ftdi_name,
     .error = ftdi_error,
+    .free = ftdi_ctx_free,
 };

@@ -41,7 +41,7 @@ void *qng_tty_new(const char *path, bool is_socket)
 	return t;
 }
 
-void qng_tty_free(void *ctx)
+static void tty_free(void *ctx)
 {
 	struct qng_tty *t = ctx;
 
@@ -249,4 +249,5 @@ const struct qng_pipe_ops qng_tty_ops = {
     .close = tty_close,
     .name = tty_name,
     .error = tty_error,
+    .free = tty_free,
 };

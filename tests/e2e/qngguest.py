@@ -4,7 +4,7 @@ The harness for tests/e2e/test_qng_usb.py. It boots (TCG) Debian's *generic* ker
 (linux-image-amd64: the cloud kernel has CONFIG_USB_SUPPORT off) with a QEMU xHCI
 controller and `usb-serial` devices. QEMU's usb-serial emulates an FTDI FT232 (0403:6001)
 with a `serial=` property and its data path on a chardev; the QNG-like one's chardev is a
-unix socket served on the host by qngsim (src/qng/qngsim.c), so what the guest's entropyd
+unix socket served on the host by qngsim (tests/qngsim/qngsim.c), so what the guest's entropyd
 reads can be located in qngsim's known stream.
 
 The initramfs holds busybox, the USB modules (xhci-pci, ftdi_sio and their dependencies,
@@ -59,9 +59,9 @@ MARK = "E2E: "
 
 
 def qngsim_path() -> Path:
-    """$QNGSIM, or build/src/qng/qngsim."""
+    """$QNGSIM, or build/tests/qngsim/qngsim."""
     env = os.environ.get("QNGSIM")
-    p = Path(env) if env else REPO_ROOT / "build" / "src" / "qng" / "qngsim"
+    p = Path(env) if env else REPO_ROOT / "build" / "tests" / "qngsim" / "qngsim"
     return p if p.is_absolute() else REPO_ROOT / p
 
 

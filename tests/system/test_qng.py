@@ -5,7 +5,7 @@ bad statistics (another stream of their own, which passes the health tests: only
 driver can hold it back); after a stall, an unplug, bad statistics or a garbage reply the
 source recovers by itself; two simulated devices feed together.
 
-The simulator is $QNGSIM (default build/src/qng/qngsim); it serves one device on a unix
+The simulator is $QNGSIM (default build/tests/qngsim/qngsim); it serves one device on a unix
 socket, takes faults on a control socket, and prints its data stream for a seed
 (`--dump-stream N`) so that what a client received can be located in it. Every process
 is stopped by PID with a timeout; only unix sockets and loopback TCP are used."""
@@ -25,7 +25,7 @@ import pytest
 from egdsupport import align_streams, coverage_summary
 from entropyd_proc import REPO, run_entropyd
 
-QNGSIM = os.environ.get("QNGSIM", str(REPO / "build" / "src" / "qng" / "qngsim"))
+QNGSIM = os.environ.get("QNGSIM", str(REPO / "build" / "tests" / "qngsim" / "qngsim"))
 SIM_READY_TIMEOUT = 10.0
 SIM_STOP_TIMEOUT = 5.0
 HEAD = 256

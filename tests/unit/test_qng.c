@@ -3,8 +3,9 @@
  * against the model served by a thread. What they prove: the delimiter is learnt, the
  * first 256 bytes after every start are dropped, nothing is handed out before a status
  * check that came after it passed, every fault makes the read fail without handing out
- * any byte of the failed block, a full reset recovers, instances are independent, and
- * device selection never takes a plain FTDI adapter. */
+ * any byte of the failed block, a full reset recovers, instances are independent, the
+ * driver logs only through its caller's callback, and device selection never takes a
+ * plain FTDI adapter. Linked with libqng alone: the driver needs nothing of the daemon. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qng/qng.h"
-#include "qng/qngsim_model.h"
+#include "qng.h"
+#include "qngsim_model.h"
 
 #define BLOCK 4096u
 #define TAIL 128u
@@ -480,6 +481,68 @@ static void test_qng_two_instances_are_independent(void **state)
 	rig_free(&b);
 }
 
+/* What a qng_log_fn received. */
+struct log_seen {
+	unsigned info, debug, streaming, status;
+};
+
+static void log_count(void *arg, enum qng_log_level level, const char *msg)
+{
+	struct log_seen *seen = arg;
+
+	if (level == QNG_LOG_INFO) {
+		seen->info++;
+	} else {
+		seen->debug++;
+	}
+	seen->streaming += contains(msg, ": streaming (delimiter ");
+	seen->status += contains(msg, ": status 0x");
+}
+
+static void test_qng_logs_only_through_the_callback_its_caller_set(void **state)
+{
+	struct rig a, b;
+	struct log_seen seen = {0};
+	uint8_t buf[BLOCK];
+
+	rig_init(&a, "QWR4AAAA0001", 1);
+	rig_init(&b, "QWR4BBBB0002", 2);
+	qng_set_log(a.q, log_count, &seen);
+	assert_int_equal(qng_start(a.q, a.err, sizeof(a.err)), 0);
+	assert_int_equal(seen.info, 1);
+	assert_int_equal(seen.streaming, 1);
+	assert_int_equal(read_block(&a, buf), BLOCK);
+	assert_int_equal(seen.status, 1);
+	assert_int_equal(seen.debug, 1);
+	/* b has no callback: it logs nothing, and a's callback hears nothing of b. */
+	assert_int_equal(qng_start(b.q, b.err, sizeof(b.err)), 0);
+	assert_int_equal(read_block(&b, buf), BLOCK);
+	assert_int_equal(seen.info + seen.debug, 2);
+	/* A callback can be removed. */
+	qng_set_log(a.q, NULL, NULL);
+	assert_int_equal(read_block(&a, buf), BLOCK);
+	assert_int_equal(seen.info + seen.debug, 2);
+	rig_free(&a);
+	rig_free(&b);
+}
+
+/* Each backend frees its own contexts through its ops (ASan proves nothing leaks). */
+static void test_qng_library_pipes_free_their_own_contexts(void **state)
+{
+	void *ftdi = qng_ftdi_new(2);
+	void *tty = qng_tty_new("/nonexistent/qng", false);
+	char err[256];
+
+	assert_non_null(ftdi);
+	assert_non_null(tty);
+	assert_non_null(qng_ftdi_ops.free);
+	assert_non_null(qng_tty_ops.free);
+	/* A context that failed to open, and one never opened. */
+	assert_int_equal(qng_tty_ops.open(tty, NULL, err, sizeof(err)), -1);
+	qng_tty_ops.free(tty);
+	qng_ftdi_ops.free(ftdi);
+}
+
 /* ---- The socket backend against a model served by a thread ---- */
 
 struct server {
@@ -558,7 +621,7 @@ static void test_qng_socket_backend_detects_a_stall_after_the_timeout(void **sta
 	assert_true(seconds() - t0 < 3.0);
 	assert_true(contains(err, "stalled") || contains(err, "300 ms"));
 	qng_free(q);
-	qng_tty_free(ctx);
+	qng_tty_ops.free(ctx);
 	s.stop = true;
 	pthread_join(th, NULL);
 	close(s.lfd);
@@ -701,6 +764,8 @@ int main(void)
 	    cmocka_unit_test(test_qng_device_left_streaming_is_stopped_before_initialising),
 	    cmocka_unit_test(test_qng_failed_open_is_reported),
 	    cmocka_unit_test(test_qng_two_instances_are_independent),
+	    cmocka_unit_test(test_qng_logs_only_through_the_callback_its_caller_set),
+	    cmocka_unit_test(test_qng_library_pipes_free_their_own_contexts),
 	    cmocka_unit_test(test_qng_socket_backend_detects_a_stall_after_the_timeout),
 	    cmocka_unit_test(test_qng_pick_never_chooses_a_plain_ftdi_adapter),
 	    cmocka_unit_test(test_qng_ftdi_status_bytes_are_removed_from_every_packet),
