@@ -24,7 +24,8 @@ struct pool {
 	int efd;
 	pthread_mutex_t lock;
 	pthread_cond_t space;
-	atomic_uint waiting; /* producers in pool_wait_space */
+	atomic_uint waiting;	 /* producers in pool_wait_space */
+	_Atomic uint64_t sleeps; /* times a producer went to sleep on `space` (for tests) */
 };
 
 struct pool *pool_new(size_t capacity)
@@ -122,6 +123,9 @@ size_t pool_wait_space(struct pool *p, const atomic_bool *stop)
 		if (room >= p->low || room == p->cap || atomic_load(stop)) {
 			break;
 		}
+		/* Counted under the lock, which pthread_cond_wait releases only once the
+		 * thread waits: a broadcast after the count was seen cannot be missed. */
+		atomic_fetch_add(&p->sleeps, 1);
 		pthread_cond_wait(&p->space, &p->lock);
 	}
 	atomic_fetch_sub(&p->waiting, 1);
@@ -218,4 +222,9 @@ void pool_want(struct pool *p)
 uint64_t pool_delivered(struct pool *p)
 {
 	return atomic_load(&p->tail);
+}
+
+uint64_t pool_producer_sleeps(struct pool *p)
+{
+	return atomic_load(&p->sleeps);
 }

@@ -48,5 +48,8 @@ size_t pool_take(struct pool *p, uint8_t *out, size_t n);
 void pool_want(struct pool *p);
 /* Total bytes ever consumed (delivered). */
 uint64_t pool_delivered(struct pool *p);
+/* Test hook: how often a producer has gone to sleep in pool_wait_space (found too little
+ * space and is about to wait, or waiting); lets a test prove a thread is really blocked. */
+uint64_t pool_producer_sleeps(struct pool *p);
 
 #endif

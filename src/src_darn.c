@@ -4,8 +4,33 @@
  * nothing measurable). The instruction exists only on POWER ISA 3.0 (POWER9) and later. */
 #include "src.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Test hook, not a feature: ENTROPYD_TEST_HIDE_CPU_RNG=rdseed,darn (a comma-separated
+ * list of kinds) makes entropyd behave as if the CPU lacked the instruction, so that the
+ * system tests can check the refusal on the CPUs that have it. Read once. */
+static bool darn_hidden_for_test(void)
+{
+	static atomic_int hidden = -1;
+	int h = atomic_load(&hidden);
+
+	if (h < 0) {
+		const char *v = getenv("ENTROPYD_TEST_HIDE_CPU_RNG");
+		size_t n = strlen("darn");
+
+		h = 0;
+		for (const char *t = v; t != NULL; t = strchr(t, ',') ? strchr(t, ',') + 1 : NULL) {
+			if (strncmp(t, "darn", n) == 0 && (t[n] == ',' || t[n] == '\0')) {
+				h = 1;
+			}
+		}
+		atomic_store(&hidden, h);
+	}
+	return h == 1;
+}
 
 #if defined(__powerpc64__)
 #include <sys/auxv.h>
@@ -15,7 +40,7 @@
 #endif
 #define DARN_TRIES 1000
 
-bool src_darn_supported(void)
+static bool darn_in_cpu(void)
 {
 	return (getauxval(AT_HWCAP2) & PPC_FEATURE2_ARCH_3_00) != 0;
 }
@@ -39,7 +64,7 @@ static long darn_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 	return src_read_words(buf, n, darn64, "DARN", err, errlen);
 }
 #else
-bool src_darn_supported(void)
+static bool darn_in_cpu(void)
 {
 	return false;
 }
@@ -50,6 +75,11 @@ static long darn_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 	return -1;
 }
 #endif
+
+bool src_darn_supported(void)
+{
+	return !darn_hidden_for_test() && darn_in_cpu();
+}
 
 static int darn_token;
 

@@ -3,8 +3,33 @@
  * the source is drained; we retry with a pause and report an error only after many tries. */
 #include "src.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Test hook, not a feature: ENTROPYD_TEST_HIDE_CPU_RNG=rdseed,darn (a comma-separated
+ * list of kinds) makes entropyd behave as if the CPU lacked the instruction, so that the
+ * system tests can check the refusal on the CPUs that have it. Read once. */
+static bool rdseed_hidden_for_test(void)
+{
+	static atomic_int hidden = -1;
+	int h = atomic_load(&hidden);
+
+	if (h < 0) {
+		const char *v = getenv("ENTROPYD_TEST_HIDE_CPU_RNG");
+		size_t n = strlen("rdseed");
+
+		h = 0;
+		for (const char *t = v; t != NULL; t = strchr(t, ',') ? strchr(t, ',') + 1 : NULL) {
+			if (strncmp(t, "rdseed", n) == 0 && (t[n] == ',' || t[n] == '\0')) {
+				h = 1;
+			}
+		}
+		atomic_store(&hidden, h);
+	}
+	return h == 1;
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -12,7 +37,7 @@
 
 #define RDSEED_TRIES 1000
 
-bool src_rdseed_supported(void)
+static bool rdseed_in_cpu(void)
 {
 	unsigned a, b, c, d;
 
@@ -39,7 +64,7 @@ static long rdseed_read(void *st, uint8_t *buf, size_t n, char *err, size_t errl
 	return src_read_words(buf, n, rdseed64, "RDSEED", err, errlen);
 }
 #else
-bool src_rdseed_supported(void)
+static bool rdseed_in_cpu(void)
 {
 	return false;
 }
@@ -50,6 +75,11 @@ static long rdseed_read(void *st, uint8_t *buf, size_t n, char *err, size_t errl
 	return -1;
 }
 #endif
+
+bool src_rdseed_supported(void)
+{
+	return !rdseed_hidden_for_test() && rdseed_in_cpu();
+}
 
 static int rdseed_token;
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from egdsupport import PeerClosed, block_requests, req_block, req_pid
+from egdsupport import block_requests, req_block, req_pid
 from entropyd_proc import ipv6_loopback_available, run_entropyd
 
 PRIMER_DELAY = 0.1  # contract: primer sent if the client says nothing for 100 ms
@@ -214,13 +214,35 @@ def test_file_source_that_is_a_directory_is_refused(tmp_path):
                     "directory as file source", str(tmp_path))
 
 
-def test_rdseed_source_is_refused_on_a_cpu_without_rdseed():
+# Test hook (src_rdseed.c, src_darn.c): entropyd acts as if the CPU lacked the listed
+# instructions, so that the refusal is checked on every CPU, those with RDSEED included.
+HIDE_CPU_RNG = "ENTROPYD_TEST_HIDE_CPU_RNG"
+
+
+def cpu_has_rdseed():
     with open("/proc/cpuinfo") as f:
-        flags = f.read()
-    if " rdseed" in flags:
-        pytest.skip("this CPU has RDSEED; the refusal cannot be observed here")
-    _assert_refused(["--source", "rdseed", "--listen", "tcp:127.0.0.1:0"],
-                    "rdseed without RDSEED", "rdseed")
+        return any(line.startswith("flags") and " rdseed" in line for line in f)
+
+
+def test_rdseed_source_is_refused_on_a_cpu_without_rdseed(monkeypatch):
+    monkeypatch.setenv(HIDE_CPU_RNG, "rdseed,darn")
+    line = _assert_refused(["--source", "rdseed", "--listen", "tcp:127.0.0.1:0"],
+                           "rdseed without RDSEED", "rdseed")
+    assert "no RDSEED instruction" in line, line
+
+
+def test_rdseed_source_serves_exactly_when_the_cpu_has_rdseed(entropyd, monkeypatch):
+    # Without the hook, the CPU decides: served if /proc/cpuinfo lists rdseed, else refused.
+    monkeypatch.delenv(HIDE_CPU_RNG, raising=False)
+    if cpu_has_rdseed():
+        d = entropyd(sources=["rdseed"])
+        with d.connect(label="client of rdseed") as c:
+            assert len(c.block(4096)) == 4096
+            c.assert_in_sync(d.pid)
+    else:
+        line = _assert_refused(["--source", "rdseed", "--listen", "tcp:127.0.0.1:0"],
+                               "rdseed without RDSEED", "rdseed")
+        assert "no RDSEED instruction" in line, line
 
 
 def test_second_bad_argument_after_good_ones_is_refused_before_serving():
@@ -250,11 +272,11 @@ def test_signal_stops_the_daemon_cleanly_with_clients_connected(entropyd, sig):
         assert not killed, "entropyd ignored %s for 10 s" % sig.name
         assert rc == 0, "entropyd exited with status %d after %s" % (rc, sig.name)
         print("stopped in %.3f s" % (time.monotonic() - t0))
-        for c in (waiting, raw, idle):
-            try:
-                c.expect_closed(5)
-            except PeerClosed:
-                pass
+        # Every client sees its connection closed (expect_closed fails if it stays
+        # open); the idle one, owed nothing, gets no byte before the end.
+        for c in (waiting, raw):
+            c.expect_closed(5)
+        assert idle.expect_closed(5) == b"", "the idle client got bytes it never asked for"
     finally:
         for c in (waiting, raw, idle):
             c.close()

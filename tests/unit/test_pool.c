@@ -1,7 +1,7 @@
 /* Unit tests for pool: order across wrap-around, each byte handed out once and wiped,
  * back-pressure, the wake-up descriptor, and a two-thread 64 MiB stream seen exactly once
  * and in order. Only the public API is used (the wipe is checked through the addresses
- * pool_peek handed out). */
+ * pool_peek handed out; a blocked producer is proven asleep by pool_producer_sleeps). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -350,6 +350,24 @@ static bool wait_flag(atomic_bool *flag, double secs)
 	return true;
 }
 
+/* Wait up to `secs` until producers have gone to sleep in pool_wait_space at least n times
+ * in all. The count is taken under the pool's lock just before pthread_cond_wait, which
+ * releases that lock only once the thread waits: after seeing it, any wake-up (which takes
+ * the lock) reaches the thread. This is the proof that a thread is blocked; a sleep of
+ * the test thread would only be a guess that the other thread has run. */
+static bool wait_sleeps(struct pool *p, uint64_t n, double secs)
+{
+	double end = now() + secs;
+
+	while (pool_producer_sleeps(p) < n) {
+		if (now() > end) {
+			return false;
+		}
+		usleep(1000);
+	}
+	return true;
+}
+
 static void start_waiter(struct waiter *w, pthread_t *t)
 {
 	uint8_t buf[32] = {0};
@@ -359,9 +377,10 @@ static void start_waiter(struct waiter *w, pthread_t *t)
 	atomic_init(&w->done, false);
 	w->got = 12345;
 	assert_int_equal(pool_put(w->p, buf, 32), 32);
+	assert_int_equal(pool_producer_sleeps(w->p), 0);
 	assert_int_equal(pthread_create(t, NULL, wait_thread, w), 0);
-	usleep(50 * 1000);
-	/* The pool is full: the producer must be blocked, not spinning out. */
+	/* The pool is full: the producer must go to sleep in the call, not return from it. */
+	assert_true(wait_sleeps(w->p, 1, 5));
 	assert_false(atomic_load(&w->done));
 }
 
@@ -369,15 +388,12 @@ static void test_wait_space_returns_promptly_when_stop_set(void **state)
 {
 	struct waiter w;
 	pthread_t t;
-	double t0;
 
 	(void)state;
 	start_waiter(&w, &t);
-	t0 = now();
 	atomic_store(&w.stop, true);
 	pool_wake_producers(w.p);
-	assert_true(wait_flag(&w.done, 5));
-	assert_true(now() - t0 < 0.5);
+	assert_true(wait_flag(&w.done, 2));
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(w.got, 0);
 	pool_free(w.p);
@@ -390,11 +406,14 @@ static void test_wait_space_wakes_when_a_quarter_is_free(void **state)
 
 	(void)state;
 	start_waiter(&w, &t);
-	/* Hysteresis: 5 of 32 bytes free is below the low-water mark (a quarter, 8 bytes), so
-	 * the producer keeps sleeping instead of being woken for every small consume. */
+	/* Hysteresis: 5 of 32 bytes free is below the low-water mark (a quarter, 8 bytes).
+	 * Force the sleeping producer to look again: it must go back to sleep (a second sleep
+	 * counted), not return with 5 bytes of room. */
 	pool_consume(w.p, 5);
-	usleep(50 * 1000);
+	pool_wake_producers(w.p);
+	assert_true(wait_sleeps(w.p, 2, 5));
 	assert_false(atomic_load(&w.done));
+	/* A quarter free: the consumer itself wakes the producer, which returns. */
 	pool_consume(w.p, 3);
 	assert_true(wait_flag(&w.done, 5));
 	assert_int_equal(pthread_join(t, NULL), 0);
