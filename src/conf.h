@@ -3,7 +3,7 @@
 #ifndef ENTROPYD_CONF_H
 #define ENTROPYD_CONF_H
 
-#include "listen.h"
+#include "endpoint.h"
 #include "src.h"
 
 #include <stdbool.h>

@@ -1,6 +1,8 @@
-/* listen: see listen.h. A listening endpoint is one or more bound sockets handed to
- * libevent's listener; a connecting endpoint is a small state machine (idle -> dialing ->
- * connected -> idle) driven by one timer and one write event. */
+/* listen: listening endpoints. tcp and unix sockets are handed to libevent's listener and
+ * every accepted connection becomes a client; a udp socket is served by udp.c; a fifo is a
+ * named pipe kept full for QEMU's rng-random. A unix socket file is checked every second
+ * (and at a reload): if it was removed or replaced by a dead socket, it is bound again; a
+ * path that now names something else is left alone. */
 #include "listen.h"
 
 #include "log.h"
@@ -13,144 +15,38 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define DIAL_BACKOFF_MIN_MS 100
-#define DIAL_BACKOFF_MAX_MS 5000
-#define DIAL_TIMEOUT_S 5
-#define MAX_INHERITED 64
+#define LISTEN_MAX_ADDRS 4
 #define PATH_CHECK_S 1
-/* Across a re-exec: "FD:DEV:INO,…" for each unix listener, the socket file it was bound to. */
-#define UNIX_IDS_ENV "ENTROPYD_UNIX_IDS"
 
-struct endpoint {
-	struct endpoints *eps;
-	struct endpoint_conf conf;
-	struct evconnlistener *lev[4];
-	struct event *relisten;
+struct listener {
+	struct evconnlistener *lev[LISTEN_MAX_ADDRS];
 	size_t nlev;
-	bool own_path; /* we created the unix socket file */
-	/* unix: the socket file as bound (checked every second, and at a reload, so that a
-	 * removed or replaced file is noticed and bound again); a path that names something
-	 * else is logged once (taken_*) and left alone. */
+	struct event *relisten;
+	/* unix: the socket file as bound; a path that names something else is logged once
+	 * (taken_*) and left alone. */
+	bool own_path;
 	dev_t path_dev;
 	ino_t path_ino;
 	bool path_taken;
 	dev_t taken_dev;
 	ino_t taken_ino;
 	struct event *path_check;
+	/* udp and fifo */
 	struct udp_ep *udp;
-	int udp_fd, fifo_fd, fifo_keeper;
-	/* connecting endpoints */
-	struct event *timer, *dial_ev;
-	int dial_fd;
-	unsigned backoff_ms;
-	int last_errno;
-	struct endpoint *next;
+	int fd, fifo_keeper;
 };
 
-struct endpoints {
-	struct event_base *base;
-	struct clients *cs;
-	struct endpoint *head;
-	int inherited[MAX_INHERITED]; /* -1 once adopted */
-	size_t ninherited;
-	struct {
-		int fd;
-		dev_t dev;
-		ino_t ino;
-	} unix_ids[MAX_INHERITED]; /* from UNIX_IDS_ENV */
-	size_t nunix_ids;
-};
-
-/* Read what endpoints_reexec left in UNIX_IDS_ENV (only meaningful with LISTEN_FDS). */
-static void read_unix_ids(struct endpoints *eps, bool inherited)
+static struct listener *listener_of(const struct endpoint *ep)
 {
-	const char *p = getenv(UNIX_IDS_ENV);
-
-	while (inherited && p != NULL && *p != '\0' && eps->nunix_ids < MAX_INHERITED) {
-		int fd, used = 0;
-		unsigned long long dev, ino;
-
-		if (sscanf(p, "%d:%llu:%llu%n", &fd, &dev, &ino, &used) != 3) {
-			break;
-		}
-		eps->unix_ids[eps->nunix_ids].fd = fd;
-		eps->unix_ids[eps->nunix_ids].dev = (dev_t)dev;
-		eps->unix_ids[eps->nunix_ids].ino = (ino_t)ino;
-		eps->nunix_ids++;
-		p += used;
-		p += *p == ',';
-	}
-	unsetenv(UNIX_IDS_ENV);
-}
-
-struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
-{
-	struct endpoints *eps = calloc(1, sizeof(*eps));
-	int n;
-
-	if (eps == NULL) {
-		return NULL;
-	}
-	eps->base = base;
-	eps->cs = cs;
-	n = sd_listen_fds(1);
-	if (n > MAX_INHERITED) {
-		log_warnx("%d sockets passed; using the first %d", n, MAX_INHERITED);
-		n = MAX_INHERITED;
-	}
-	for (int i = 0; i < n; i++) {
-		eps->inherited[eps->ninherited++] = SD_LISTEN_FDS_START + i;
-	}
-	if (n > 0) {
-		log_info(
-		    "%d listening socket(s) or pipe(s) passed in (socket activation or re-exec)",
-		    n);
-	}
-	read_unix_ids(eps, n > 0);
-	return eps;
-}
-
-/* Take an inherited descriptor that matches; -1 if none. */
-static int adopt_inet(struct endpoints *eps, int type, const struct sockaddr *want)
-{
-	for (size_t i = 0; i < eps->ninherited; i++) {
-		int fd = eps->inherited[i];
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-
-		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, type, -1) > 0 &&
-		    getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-		    netaddr_same_inet((struct sockaddr *)&ss, want)) {
-			eps->inherited[i] = -1;
-			return fd;
-		}
-	}
-	return -1;
-}
-
-static int adopt_path(struct endpoints *eps, const char *path, bool fifo)
-{
-	for (size_t i = 0; i < eps->ninherited; i++) {
-		int fd = eps->inherited[i];
-
-		if (fd >= 0 && (fifo ? sd_is_fifo(fd, path)
-				     : sd_is_socket_unix(fd, SOCK_STREAM, 1, path, 0)) > 0) {
-			eps->inherited[i] = -1;
-			return fd;
-		}
-	}
-	return -1;
+	return ep->impl;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
@@ -165,15 +61,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
 		netaddr_no_delay(fd);
 	}
-	client_new(ep->eps->cs, fd, &ep->conf.opts, peer, NULL, NULL);
+	client_new(ep->cs, fd, &ep->conf.opts, peer, NULL, NULL);
 }
 
 static void relisten_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct endpoint *ep = arg;
+	struct listener *li = arg;
 
-	for (size_t i = 0; i < ep->nlev; i++) {
-		evconnlistener_enable(ep->lev[i]);
+	for (size_t i = 0; i < li->nlev; i++) {
+		evconnlistener_enable(li->lev[i]);
 	}
 }
 
@@ -182,25 +78,27 @@ static void relisten_cb(evutil_socket_t fd, short what, void *arg)
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct endpoint *ep = arg;
+	struct listener *li = listener_of(ep);
 	struct timeval tv = {1, 0};
 
 	log_warn("%s: accept failed; pausing this endpoint for 1 s", ep->conf.spec);
-	for (size_t i = 0; i < ep->nlev; i++) {
-		evconnlistener_disable(ep->lev[i]);
+	for (size_t i = 0; i < li->nlev; i++) {
+		evconnlistener_disable(li->lev[i]);
 	}
-	evtimer_add(ep->relisten, &tv);
+	evtimer_add(li->relisten, &tv);
 }
 
 static int add_listener(struct endpoint *ep, int fd, char *err, size_t errlen)
 {
+	struct listener *li = listener_of(ep);
 	struct evconnlistener *l;
 
-	if (ep->nlev == sizeof(ep->lev) / sizeof(ep->lev[0])) {
+	if (li->nlev == LISTEN_MAX_ADDRS) {
 		snprintf(err, errlen, "%s: too many addresses", ep->conf.spec);
 		close(fd);
 		return -1;
 	}
-	l = evconnlistener_new(ep->eps->base, accept_cb, ep,
+	l = evconnlistener_new(ep->base, accept_cb, ep,
 			       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (l == NULL) {
 		snprintf(err, errlen, "%s: cannot watch the socket", ep->conf.spec);
@@ -208,7 +106,30 @@ static int add_listener(struct endpoint *ep, int fd, char *err, size_t errlen)
 		return -1;
 	}
 	evconnlistener_set_error_cb(l, accept_error_cb);
-	ep->lev[ep->nlev++] = l;
+	li->lev[li->nlev++] = l;
+	return 0;
+}
+
+static void free_listeners(struct listener *li)
+{
+	for (size_t i = 0; i < li->nlev; i++) {
+		evconnlistener_free(li->lev[i]);
+	}
+	li->nlev = 0;
+}
+
+/* The module state every listening kind starts from. */
+static int listener_new(struct endpoint *ep, char *err, size_t errlen)
+{
+	struct listener *li = calloc(1, sizeof(*li));
+
+	if (li == NULL || (li->relisten = evtimer_new(ep->base, relisten_cb, li)) == NULL) {
+		free(li);
+		snprintf(err, errlen, "%s: out of memory", ep->conf.spec);
+		return -1;
+	}
+	li->fd = li->fifo_keeper = -1;
+	ep->impl = li;
 	return 0;
 }
 
@@ -217,7 +138,7 @@ static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, 
 {
 	int one = 1;
 	bool stream = ai->ai_socktype == SOCK_STREAM;
-	int fd = adopt_inet(ep->eps, ai->ai_socktype, ai->ai_addr);
+	int fd = endpoints_adopt_inet(ep->eps, ai->ai_socktype, ai->ai_addr);
 
 	if (fd >= 0) {
 		evutil_make_socket_nonblocking(fd);
@@ -244,16 +165,25 @@ static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, 
 	return fd;
 }
 
-static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
+static int resolve(const struct endpoint *ep, int type, struct addrinfo **res, char *err,
+		   size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *res, *ai;
-	int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, &res);
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = type, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, res);
 
 	if (rc != 0) {
 		snprintf(err, errlen, "%s: %s", ep->conf.spec, gai_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static int open_tcp(struct endpoint *ep, char *err, size_t errlen)
+{
+	struct addrinfo *res, *ai;
+
+	if (listener_new(ep, err, errlen) < 0 || resolve(ep, SOCK_STREAM, &res, err, errlen) < 0) {
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -275,28 +205,25 @@ static int listen_tcp(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-static int listen_udp(struct endpoint *ep, char *err, size_t errlen)
+static int open_udp(struct endpoint *ep, char *err, size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_DGRAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct listener *li;
 	struct addrinfo *res;
 	char name[160];
-	int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, &res);
 
-	if (rc != 0) {
-		snprintf(err, errlen, "%s: %s", ep->conf.spec, gai_strerror(rc));
+	if (listener_new(ep, err, errlen) < 0 || resolve(ep, SOCK_DGRAM, &res, err, errlen) < 0) {
 		return -1;
 	}
-	ep->udp_fd = bind_inet(ep, res, err, errlen);
+	li = listener_of(ep);
+	li->fd = bind_inet(ep, res, err, errlen);
 	freeaddrinfo(res);
-	if (ep->udp_fd < 0) {
+	if (li->fd < 0) {
 		return -1;
 	}
-	netaddr_sock_name(ep->udp_fd, "udp", name, sizeof(name));
-	ep->udp = udp_listen(ep->eps->base, ep->eps->cs, ep->udp_fd, name, &ep->conf.opts,
-			     ep->conf.allow, ep->conf.nallow);
-	if (ep->udp == NULL) {
+	netaddr_sock_name(li->fd, "udp", name, sizeof(name));
+	li->udp = udp_listen(ep->base, ep->cs, li->fd, name, &ep->conf.opts, ep->conf.allow,
+			     ep->conf.nallow);
+	if (li->udp == NULL) {
 		snprintf(err, errlen, "%s: cannot watch the socket", ep->conf.spec);
 		return -1;
 	}
@@ -304,62 +231,64 @@ static int listen_udp(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-/* A named pipe for QEMU's rng-random: entropyd keeps a read end of its own open, so the
- * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
-static int listen_fifo(struct endpoint *ep, char *err, size_t errlen)
+/* mode=, owner= and group= on a socket file or a pipe. */
+static int apply_path_perms(const struct endpoint_conf *c, char *err, size_t errlen)
 {
-	static const struct client_io pipe_io = {.no_input = true};
-	struct endpoint_conf *c = &ep->conf;
-	char peer[160];
-
-	ep->fifo_fd = adopt_path(ep->eps, c->path, true);
-	if (ep->fifo_fd < 0) {
-		if (mkfifo(c->path, c->has_mode ? c->mode : 0600) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s: mkfifo: %s", c->spec, strerror(errno));
-			return -1;
-		}
-		ep->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-		ep->fifo_fd = open(c->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	} else {
-		ep->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	}
-	struct stat sb;
-	if (ep->fifo_keeper < 0 || ep->fifo_fd < 0 || fstat(ep->fifo_fd, &sb) < 0 ||
-	    !S_ISFIFO(sb.st_mode)) {
-		snprintf(err, errlen, "%s: not a usable named pipe: %s", c->spec,
-			 errno ? strerror(errno) : "not a FIFO");
-		return -1;
-	}
 	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
 	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
 						     c->has_group ? c->group : (gid_t)-1) < 0)) {
 		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+/* A named pipe for QEMU's rng-random: entropyd keeps a read end of its own open, so the
+ * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
+static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
+{
+	static const struct client_io pipe_io = {.no_input = true};
+	struct endpoint_conf *c = &ep->conf;
+	struct listener *li;
+	char peer[160];
+	struct stat sb;
+	bool has_id;
+	dev_t dev;
+	ino_t ino;
+
+	if (listener_new(ep, err, errlen) < 0) {
+		return -1;
+	}
+	li = listener_of(ep);
+	li->fd = endpoints_adopt_path(ep->eps, c->path, true, &has_id, &dev, &ino);
+	if (li->fd < 0) {
+		if (mkfifo(c->path, c->has_mode ? c->mode : 0600) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: mkfifo: %s", c->spec, strerror(errno));
+			return -1;
+		}
+		li->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		li->fd = open(c->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	} else {
+		li->fifo_keeper = open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	}
+	if (li->fifo_keeper < 0 || li->fd < 0 || fstat(li->fd, &sb) < 0 || !S_ISFIFO(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a usable named pipe: %s", c->spec,
+			 errno ? strerror(errno) : "not a FIFO");
+		return -1;
+	}
+	if (apply_path_perms(c, err, errlen) < 0) {
+		return -1;
+	}
 	c->opts.raw = true;
 	snprintf(peer, sizeof(peer), "fifo:%s", c->path);
 	/* The pipe's descriptor must outlive the client: the client gets a duplicate. */
-	int dup = fcntl(ep->fifo_fd, F_DUPFD_CLOEXEC, 3);
-	if (dup < 0 ||
-	    client_new_io(ep->eps->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) == NULL) {
+	int dup = fcntl(li->fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0 || client_new_io(ep->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) == NULL) {
 		snprintf(err, errlen, "%s: cannot serve the pipe", c->spec);
 		return -1;
 	}
 	log_info("listening on fifo:%s (raw; for QEMU -object rng-random,filename=%s)", c->path,
 		 c->path);
-	return 0;
-}
-
-static int unix_addr(const char *path, struct sockaddr_un *sun, char *err, size_t errlen)
-{
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path)) {
-		snprintf(err, errlen, "unix:%s: path longer than %zu bytes", path,
-			 sizeof(sun->sun_path) - 1);
-		return -1;
-	}
-	strcpy(sun->sun_path, path);
 	return 0;
 }
 
@@ -396,6 +325,7 @@ enum path_state { PATH_OURS, PATH_FREE, PATH_TAKEN };
  * listens on), or something else, which we leave alone. */
 static enum path_state unix_path_state(struct endpoint *ep)
 {
+	struct listener *li = listener_of(ep);
 	struct sockaddr_un sun;
 	struct stat sb;
 	char err[160];
@@ -404,15 +334,15 @@ static enum path_state unix_path_state(struct endpoint *ep)
 	if (lstat(ep->conf.path, &sb) < 0) {
 		return errno == ENOENT ? PATH_FREE : PATH_TAKEN;
 	}
-	if (sb.st_dev == ep->path_dev && sb.st_ino == ep->path_ino) {
+	if (sb.st_dev == li->path_dev && sb.st_ino == li->path_ino) {
 		return PATH_OURS;
 	}
-	if (ep->path_taken && sb.st_dev == ep->taken_dev && sb.st_ino == ep->taken_ino) {
+	if (li->path_taken && sb.st_dev == li->taken_dev && sb.st_ino == li->taken_ino) {
 		return PATH_TAKEN; /* already looked at (and logged): no probe every second */
 	}
-	ep->taken_dev = sb.st_dev;
-	ep->taken_ino = sb.st_ino;
-	if (!S_ISSOCK(sb.st_mode) || unix_addr(ep->conf.path, &sun, err, sizeof(err)) < 0) {
+	li->taken_dev = sb.st_dev;
+	li->taken_ino = sb.st_ino;
+	if (!S_ISSOCK(sb.st_mode) || netaddr_unix(ep->conf.path, &sun, err, sizeof(err)) < 0) {
 		return PATH_TAKEN;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -430,11 +360,12 @@ static enum path_state unix_path_state(struct endpoint *ep)
 static int bind_unix(struct endpoint *ep, char *err, size_t errlen)
 {
 	const struct endpoint_conf *c = &ep->conf;
+	struct listener *li = listener_of(ep);
 	struct sockaddr_un sun;
 	struct stat sb;
 	int fd;
 
-	if (unix_addr(c->path, &sun, err, errlen) < 0 ||
+	if (netaddr_unix(c->path, &sun, err, errlen) < 0 ||
 	    clear_stale_socket(c->path, &sun, err, errlen) < 0) {
 		return -1;
 	}
@@ -446,16 +377,17 @@ static int bind_unix(struct endpoint *ep, char *err, size_t errlen)
 		}
 		return -1;
 	}
-	ep->own_path = true;
+	li->own_path = true;
 	if (lstat(c->path, &sb) == 0) {
-		ep->path_dev = sb.st_dev;
-		ep->path_ino = sb.st_ino;
+		li->path_dev = sb.st_dev;
+		li->path_ino = sb.st_ino;
 	}
-	ep->path_taken = false;
-	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
-	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
-						     c->has_group ? c->group : (gid_t)-1) < 0) ||
-	    listen(fd, SOMAXCONN) < 0) {
+	li->path_taken = false;
+	if (apply_path_perms(c, err, errlen) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
 		close(fd);
 		return -1;
@@ -468,19 +400,20 @@ static int bind_unix(struct endpoint *ep, char *err, size_t errlen)
 static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 {
 	struct endpoint *ep = arg;
+	struct listener *li = listener_of(ep);
 	char err[320];
 	int fd;
 
 	switch (unix_path_state(ep)) {
 	case PATH_OURS:
-		ep->path_taken = false;
+		li->path_taken = false;
 		return;
 	case PATH_TAKEN:
-		if (!ep->path_taken) {
+		if (!li->path_taken) {
 			log_warnx("unix:%s: the path now names something other than entropyd's "
 				  "socket; leaving it alone",
 				  ep->conf.path);
-			ep->path_taken = true;
+			li->path_taken = true;
 		}
 		return;
 	case PATH_FREE:
@@ -492,10 +425,7 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		log_warnx("%s; trying again in %d s", err, PATH_CHECK_S);
 		return;
 	}
-	for (size_t i = 0; i < ep->nlev; i++) {
-		evconnlistener_free(ep->lev[i]);
-	}
-	ep->nlev = 0;
+	free_listeners(li);
 	if (add_listener(ep, fd, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return;
@@ -503,62 +433,57 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 	log_info("listening on unix:%s (%s)", ep->conf.path, ep->conf.opts.raw ? "raw" : "egd");
 }
 
-/* An inherited unix listener: the socket file it was bound to, if a re-exec recorded it. */
-static bool inherited_unix_id(struct endpoint *ep, int fd)
+/* Create the directory of a socket path if it is missing (one level, as /run/entropyd). */
+static void make_parent_dir(const char *path)
 {
-	struct endpoints *eps = ep->eps;
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
 
-	for (size_t i = 0; i < eps->nunix_ids; i++) {
-		if (eps->unix_ids[i].fd == fd) {
-			ep->path_dev = eps->unix_ids[i].dev;
-			ep->path_ino = eps->unix_ids[i].ino;
-			return true;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) == 0) {
+			log_info("created directory %s", dir);
 		}
 	}
-	return false;
 }
 
-static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
+static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 {
 	const struct endpoint_conf *c = &ep->conf;
 	struct timeval every = {PATH_CHECK_S, 0};
+	struct listener *li;
 	struct sockaddr_un sun;
-	char dir[sizeof(sun.sun_path)];
-	char *slash;
 	struct stat sb;
+	bool has_id;
 	int fd;
 
-	if (unix_addr(c->path, &sun, err, errlen) < 0) {
+	if (netaddr_unix(c->path, &sun, err, errlen) < 0 || listener_new(ep, err, errlen) < 0) {
 		return -1;
 	}
-	ep->path_check = event_new(ep->eps->base, -1, EV_PERSIST, path_check_cb, ep);
-	if (ep->path_check == NULL) {
+	li = listener_of(ep);
+	li->path_check = event_new(ep->base, -1, EV_PERSIST, path_check_cb, ep);
+	if (li->path_check == NULL) {
 		snprintf(err, errlen, "%s: out of memory", c->spec);
 		return -1;
 	}
-	fd = adopt_path(ep->eps, c->path, false);
-	if (fd >= 0 && inherited_unix_id(ep, fd) && unix_path_state(ep) == PATH_FREE) {
+	fd = endpoints_adopt_path(ep->eps, c->path, false, &has_id, &li->path_dev, &li->path_ino);
+	if (fd >= 0 && has_id && unix_path_state(ep) == PATH_FREE) {
 		/* Adopted by its bound name, but the file is gone: the socket is unreachable. */
 		log_warnx("unix:%s: socket file was removed or replaced; binding it again",
 			  c->path);
 		close(fd);
 		fd = -1;
 	} else if (fd >= 0) {
-		if (ep->path_dev == 0 && ep->path_ino == 0 && lstat(c->path, &sb) == 0) {
-			ep->path_dev = sb.st_dev; /* socket activation: what is there is ours */
-			ep->path_ino = sb.st_ino;
+		if (!has_id && lstat(c->path, &sb) == 0) {
+			li->path_dev = sb.st_dev; /* socket activation: what is there is ours */
+			li->path_ino = sb.st_ino;
 		}
 		evutil_make_socket_nonblocking(fd);
-		ep->own_path = true;
+		li->own_path = true;
 	} else {
-		snprintf(dir, sizeof(dir), "%s", c->path);
-		slash = strrchr(dir, '/');
-		if (slash != NULL && slash != dir) {
-			*slash = '\0';
-			if (mkdir(dir, 0755) == 0) {
-				log_info("created directory %s", dir);
-			}
-		}
+		make_parent_dir(c->path);
 	}
 	if (fd < 0) {
 		fd = bind_unix(ep, err, errlen);
@@ -566,374 +491,62 @@ static int listen_unix(struct endpoint *ep, char *err, size_t errlen)
 	if (fd < 0 || add_listener(ep, fd, err, errlen) < 0) {
 		return -1;
 	}
-	event_add(ep->path_check, &every);
+	event_add(li->path_check, &every);
 	log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
 	return 0;
 }
 
-static void dial(struct endpoint *ep);
-
-static void schedule_dial(struct endpoint *ep)
+static size_t keep(const struct endpoint *ep, struct endpoint_kept *out, size_t room)
 {
-	struct timeval tv = {ep->backoff_ms / 1000, (ep->backoff_ms % 1000) * 1000};
+	const struct listener *li = listener_of(ep);
+	size_t n = 0;
 
-	evtimer_add(ep->timer, &tv);
-	ep->backoff_ms *= 2;
-	if (ep->backoff_ms > DIAL_BACKOFF_MAX_MS) {
-		ep->backoff_ms = DIAL_BACKOFF_MAX_MS;
-	}
-}
-
-static void dial_failed(struct endpoint *ep, int err)
-{
-	if (ep->dial_fd >= 0) {
-		close(ep->dial_fd);
-		ep->dial_fd = -1;
-	}
-	if (err != ep->last_errno) {
-		log_warnx("%s: cannot connect: %s; retrying every %u ms at most", ep->conf.spec,
-			  strerror(err), DIAL_BACKOFF_MAX_MS);
-		ep->last_errno = err;
-	} else {
-		log_debug("%s: cannot connect: %s", ep->conf.spec, strerror(err));
-	}
-	schedule_dial(ep);
-}
-
-static void connection_closed(void *arg)
-{
-	struct endpoint *ep = arg;
-
-	log_info("%s: connection lost; redialing", ep->conf.spec);
-	ep->last_errno = 0;
-	ep->backoff_ms = DIAL_BACKOFF_MIN_MS;
-	schedule_dial(ep);
-}
-
-static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct endpoint *ep = arg;
-	int soerr = ETIMEDOUT;
-	socklen_t len = sizeof(soerr);
-
-	if ((what & EV_WRITE) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
-		soerr = errno;
-	}
-	if (soerr != 0) {
-		dial_failed(ep, soerr);
-		return;
-	}
-	ep->dial_fd = -1;
-	ep->last_errno = 0;
-	ep->backoff_ms = DIAL_BACKOFF_MIN_MS;
-	log_info("connected to %s", ep->conf.spec);
-	if (ep->conf.kind == EP_TCP) {
-		netaddr_no_delay(fd);
-	}
-	client_new(ep->eps->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, ep);
-}
-
-/* A connected UDP socket to adopt (kept across a re-exec): same local address, same peer. */
-static int adopt_udp_connected(struct endpoints *eps, const struct sockaddr *peer)
-{
-	for (size_t i = 0; i < eps->ninherited; i++) {
-		int fd = eps->inherited[i];
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-
-		if (fd >= 0 && sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0 &&
-		    getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
-		    netaddr_same_inet((struct sockaddr *)&ss, peer)) {
-			eps->inherited[i] = -1;
-			return fd;
-		}
-	}
-	return -1;
-}
-
-/* UDP has no connection to wait for: bind the local address QEMU sends to (local=), connect
- * to QEMU's address, and serve that one peer. The endpoint keeps this socket for its whole
- * life and passes it across a re-exec: if the port were ever unbound while QEMU runs, an
- * ICMP error would make QEMU stop reading its chardev for good. */
-static void dial_udp(struct endpoint *ep, const struct sockaddr_storage *ss, socklen_t sslen)
-{
-	struct udp_prefix only;
-	char host[INET6_ADDRSTRLEN], name[200];
-	int fd = adopt_udp_connected(ep->eps, (const struct sockaddr *)ss);
-
-	if (fd < 0) {
-		fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			dial_failed(ep, errno);
-			return;
-		}
-	}
-	if (ep->conf.local_host != NULL && netaddr_port(fd) == 0) {
-		struct addrinfo hints = {.ai_family = ss->ss_family,
-					 .ai_socktype = SOCK_DGRAM,
-					 .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
-		struct addrinfo *res;
-		int rc = getaddrinfo(ep->conf.local_host, ep->conf.local_port, &hints, &res);
-
-		if (rc != 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
-			int e = rc != 0 ? EADDRNOTAVAIL : errno;
-
-			if (rc == 0) {
-				freeaddrinfo(res);
-			}
-			close(fd);
-			dial_failed(ep, e);
-			return;
-		}
-		freeaddrinfo(res);
-	}
-	if (connect(fd, (const struct sockaddr *)ss, sslen) < 0) {
-		int e = errno;
-
-		close(fd);
-		dial_failed(ep, e);
-		return;
-	}
-	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
-		    NI_NUMERICHOST);
-	if (udp_parse_prefix(host, &only) < 0) {
-		close(fd);
-		dial_failed(ep, EINVAL);
-		return;
-	}
-	evutil_make_socket_nonblocking(fd);
-	snprintf(name, sizeof(name), "%s", ep->conf.spec);
-	ep->udp_fd = fd;
-	ep->udp = udp_listen(ep->eps->base, ep->eps->cs, fd, name, &ep->conf.opts, &only, 1);
-	if (ep->udp == NULL) {
-		ep->udp_fd = -1;
-		close(fd);
-		dial_failed(ep, ENOMEM);
-		return;
-	}
-	ep->last_errno = 0;
-	log_info("connected to %s", ep->conf.spec);
-}
-
-static void dial(struct endpoint *ep)
-{
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	char err[256];
-
-	if (ep->conf.kind == EP_UNIX) {
-		if (unix_addr(ep->conf.path, (struct sockaddr_un *)&ss, err, sizeof(err)) < 0) {
-			dial_failed(ep, ENAMETOOLONG);
-			return;
-		}
-		sslen = sizeof(struct sockaddr_un);
-	} else {
-		bool udp = ep->conf.kind == EP_UDP;
-		struct addrinfo hints = {.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM,
-					 .ai_flags = AI_NUMERICSERV};
-		struct addrinfo *res;
-		int rc = getaddrinfo(ep->conf.host, ep->conf.port, &hints, &res);
-
-		if (rc != 0) {
-			log_warnx("%s: %s", ep->conf.spec, gai_strerror(rc));
-			dial_failed(ep, EHOSTUNREACH);
-			return;
-		}
-		memcpy(&ss, res->ai_addr, res->ai_addrlen);
-		sslen = res->ai_addrlen;
-		freeaddrinfo(res);
-	}
-	if (ep->conf.kind == EP_UDP) {
-		dial_udp(ep, &ss, sslen);
-		return;
-	}
-	ep->dial_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (ep->dial_fd < 0) {
-		dial_failed(ep, errno);
-		return;
-	}
-	if (connect(ep->dial_fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
-		dial_failed(ep, errno);
-		return;
-	}
-	struct timeval tv = {DIAL_TIMEOUT_S, 0};
-	event_assign(ep->dial_ev, ep->eps->base, ep->dial_fd, EV_WRITE, dial_done_cb, ep);
-	event_add(ep->dial_ev, &tv);
-}
-
-static void dial_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	dial(arg);
-}
-
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
-}
-
-int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char *err, size_t errlen)
-{
-	struct endpoint *ep = calloc(1, sizeof(*ep));
-	int rc;
-
-	if (ep == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	ep->eps = eps;
-	ep->conf = *conf;
-	ep->conf.spec = dup_or_null(conf->spec);
-	ep->conf.host = dup_or_null(conf->host);
-	ep->conf.port = dup_or_null(conf->port);
-	ep->conf.path = dup_or_null(conf->path);
-	ep->conf.local_host = dup_or_null(conf->local_host);
-	ep->conf.local_port = dup_or_null(conf->local_port);
-	ep->dial_fd = ep->udp_fd = ep->fifo_fd = ep->fifo_keeper = -1;
-	ep->next = eps->head;
-	eps->head = ep;
-	if (conf->connect) {
-		ep->timer = evtimer_new(eps->base, dial_timer_cb, ep);
-		ep->dial_ev = event_new(eps->base, -1, 0, NULL, NULL);
-		ep->backoff_ms = DIAL_BACKOFF_MIN_MS;
-		log_info("connecting to %s (%s)", conf->spec, conf->opts.raw ? "raw" : "egd");
-		dial(ep);
+	if (li == NULL) {
 		return 0;
 	}
-	ep->relisten = evtimer_new(eps->base, relisten_cb, ep);
-	switch (conf->kind) {
-	case EP_TCP:
-		rc = listen_tcp(ep, err, errlen);
-		break;
-	case EP_UDP:
-		rc = listen_udp(ep, err, errlen);
-		break;
-	case EP_FIFO:
-		rc = listen_fifo(ep, err, errlen);
-		break;
-	default:
-		rc = listen_unix(ep, err, errlen);
-		break;
+	for (size_t i = 0; i < li->nlev && n < room; i++, n++) {
+		out[n] = (struct endpoint_kept){.fd = evconnlistener_get_fd(li->lev[i]),
+						.has_id = ep->conf.kind == EP_UNIX,
+						.dev = li->path_dev,
+						.ino = li->path_ino};
 	}
-	return rc;
+	if (li->fd >= 0 && n < room) {
+		out[n++] = (struct endpoint_kept){.fd = li->fd};
+	}
+	return n;
 }
 
-static void close_if_open(int fd)
+static void close_listener(struct endpoint *ep)
 {
-	if (fd >= 0) {
-		close(fd);
-	}
-}
+	struct listener *li = listener_of(ep);
 
-void endpoints_free(struct endpoints *eps)
-{
-	if (eps == NULL) {
+	if (li == NULL) {
 		return;
 	}
-	while (eps->head != NULL) {
-		struct endpoint *ep = eps->head;
-
-		eps->head = ep->next;
-		for (size_t i = 0; i < ep->nlev; i++) {
-			evconnlistener_free(ep->lev[i]);
-		}
-		if (ep->own_path && unix_path_state(ep) == PATH_OURS) {
-			unlink(ep->conf.path); /* never another process's file */
-		}
-		if (ep->path_check != NULL) {
-			event_free(ep->path_check);
-		}
-		if (ep->timer != NULL) {
-			event_free(ep->timer);
-		}
-		if (ep->dial_ev != NULL) {
-			event_del(ep->dial_ev);
-			event_free(ep->dial_ev);
-		}
-		if (ep->relisten != NULL) {
-			event_free(ep->relisten);
-		}
-		udp_free(ep->udp);
-		close_if_open(ep->udp_fd);
-		close_if_open(ep->fifo_fd);
-		close_if_open(ep->fifo_keeper);
-		close_if_open(ep->dial_fd);
-		free(ep->conf.spec);
-		free(ep->conf.host);
-		free(ep->conf.port);
-		free(ep->conf.path);
-		free(ep->conf.local_host);
-		free(ep->conf.local_port);
-		free(ep);
+	free_listeners(li);
+	if (li->own_path && unix_path_state(ep) == PATH_OURS) {
+		unlink(ep->conf.path); /* never another process's file */
 	}
-	free(eps);
+	if (li->path_check != NULL) {
+		event_free(li->path_check);
+	}
+	event_free(li->relisten);
+	udp_free(li->udp);
+	if (li->fd >= 0) {
+		close(li->fd);
+	}
+	if (li->fifo_keeper >= 0) {
+		close(li->fifo_keeper);
+	}
+	free(li);
+	ep->impl = NULL;
 }
 
-int endpoints_reexec(struct endpoints *eps, char *const argv[])
-{
-	int fds[MAX_INHERITED];
-	size_t n = 0;
-	char count[24], pid[24], ids[MAX_INHERITED * 48] = "";
-	size_t idlen = 0;
-	sigset_t sigs, old;
-	int e;
-
-	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
-		for (size_t i = 0; i < ep->nlev && n < MAX_INHERITED; i++) {
-			if (ep->conf.kind == EP_UNIX && idlen < sizeof(ids)) {
-				idlen += (size_t)snprintf(ids + idlen, sizeof(ids) - idlen,
-							  "%s%d:%llu:%llu", idlen > 0 ? "," : "",
-							  SD_LISTEN_FDS_START + (int)n,
-							  (unsigned long long)ep->path_dev,
-							  (unsigned long long)ep->path_ino);
-			}
-			fds[n++] = evconnlistener_get_fd(ep->lev[i]);
-		}
-		if (ep->udp_fd >= 0 && n < MAX_INHERITED) {
-			fds[n++] = ep->udp_fd;
-		}
-		if (ep->fifo_fd >= 0 && n < MAX_INHERITED) {
-			fds[n++] = ep->fifo_fd;
-		}
-	}
-	if (access("/proc/self/exe", X_OK) < 0) {
-		return -1;
-	}
-	/* Move them to 3, 4, … (first out of the way, so that no move overwrites another). */
-	for (size_t i = 0; i < n; i++) {
-		fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + MAX_INHERITED + 1);
-		if (fds[i] < 0) {
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (dup2(fds[i], SD_LISTEN_FDS_START + (int)i) < 0) {
-			return -1;
-		}
-	}
-	snprintf(count, sizeof(count), "%zu", n);
-	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	setenv("LISTEN_FDS", count, 1);
-	setenv("LISTEN_PID", pid, 1);
-	unsetenv("LISTEN_FDNAMES");
-	setenv(UNIX_IDS_ENV, ids, 1);
-	log_info("re-executing with %zu listening socket(s) and pipe(s) kept open", n);
-	/* Until the new image has its handlers, a SIGHUP (or SIGTERM) would kill the default way
-	 * and unbind every endpoint: keep them blocked (a mask survives execve and a blocked
-	 * signal stays pending); main() unblocks them once its signal events are in place. */
-	endpoints_reload_signals(&sigs);
-	sigprocmask(SIG_BLOCK, &sigs, &old);
-	execv("/proc/self/exe", argv);
-	e = errno;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	log_warn("cannot re-execute /proc/self/exe");
-	errno = e;
-	return -1;
-}
-
-void endpoints_reload_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGHUP);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-}
+const struct endpoint_ops listen_tcp_ops = {
+    .open = open_tcp, .keep = keep, .close = close_listener};
+const struct endpoint_ops listen_unix_ops = {
+    .open = open_unix, .keep = keep, .close = close_listener};
+const struct endpoint_ops listen_udp_ops = {
+    .open = open_udp, .keep = keep, .close = close_listener};
+const struct endpoint_ops listen_fifo_ops = {
+    .open = open_fifo, .keep = keep, .close = close_listener};

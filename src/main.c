@@ -6,7 +6,7 @@
  * is one line and exit status 1; nothing has been served yet. */
 #include "client.h"
 #include "conf.h"
-#include "listen.h"
+#include "endpoint.h"
 #include "log.h"
 #include "pool.h"
 #include "src.h"

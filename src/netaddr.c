@@ -82,3 +82,16 @@ int netaddr_port(int fd)
 	}
 	return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : 0;
 }
+
+int netaddr_unix(const char *path, struct sockaddr_un *sun, char *err, size_t errlen)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "unix:%s: path longer than %zu bytes", path,
+			 sizeof(sun->sun_path) - 1);
+		return -1;
+	}
+	memcpy(sun->sun_path, path, strlen(path) + 1);
+	return 0;
+}

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 /* Same family and address, and same port unless want's port is 0? */
 bool netaddr_same_inet(const struct sockaddr *have, const struct sockaddr *want);
@@ -17,5 +18,7 @@ void netaddr_no_delay(int fd);
 void netaddr_sock_name(int fd, const char *kind, char *out, size_t outlen);
 /* The port a socket is bound to (0 if unbound). */
 int netaddr_port(int fd);
+/* Fill sun for a unix socket path; -1 with a message in err if the path is too long. */
+int netaddr_unix(const char *path, struct sockaddr_un *sun, char *err, size_t errlen);
 
 #endif

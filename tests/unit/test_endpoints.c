@@ -19,7 +19,7 @@
 
 #include "client.h"
 #include "conf.h"
-#include "listen.h"
+#include "endpoint.h"
 #include "pool.h"
 
 /* The open descriptors of this process, as a sorted list of numbers in one string. */

@@ -1,0 +1,287 @@
+/* dial: see dial.h. A stream endpoint is a small state machine (idle -> dialing ->
+ * connected -> idle) driven by one timer and one write event. UDP has no connection to wait
+ * for: the endpoint binds the local address QEMU sends to (local=), connects to QEMU's
+ * address and serves that one peer; it keeps this socket for its whole life and passes it
+ * across a re-exec, because if the port were ever unbound while QEMU runs, an ICMP error
+ * would make QEMU stop reading its chardev for good. */
+#include "dial.h"
+
+#include "log.h"
+#include "netaddr.h"
+#include "udp.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DIAL_BACKOFF_MIN_MS 100
+#define DIAL_BACKOFF_MAX_MS 5000
+#define DIAL_TIMEOUT_S 5
+
+struct dialer {
+	struct endpoint *ep;
+	struct event *timer, *dial_ev;
+	int dial_fd;
+	unsigned backoff_ms;
+	int last_errno;
+	/* udp: the socket kept for life, and its one peer */
+	struct udp_ep *udp;
+	int udp_fd;
+};
+
+static void dial(struct dialer *d);
+
+static void schedule_dial(struct dialer *d)
+{
+	struct timeval tv = {d->backoff_ms / 1000, (d->backoff_ms % 1000) * 1000};
+
+	evtimer_add(d->timer, &tv);
+	d->backoff_ms *= 2;
+	if (d->backoff_ms > DIAL_BACKOFF_MAX_MS) {
+		d->backoff_ms = DIAL_BACKOFF_MAX_MS;
+	}
+}
+
+static void dial_failed(struct dialer *d, int err)
+{
+	const char *spec = d->ep->conf.spec;
+
+	if (d->dial_fd >= 0) {
+		close(d->dial_fd);
+		d->dial_fd = -1;
+	}
+	if (err != d->last_errno) {
+		log_warnx("%s: cannot connect: %s; retrying every %u ms at most", spec,
+			  strerror(err), DIAL_BACKOFF_MAX_MS);
+		d->last_errno = err;
+	} else {
+		log_debug("%s: cannot connect: %s", spec, strerror(err));
+	}
+	schedule_dial(d);
+}
+
+static void connection_closed(void *arg)
+{
+	struct dialer *d = arg;
+
+	log_info("%s: connection lost; redialing", d->ep->conf.spec);
+	d->last_errno = 0;
+	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	schedule_dial(d);
+}
+
+static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dialer *d = arg;
+	struct endpoint *ep = d->ep;
+	int soerr = ETIMEDOUT;
+	socklen_t len = sizeof(soerr);
+
+	if ((what & EV_WRITE) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
+		soerr = errno;
+	}
+	if (soerr != 0) {
+		dial_failed(d, soerr);
+		return;
+	}
+	d->dial_fd = -1;
+	d->last_errno = 0;
+	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	log_info("connected to %s", ep->conf.spec);
+	if (ep->conf.kind == EP_TCP) {
+		netaddr_no_delay(fd);
+	}
+	client_new(ep->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, d);
+}
+
+/* Bind the udp socket fd to local=HOST:PORT unless it is bound already (inherited). */
+static int bind_local(const struct endpoint_conf *c, int fd, int family)
+{
+	struct addrinfo hints = {.ai_family = family,
+				 .ai_socktype = SOCK_DGRAM,
+				 .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+	struct addrinfo *res;
+	int rc;
+
+	if (c->local_host == NULL || netaddr_port(fd) != 0) {
+		return 0;
+	}
+	rc = getaddrinfo(c->local_host, c->local_port, &hints, &res);
+	if (rc != 0) {
+		errno = EADDRNOTAVAIL;
+		return -1;
+	}
+	rc = bind(fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return rc;
+}
+
+static void dial_udp(struct dialer *d, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	struct endpoint *ep = d->ep;
+	struct udp_prefix only;
+	char host[INET6_ADDRSTRLEN];
+	int fd = endpoints_adopt_peer(ep->eps, (const struct sockaddr *)ss);
+
+	if (fd < 0) {
+		fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			dial_failed(d, errno);
+			return;
+		}
+	}
+	if (bind_local(&ep->conf, fd, ss->ss_family) < 0 ||
+	    connect(fd, (const struct sockaddr *)ss, sslen) < 0) {
+		int e = errno;
+
+		close(fd);
+		dial_failed(d, e);
+		return;
+	}
+	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
+		    NI_NUMERICHOST);
+	if (udp_parse_prefix(host, &only) < 0) {
+		close(fd);
+		dial_failed(d, EINVAL);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	d->udp = udp_listen(ep->base, ep->cs, fd, ep->conf.spec, &ep->conf.opts, &only, 1);
+	if (d->udp == NULL) {
+		close(fd);
+		dial_failed(d, ENOMEM);
+		return;
+	}
+	d->udp_fd = fd;
+	d->last_errno = 0;
+	log_info("connected to %s", ep->conf.spec);
+}
+
+/* The peer's address; -1 (after scheduling a retry) if it cannot be had now. */
+static int peer_address(struct dialer *d, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	const struct endpoint_conf *c = &d->ep->conf;
+	struct addrinfo hints = {.ai_socktype = c->kind == EP_UDP ? SOCK_DGRAM : SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res;
+	char err[256];
+	int rc;
+
+	if (c->kind == EP_UNIX) {
+		if (netaddr_unix(c->path, (struct sockaddr_un *)ss, err, sizeof(err)) < 0) {
+			dial_failed(d, ENAMETOOLONG);
+			return -1;
+		}
+		*sslen = sizeof(struct sockaddr_un);
+		return 0;
+	}
+	rc = getaddrinfo(c->host, c->port, &hints, &res);
+	if (rc != 0) {
+		log_warnx("%s: %s", c->spec, gai_strerror(rc));
+		dial_failed(d, EHOSTUNREACH);
+		return -1;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void dial(struct dialer *d)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct timeval tv = {DIAL_TIMEOUT_S, 0};
+
+	if (peer_address(d, &ss, &sslen) < 0) {
+		return;
+	}
+	if (d->ep->conf.kind == EP_UDP) {
+		dial_udp(d, &ss, sslen);
+		return;
+	}
+	d->dial_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (d->dial_fd < 0) {
+		dial_failed(d, errno);
+		return;
+	}
+	if (connect(d->dial_fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
+		dial_failed(d, errno);
+		return;
+	}
+	event_assign(d->dial_ev, d->ep->base, d->dial_fd, EV_WRITE, dial_done_cb, d);
+	event_add(d->dial_ev, &tv);
+}
+
+static void dial_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	dial(arg);
+}
+
+static int open_dialer(struct endpoint *ep, char *err, size_t errlen)
+{
+	struct dialer *d = calloc(1, sizeof(*d));
+
+	if (d == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->ep = ep;
+	d->dial_fd = d->udp_fd = -1;
+	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	ep->impl = d;
+	d->timer = evtimer_new(ep->base, dial_timer_cb, d);
+	d->dial_ev = event_new(ep->base, -1, 0, NULL, NULL);
+	if (d->timer == NULL || d->dial_ev == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	log_info("connecting to %s (%s)", ep->conf.spec, ep->conf.opts.raw ? "raw" : "egd");
+	dial(d);
+	return 0;
+}
+
+static size_t keep_dialer(const struct endpoint *ep, struct endpoint_kept *out, size_t room)
+{
+	const struct dialer *d = ep->impl;
+
+	if (d == NULL || d->udp_fd < 0 || room == 0) {
+		return 0;
+	}
+	out[0] = (struct endpoint_kept){.fd = d->udp_fd};
+	return 1;
+}
+
+static void close_dialer(struct endpoint *ep)
+{
+	struct dialer *d = ep->impl;
+
+	if (d == NULL) {
+		return;
+	}
+	if (d->timer != NULL) {
+		event_free(d->timer);
+	}
+	if (d->dial_ev != NULL) {
+		event_del(d->dial_ev);
+		event_free(d->dial_ev);
+	}
+	udp_free(d->udp);
+	if (d->udp_fd >= 0) {
+		close(d->udp_fd);
+	}
+	if (d->dial_fd >= 0) {
+		close(d->dial_fd);
+	}
+	free(d);
+	ep->impl = NULL;
+}
+
+const struct endpoint_ops dial_ops = {
+    .open = open_dialer, .keep = keep_dialer, .close = close_dialer};

@@ -1,0 +1,95 @@
+/* endpoint: the registry of configured endpoints and their lifetime. Sockets passed in by
+ * systemd (socket activation) or kept by the previous image across a SIGHUP re-exec are
+ * adopted by address; a re-exec hands every listening socket and pipe on. Each endpoint
+ * kind lives in a module of its own behind struct endpoint_ops (listen.c: tcp, unix, udp
+ * and fifo listeners; dial.c: connecting endpoints, redialed with backoff); the registry
+ * never looks at the kind. Every connection becomes a client of the same state machine. */
+#ifndef ENTROPYD_ENDPOINT_H
+#define ENTROPYD_ENDPOINT_H
+
+#include "client.h"
+#include "udp.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct event_base;
+struct endpoints;
+
+enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO };
+
+/* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
+struct endpoint_conf {
+	char *spec; /* as written, for log lines */
+	bool connect;
+	enum endpoint_kind kind;
+	char *host, *port;			/* tcp, udp */
+	char *path;				/* unix, fifo */
+	char *local_host, *local_port;		/* udp connect: local=HOST:PORT */
+	struct udp_prefix allow[UDP_MAX_ALLOW]; /* udp listen: allowed peers */
+	size_t nallow;
+	bool has_mode, has_owner, has_group;
+	mode_t mode;
+	uid_t owner;
+	gid_t group;
+	struct client_opts opts;
+};
+
+/* The set of endpoints whose peers become clients of cs. */
+struct endpoints *endpoints_new(struct event_base *base, struct clients *cs);
+/* Bind (listen) or start dialing (connect) now; -1 with a one-line message in err. */
+int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char *err,
+		  size_t errlen);
+/* Close every endpoint (unix socket files that are still ours are removed). */
+void endpoints_free(struct endpoints *eps);
+/* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
+ * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
+int endpoints_reexec(struct endpoints *eps, char *const argv[]);
+/* The signals kept blocked across a re-exec until the new image handles them. */
+void endpoints_reload_signals(sigset_t *set);
+
+/* ---- For the endpoint kind modules (listen.c, dial.c) ---- */
+
+/* One configured endpoint; impl is its kind module's state. */
+struct endpoint {
+	struct endpoints *eps;
+	struct event_base *base;
+	struct clients *cs;
+	struct endpoint_conf conf;
+	const struct endpoint_ops *ops;
+	void *impl;
+	struct endpoint *next;
+};
+
+/* A descriptor handed to the next image at a re-exec; a unix listener also passes the
+ * identity of its socket file, so the next image can tell a removed path. */
+struct endpoint_kept {
+	int fd;
+	bool has_id;
+	dev_t dev;
+	ino_t ino;
+};
+
+/* What a kind module does for its endpoints. */
+struct endpoint_ops {
+	/* Bind or start dialing; -1 with a one-line message in err. */
+	int (*open)(struct endpoint *ep, char *err, size_t errlen);
+	/* Fill out[0..room) with the descriptors to keep across a re-exec; returns how many. */
+	size_t (*keep)(const struct endpoint *ep, struct endpoint_kept *out, size_t room);
+	/* Release everything the module holds (ep->impl included). */
+	void (*close)(struct endpoint *ep);
+};
+
+/* An inherited socket bound to local (type SOCK_STREAM or SOCK_DGRAM), taken; -1 if none. */
+int endpoints_adopt_inet(struct endpoints *eps, int type, const struct sockaddr *local);
+/* An inherited datagram socket connected to peer, taken; -1 if none. */
+int endpoints_adopt_peer(struct endpoints *eps, const struct sockaddr *peer);
+/* An inherited unix listener (or fifo) bound to path, taken; -1 if none. For a unix
+ * listener, *has_id tells whether the previous image recorded its socket file in dev/ino. */
+int endpoints_adopt_path(struct endpoints *eps, const char *path, bool fifo, bool *has_id,
+			 dev_t *dev, ino_t *ino);
+
+#endif
