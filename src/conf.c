@@ -2,6 +2,8 @@
  * endpoints. Every error is one line that names the offending text. */
 #include "conf.h"
 
+#include "netaddr.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -292,8 +294,12 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
 			size_t errlen)
 {
+	static const char *const listen_kinds[] = {"tcp", "udp", "unix", "fifo", NULL};
+	static const char *const dial_kinds[] = {"tcp", "udp", "unix", NULL};
 	char *s = strdup(spec);
-	char *opts, *addr, *opt, *save = NULL;
+	char *opts, *opt, *save = NULL;
+	struct netaddr_spec a;
+	char why[200];
 	int rc = 0;
 
 	memset(e, 0, sizeof(*e));
@@ -304,49 +310,23 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	e->connect = connect;
 	e->opts.primer = CONF_DEFAULT_PRIMER;
 	opts = split_options(s);
-	if (strncmp(s, "tcp:", 4) == 0 || strncmp(s, "udp:", 4) == 0) {
-		char *colon;
-
-		e->kind = s[0] == 't' ? EP_TCP : EP_UDP;
-		addr = s + 4;
-		colon = strrchr(addr, ':');
-		if (colon == NULL || colon == addr || colon[1] == '\0') {
-			rc = fail(err, errlen, "endpoint %s: expected %.3s:HOST:PORT", spec, s);
-			goto out;
-		}
-		*colon = '\0';
-		if (addr[0] == '[') {
-			size_t len = strlen(addr);
-
-			if (len < 3 || addr[len - 1] != ']') {
-				rc = fail(err, errlen, "endpoint %s: bad IPv6 address %s", spec,
-					  addr);
-				goto out;
-			}
-			addr[len - 1] = '\0';
-			addr++;
-		}
-		long port;
-		if (parse_long(colon + 1, 0, 65535, 10, &port) < 0 || (connect && port == 0)) {
-			rc = fail(err, errlen, "endpoint %s: bad port '%s'", spec, colon + 1);
-			goto out;
-		}
-		e->host = strdup(addr);
-		e->port = strdup(colon + 1);
-	} else if (strncmp(s, "unix:", 5) == 0 && s[5] != '\0') {
-		e->kind = EP_UNIX;
-		e->path = strdup(s + 5);
-	} else if (strncmp(s, "fifo:", 5) == 0 && s[5] != '\0' && !connect) {
-		e->kind = EP_FIFO;
-		e->path = strdup(s + 5);
+	if (netaddr_parse(s, connect ? dial_kinds : listen_kinds, !connect, &a, why, sizeof(why)) <
+	    0) {
+		rc = fail(err, errlen, "endpoint %s: %s%s", spec, why,
+			  connect && strncmp(s, "fifo:", 5) == 0 ? " (fifo: listens only)" : "");
+		goto out;
+	}
+	if (a.is_path) {
+		e->kind = a.kind[0] == 'u' ? EP_UNIX : EP_FIFO;
+		e->path = strdup(a.path);
+	} else {
+		e->kind = a.kind[0] == 't' ? EP_TCP : EP_UDP;
+		e->host = strdup(a.host);
+		e->port = strdup(a.port);
+	}
+	if (e->kind == EP_FIFO) {
 		e->opts.raw = true;
 		e->opts.primer = 0;
-	} else {
-		rc = fail(err, errlen,
-			  "endpoint %s: expected tcp:HOST:PORT, udp:HOST:PORT, unix:PATH or "
-			  "fifo:PATH (listen only)",
-			  spec);
-		goto out;
 	}
 	if (e->kind == EP_UDP) {
 		e->opts.primer = 0;

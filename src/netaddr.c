@@ -1,10 +1,12 @@
 /* netaddr: see netaddr.h. */
 #include "netaddr.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -93,5 +95,91 @@ int netaddr_unix(const char *path, struct sockaddr_un *sun, char *err, size_t er
 		return -1;
 	}
 	memcpy(sun->sun_path, path, strlen(path) + 1);
+	return 0;
+}
+
+int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, char *err,
+			   size_t errlen)
+{
+	const char *host = s, *hend, *port;
+	char *end;
+	long pn;
+
+	if (host[0] == '[') {
+		host++;
+		hend = strchr(host, ']');
+		if (hend == NULL || hend[1] != ':') {
+			snprintf(err, errlen, "expected [V6ADDR]:PORT");
+			return -1;
+		}
+		port = hend + 2;
+	} else {
+		hend = strrchr(host, ':');
+		if (hend == NULL) {
+			snprintf(err, errlen, "expected HOST:PORT");
+			return -1;
+		}
+		if (memchr(host, ':', (size_t)(hend - host)) != NULL) {
+			snprintf(err, errlen, "an IPv6 address goes in brackets: [V6ADDR]:PORT");
+			return -1;
+		}
+		port = hend + 1;
+	}
+	errno = 0;
+	pn = strtol(port, &end, 10);
+	if (hend == host || (size_t)(hend - host) >= sizeof(out->host)) {
+		snprintf(err, errlen, "expected a host before the port");
+		return -1;
+	}
+	if (end == port || *end != '\0' || errno != 0 || pn < (port0 ? 0 : 1) || pn > 65535) {
+		snprintf(err, errlen, "bad port '%s' (%d..65535)", port, port0 ? 0 : 1);
+		return -1;
+	}
+	memcpy(out->host, host, (size_t)(hend - host));
+	out->host[hend - host] = '\0';
+	snprintf(out->port, sizeof(out->port), "%ld", pn);
+	return 0;
+}
+
+int netaddr_parse(const char *s, const char *const *kinds, bool port0, struct netaddr_spec *out,
+		  char *err, size_t errlen)
+{
+	const char *colon = strchr(s, ':');
+	size_t klen = colon != NULL ? (size_t)(colon - s) : 0;
+	char expected[96] = "";
+	bool known = false;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; kinds[i] != NULL; i++) {
+		bool path = strcmp(kinds[i], "unix") == 0 || strcmp(kinds[i], "fifo") == 0;
+		size_t used = strlen(expected);
+
+		snprintf(expected + used, sizeof(expected) - used, "%s%s:%s", i > 0 ? ", " : "",
+			 kinds[i], path ? "PATH" : "HOST:PORT");
+		if (klen > 0 && klen == strlen(kinds[i]) && strncmp(s, kinds[i], klen) == 0) {
+			known = true;
+			out->is_path = path;
+			memcpy(out->kind, s, klen);
+		}
+	}
+	if (!known) {
+		snprintf(err, errlen, "expected %s", expected);
+		return -1;
+	}
+	if (!out->is_path) {
+		char why[128];
+
+		if (netaddr_parse_hostport(colon + 1, port0, out, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s: %s", out->kind, why);
+			return -1;
+		}
+		return 0;
+	}
+	if (colon[1] == '\0' || strlen(colon + 1) >= sizeof(out->path)) {
+		snprintf(err, errlen, "%s: needs a path of 1 to %zu characters", out->kind,
+			 sizeof(out->path) - 1);
+		return -1;
+	}
+	memcpy(out->path, colon + 1, strlen(colon + 1) + 1);
 	return 0;
 }

@@ -14,6 +14,8 @@
  * bytes are owed fails the read: src.c then reconnects with backoff. */
 #include "src.h"
 
+#include "netaddr.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -61,59 +63,19 @@ static long long egd_now_ms(void)
 /* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH; -1 with a message naming what is wrong. */
 static int upstream_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
 {
-	const char *host, *port, *hend;
-	char *end;
-	long pn;
+	static const char *const kinds[] = {"tcp", "unix", NULL};
+	struct netaddr_spec a;
+	char why[200];
 
 	memset(w, 0, sizeof(*w));
-	if (strncmp(arg, "unix:", 5) == 0) {
-		if (arg[5] == '\0' || strlen(arg + 5) >= sizeof(w->path)) {
-			snprintf(err, errlen, "egd: unix: needs a path of 1 to %zu characters",
-				 sizeof(w->path) - 1);
-			return -1;
-		}
-		w->unix_path = true;
-		memcpy(w->path, arg + 5, strlen(arg + 5) + 1);
-		return 0;
-	}
-	if (strncmp(arg, "tcp:", 4) != 0) {
-		snprintf(err, errlen,
-			 "egd: '%s' is not tcp:HOST:PORT, tcp:[V6ADDR]:PORT or unix:PATH", arg);
+	if (netaddr_parse(arg, kinds, false, &a, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "egd: '%s': %s", arg, why);
 		return -1;
 	}
-	host = arg + 4;
-	if (host[0] == '[') {
-		host++;
-		hend = strchr(host, ']');
-		if (hend == NULL || hend[1] != ':') {
-			snprintf(err, errlen, "egd: '%s': expected tcp:[V6ADDR]:PORT", arg);
-			return -1;
-		}
-		port = hend + 2;
-	} else {
-		hend = strrchr(host, ':');
-		if (hend == NULL) {
-			snprintf(err, errlen, "egd: '%s': expected tcp:HOST:PORT", arg);
-			return -1;
-		}
-		if (memchr(host, ':', (size_t)(hend - host)) != NULL) {
-			snprintf(err, errlen,
-				 "egd: '%s': an IPv6 address goes in brackets: "
-				 "tcp:[V6ADDR]:PORT",
-				 arg);
-			return -1;
-		}
-		port = hend + 1;
-	}
-	errno = 0;
-	pn = strtol(port, &end, 10);
-	if (hend == host || (size_t)(hend - host) >= sizeof(w->host) || end == port ||
-	    *end != '\0' || errno != 0 || pn < 1 || pn > 65535) {
-		snprintf(err, errlen, "egd: '%s': expected a host and a port in 1..65535", arg);
-		return -1;
-	}
-	memcpy(w->host, host, (size_t)(hend - host));
-	snprintf(w->port, sizeof(w->port), "%ld", pn);
+	w->unix_path = a.is_path;
+	snprintf(w->host, sizeof(w->host), "%s", a.host);
+	snprintf(w->port, sizeof(w->port), "%s", a.port);
+	snprintf(w->path, sizeof(w->path), "%s", a.path);
 	return 0;
 }
 
