@@ -14,6 +14,7 @@
  * bytes are owed fails the read: src.c then reconnects with backoff. */
 #include "src.h"
 
+#include "clock.h"
 #include "netaddr.h"
 
 #include <errno.h>
@@ -52,14 +53,6 @@ struct egd_src {
 	size_t outlen;
 };
 
-static long long egd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH; -1 with a message naming what is wrong. */
 static int upstream_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
 {
@@ -93,7 +86,7 @@ static int connect_by(int fd, const struct sockaddr *addr, socklen_t len, long l
 		return -1;
 	}
 	for (;;) {
-		long long left = deadline - egd_now_ms();
+		long long left = deadline - clock_ms();
 		int r;
 
 		if (left <= 0) {
@@ -196,7 +189,7 @@ static void *egd_open(const char *arg, char *err, size_t errlen)
 {
 	struct egd_where w;
 	struct egd_src *s;
-	long long deadline = egd_now_ms() + EGD_CONNECT_TIMEOUT_MS;
+	long long deadline = clock_ms() + EGD_CONNECT_TIMEOUT_MS;
 
 	if (upstream_parse(arg, &w, err, errlen) < 0) {
 		return NULL;
@@ -227,7 +220,7 @@ static void *egd_open(const char *arg, char *err, size_t errlen)
 static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 {
 	struct egd_src *s = st;
-	long long deadline = egd_now_ms() + egd_stall_ms;
+	long long deadline = clock_ms() + egd_stall_ms;
 
 	for (;;) {
 		struct pollfd p = {.fd = s->fd, .events = POLLIN};
@@ -240,7 +233,7 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 				 strerror(errno));
 			return -1;
 		}
-		left = deadline - egd_now_ms();
+		left = deadline - clock_ms();
 		if (left <= 0) {
 			snprintf(err, errlen, "no byte from %s for %d s while %llu bytes were owed",
 				 s->where, egd_stall_ms / 1000, s->owed);

@@ -20,6 +20,8 @@
  * they are forked from a threaded process. */
 #include "src.h"
 
+#include "clock.h"
+
 #include "log.h"
 
 #include <errno.h>
@@ -70,14 +72,6 @@ struct exec_src {
 	time_t log_second;
 	unsigned logged, suppressed;
 };
-
-static long long exec_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------------------------------
  * The guard: async-signal-safe code only (we are a fork of a threaded process). */
@@ -230,15 +224,15 @@ static _Noreturn void guard_main(int ctl, int out_w, int err_w, char *const argv
 	}
 	/* The whole group goes, also what the command left behind if it exited by itself. */
 	kill(-pid, SIGTERM);
-	for (end = exec_now_ms() + exec_kill_timeout_ms; !guard_reap(pid) && exec_now_ms() < end;) {
-		guard_wait(-1, end - exec_now_ms(), &none);
+	for (end = clock_ms() + exec_kill_timeout_ms; !guard_reap(pid) && clock_ms() < end;) {
+		guard_wait(-1, end - clock_ms(), &none);
 	}
 	kill(-pid, SIGKILL);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
 	}
 	/* Report only once the rest of the group is gone too (reaped here if it was orphaned),
 	 * waiting a little for members whose parent is still dying. */
-	for (end = exec_now_ms() + EXEC_GROUP_WAIT_MS; kill(-pid, 0) == 0 && exec_now_ms() < end;) {
+	for (end = clock_ms() + EXEC_GROUP_WAIT_MS; kill(-pid, 0) == 0 && clock_ms() < end;) {
 		while (waitpid(-1, NULL, WNOHANG) > 0) {
 		}
 		guard_wait(-1, 10, &none);
@@ -271,7 +265,7 @@ static void describe_status(int status, char *buf, size_t len)
 
 static void emit_line(struct exec_src *s)
 {
-	time_t sec = (time_t)(exec_now_ms() / 1000);
+	time_t sec = (time_t)(clock_ms() / 1000);
 
 	if (sec != s->log_second) {
 		if (s->suppressed > 0) {
@@ -351,13 +345,13 @@ static void read_ctl(struct exec_src *s)
  * group number is still reserved and safe to kill). */
 static void end_guard(struct exec_src *s, long long wait_ms)
 {
-	long long end = exec_now_ms() + wait_ms;
+	long long end = clock_ms() + wait_ms;
 	pid_t r;
 
 	if (s->guard <= 0) {
 		return;
 	}
-	while ((r = waitpid(s->guard, NULL, WNOHANG)) == 0 && exec_now_ms() < end) {
+	while ((r = waitpid(s->guard, NULL, WNOHANG)) == 0 && clock_ms() < end) {
 		usleep(10000);
 	}
 	if (r == 0) {
@@ -409,14 +403,14 @@ static bool exec_strays_awaited; /* process-wide: set by the first open, in the 
 
 static void reap_strays(void)
 {
-	long long end = exec_now_ms() + exec_kill_timeout_ms + EXEC_GROUP_WAIT_MS + 1000;
+	long long end = clock_ms() + exec_kill_timeout_ms + EXEC_GROUP_WAIT_MS + 1000;
 	unsigned n = 0;
 	pid_t p;
 
 	if (exec_strays_awaited) {
 		return;
 	}
-	while ((p = waitpid(-1, NULL, WNOHANG)) >= 0 && exec_now_ms() < end) {
+	while ((p = waitpid(-1, NULL, WNOHANG)) >= 0 && clock_ms() < end) {
 		if (p > 0) {
 			n++;
 		} else {
@@ -516,10 +510,10 @@ static long exec_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 		int io = -1, ie = -1, ic = -1, timeout = -1;
 
 		if ((s->out_eof || s->exited || s->guard_gone) && grace_end < 0) {
-			grace_end = exec_now_ms() + EXEC_GRACE_MS;
+			grace_end = clock_ms() + EXEC_GRACE_MS;
 		}
 		if (grace_end >= 0) {
-			long long left = grace_end - exec_now_ms();
+			long long left = grace_end - clock_ms();
 
 			if ((s->out_eof && (s->exited || s->guard_gone)) || left <= 0) {
 				break;
@@ -589,7 +583,7 @@ static long exec_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 static void exec_close(void *st)
 {
 	struct exec_src *s = st;
-	long long end = exec_now_ms() + exec_kill_timeout_ms + EXEC_GRACE_MS;
+	long long end = clock_ms() + exec_kill_timeout_ms + EXEC_GRACE_MS;
 	char what[96];
 
 	/* Its further writes fail at once (SIGPIPE): nothing more is wanted from it. */
@@ -601,7 +595,7 @@ static void exec_close(void *st)
 	while (!s->exited && !s->guard_gone) {
 		struct pollfd p[2] = {{.fd = s->ctl, .events = POLLIN},
 				      {.fd = s->err, .events = POLLIN}};
-		long long left = end - exec_now_ms();
+		long long left = end - clock_ms();
 
 		if (left <= 0) {
 			break;

@@ -188,7 +188,7 @@ static const char *pipe_error(const struct qng *q)
 	return e != NULL ? e : "I/O error";
 }
 
-static long now_ms(void)
+long qng_now_ms(void)
 {
 	struct timespec ts;
 
@@ -444,7 +444,7 @@ static int fill_block(struct qng *q, size_t *len, char *err, size_t errlen)
 	if (q->state == QNG_STOPPED && stream_on(q, err, errlen) < 0) {
 		return -1;
 	}
-	t0 = now_ms();
+	t0 = qng_now_ms();
 	while (filled < q->p.check_bytes) {
 		long r = q->ops->read(q->ctx, q->block + filled, q->p.check_bytes - filled,
 				      q->p.stream_timeout_ms);
@@ -460,7 +460,7 @@ static int fill_block(struct qng *q, size_t *len, char *err, size_t errlen)
 			return -1;
 		}
 		filled += (size_t)r;
-		if (q->p.check_ms > 0 && now_ms() - t0 >= q->p.check_ms) {
+		if (q->p.check_ms > 0 && qng_now_ms() - t0 >= q->p.check_ms) {
 			break;
 		}
 	}

@@ -89,6 +89,8 @@ const uint8_t *qng_delimiter(const struct qng *q);
 /* Status checks passed since qng_new(). */
 uint64_t qng_checks_passed(const struct qng *q);
 
+/* Monotonic milliseconds: the library's one clock (it includes nothing from the daemon). */
+long qng_now_ms(void);
 /* Device generation from a serial's fourth character (QWR4... -> 3), or -1. */
 int qng_generation(const char *serial);
 

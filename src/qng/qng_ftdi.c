@@ -291,14 +291,6 @@ static int ftdi_write(void *ctx, const uint8_t *b, size_t n)
 	return 0;
 }
 
-static long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Bulk transfers are made here rather than with ftdi_read_data(), which, asked for more
  * than one transfer brings, waits for a further transfer and on its timeout reports an
  * error and drops what it had: a real chip answers every latency period (with its two
@@ -307,12 +299,12 @@ static long mono_ms(void)
 static long ftdi_read(void *ctx, uint8_t *b, size_t n, int timeout_ms)
 {
 	struct qng_ftdi *f = ctx;
-	long deadline = mono_ms() + timeout_ms;
+	long deadline = qng_now_ms() + timeout_ms;
 	size_t packet = f->ftdi->max_packet_size > 2 ? f->ftdi->max_packet_size : 64;
 	size_t m;
 
 	while (f->rlen == 0) {
-		long left = deadline - mono_ms();
+		long left = deadline - qng_now_ms();
 		int got = 0;
 		int rc =
 		    libusb_bulk_transfer(f->ftdi->usb_dev, (unsigned char)f->ftdi->out_ep, f->rbuf,
@@ -324,7 +316,7 @@ static long ftdi_read(void *ctx, uint8_t *b, size_t n, int timeout_ms)
 		}
 		f->rpos = 0;
 		f->rlen = qng_ftdi_strip_status(f->rbuf, got > 0 ? (size_t)got : 0, packet);
-		if (f->rlen == 0 && mono_ms() >= deadline) {
+		if (f->rlen == 0 && qng_now_ms() >= deadline) {
 			return 0;
 		}
 	}

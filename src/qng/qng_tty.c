@@ -134,31 +134,11 @@ static int tty_open(void *ctx, const char *serial, char *err, size_t errlen)
 	return 0;
 }
 
-static long ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-static void deadline_in(struct timespec *d, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, d);
-	d->tv_sec += ms / 1000;
-	d->tv_nsec += (long)(ms % 1000) * 1000000;
-	if (d->tv_nsec >= 1000000000) {
-		d->tv_sec++;
-		d->tv_nsec -= 1000000000;
-	}
-}
-
 static int tty_write(void *ctx, const uint8_t *b, size_t n)
 {
 	struct qng_tty *t = ctx;
-	struct timespec deadline;
+	long deadline = qng_now_ms() + TTY_WRITE_TIMEOUT_MS;
 
-	deadline_in(&deadline, TTY_WRITE_TIMEOUT_MS);
 	while (n > 0) {
 		ssize_t w = t->is_socket ? send(t->fd, b, n, MSG_NOSIGNAL) : write(t->fd, b, n);
 
@@ -171,7 +151,7 @@ static int tty_write(void *ctx, const uint8_t *b, size_t n)
 			snprintf(t->error, sizeof(t->error), "write: %s", strerror(errno));
 			return -1;
 		}
-		long left = ms_left(&deadline);
+		long left = deadline - qng_now_ms();
 		struct pollfd p = {.fd = t->fd, .events = POLLOUT};
 
 		if (left <= 0) {
@@ -187,9 +167,8 @@ static int tty_write(void *ctx, const uint8_t *b, size_t n)
 static long tty_read(void *ctx, uint8_t *b, size_t n, int timeout_ms)
 {
 	struct qng_tty *t = ctx;
-	struct timespec deadline;
+	long deadline = qng_now_ms() + timeout_ms;
 
-	deadline_in(&deadline, timeout_ms);
 	for (;;) {
 		ssize_t r = read(t->fd, b, n);
 		long left;
@@ -206,7 +185,7 @@ static long tty_read(void *ctx, uint8_t *b, size_t n, int timeout_ms)
 			snprintf(t->error, sizeof(t->error), "read: %s", strerror(errno));
 			return -1;
 		}
-		left = ms_left(&deadline);
+		left = deadline - qng_now_ms();
 		if (left <= 0) {
 			return 0;
 		}
