@@ -7,6 +7,7 @@
 #include "netaddr.h"
 #include "udp.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -27,6 +28,18 @@
 #define DIAL_BACKOFF_MAX_MS 5000
 #define DIAL_TIMEOUT_S 5
 #define MAX_INHERITED 64
+#define PEER_BUCKETS 64
+#define PEER_KEY_LEN 9
+#define DEFAULT_MAX_PER_PEER_TCP 64
+
+/* Live connections of one peer on a listener (max-per-peer=): the peer is an IPv4 address,
+ * an IPv6 /64, or the uid of a unix-socket peer. Freed when its last connection closes. */
+struct peer_count {
+	struct endpoint *ep;
+	struct peer_count *next;
+	unsigned n;
+	uint8_t key[PEER_KEY_LEN];
+};
 
 struct endpoint {
 	struct endpoints *eps;
@@ -42,6 +55,9 @@ struct endpoint {
 	int dial_fd;
 	unsigned backoff_ms;
 	int last_errno;
+	/* listeners: connections per peer (max-per-peer=) */
+	struct peer_count *peers[PEER_BUCKETS];
+	struct log_limit cap_log;
 	struct endpoint *next;
 };
 
@@ -111,19 +127,157 @@ static int adopt_path(struct endpoints *eps, const char *path, bool fifo)
 	return -1;
 }
 
+/* The most connections one peer may hold on ep; 0 = no limit. */
+static unsigned peer_cap(const struct endpoint *ep)
+{
+	if (ep->conf.opts.has_max_per_peer) {
+		return ep->conf.opts.max_per_peer;
+	}
+	return ep->conf.kind == EP_TCP ? DEFAULT_MAX_PER_PEER_TCP : 0;
+}
+
+/* The key a connection is counted by, and its name for log lines; -1 if unknown. */
+static int peer_key(int fd, const struct sockaddr *sa, uint8_t key[PEER_KEY_LEN], char *name,
+		    size_t namelen)
+{
+	memset(key, 0, PEER_KEY_LEN);
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		char host[INET6_ADDRSTRLEN];
+
+		if (!IN6_IS_ADDR_V4MAPPED(a)) {
+			struct in6_addr net = *a;
+
+			key[0] = 6;
+			memcpy(key + 1, a->s6_addr, 8);
+			memset(net.s6_addr + 8, 0, 8);
+			inet_ntop(AF_INET6, &net, host, sizeof(host));
+			snprintf(name, namelen, "%s/64", host);
+			return 0;
+		}
+		key[0] = 4;
+		memcpy(key + 1, a->s6_addr + 12, 4);
+	} else if (sa->sa_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+			return -1;
+		}
+		key[0] = 'u';
+		memcpy(key + 1, &cred.uid, sizeof(cred.uid));
+		snprintf(name, namelen, "uid %u", (unsigned)cred.uid);
+		return 0;
+	}
+	inet_ntop(AF_INET, key + 1, name, (socklen_t)namelen);
+	return 0;
+}
+
+static struct peer_count **peer_slot(struct endpoint *ep, const uint8_t key[PEER_KEY_LEN])
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < PEER_KEY_LEN; i++) {
+		h = (h ^ key[i]) * 16777619u;
+	}
+	return &ep->peers[h % PEER_BUCKETS];
+}
+
+/* The count for key, created (at 0) if absent; NULL when out of memory. */
+static struct peer_count *peer_get(struct endpoint *ep, const uint8_t key[PEER_KEY_LEN])
+{
+	struct peer_count **slot = peer_slot(ep, key);
+	struct peer_count *pc;
+
+	for (pc = *slot; pc != NULL; pc = pc->next) {
+		if (memcmp(pc->key, key, PEER_KEY_LEN) == 0) {
+			return pc;
+		}
+	}
+	pc = calloc(1, sizeof(*pc));
+	if (pc == NULL) {
+		return NULL;
+	}
+	pc->ep = ep;
+	memcpy(pc->key, key, PEER_KEY_LEN);
+	pc->next = *slot;
+	*slot = pc;
+	return pc;
+}
+
+/* One connection of pc's peer is gone (a client's close callback). */
+static void peer_put(void *arg)
+{
+	struct peer_count *pc = arg;
+	struct peer_count **p;
+
+	if (pc->n > 0) {
+		pc->n--;
+	}
+	if (pc->n > 0) {
+		return;
+	}
+	for (p = peer_slot(pc->ep, pc->key); *p != NULL; p = &(*p)->next) {
+		if (*p == pc) {
+			*p = pc->next;
+			break;
+		}
+	}
+	free(pc);
+}
+
+/* Free ep's per-peer counts (clients that outlive them get no close callback). */
+static void peers_free(struct endpoint *ep)
+{
+	for (size_t i = 0; i < PEER_BUCKETS; i++) {
+		while (ep->peers[i] != NULL) {
+			struct peer_count *pc = ep->peers[i];
+
+			ep->peers[i] = pc->next;
+			free(pc);
+		}
+	}
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
 	struct endpoint *ep = arg;
-	char peer[160];
+	unsigned cap = peer_cap(ep);
+	struct peer_count *pc = NULL;
+	uint8_t key[PEER_KEY_LEN];
+	char peer[160], who[INET6_ADDRSTRLEN + 8];
 
 	if (ep->conf.kind == EP_UNIX) {
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
+	}
+	if (cap > 0 && peer_key(fd, sa, key, who, sizeof(who)) == 0) {
+		pc = peer_get(ep, key); /* out of memory: served uncounted */
+		if (pc != NULL && pc->n >= cap) {
+			log_limited(&ep->cap_log, LOG_WARNING,
+				    "%s: connection %s refused: %s already holds %u "
+				    "(max-per-peer=%u); closed",
+				    ep->conf.spec, peer, who, pc->n, cap);
+			close(fd);
+			return;
+		}
+		if (pc != NULL) {
+			pc->n++;
+		}
+	}
+	if (ep->conf.kind != EP_UNIX) {
 		netaddr_no_delay(fd);
 	}
-	client_new(ep->eps->cs, fd, &ep->conf.opts, peer, NULL, NULL);
+	if (client_new(ep->eps->cs, fd, &ep->conf.opts, peer, pc != NULL ? peer_put : NULL, pc) ==
+		NULL &&
+	    pc != NULL) {
+		peer_put(pc);
+	}
 }
 
 static void relisten_cb(evutil_socket_t fd, short what, void *arg)
@@ -674,6 +828,7 @@ void endpoints_free(struct endpoints *eps)
 			event_free(ep->relisten);
 		}
 		udp_free(ep->udp);
+		peers_free(ep);
 		for (int *fd = &ep->dial_fd; fd <= &ep->fifo_keeper; fd++) {
 			if (*fd >= 0) {
 				close(*fd);
