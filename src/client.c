@@ -676,11 +676,14 @@ static int give(struct client *c, size_t quantum)
 		cnt = pool_peek(pool, have, iov);
 	}
 	w = client_writev(c, iov, cnt, have);
-	if (c->rated && w >= 0 && (size_t)w < have) {
+	if (w < 0) {
+		return -1; /* c is gone */
+	}
+	if (c->rated && (size_t)w < have) {
 		rate_return(&c->rate, have - (size_t)w);
 	}
-	if (w <= 0) {
-		return (int)w;
+	if (w == 0) {
+		return 0;
 	}
 	pool_consume(pool, (size_t)w);
 	c->served += (uint64_t)w;
