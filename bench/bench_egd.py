@@ -131,8 +131,8 @@ def free_port():
 
 
 def start_entropyd(path):
-    args = [path, "-f", "--source", "getrandom", "--listen", "tcp:127.0.0.1:0",
-            "--listen", "tcp:127.0.0.1:0,proto=raw"]
+    args = [path, "-f", "--source", "getrandom", "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
+            "--listen", "tcp:127.0.0.1:0,proto=raw,max-per-peer=0"]
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, errors="replace")
     lines = []

@@ -8,13 +8,19 @@
  *   buffer when it reaches the head of the queue; 0x01's bytes are copied there from the
  *   pool and wiped once written.
  * - Bytes for 0x02 (and raw endpoints and primers) are written from the pool and consumed
- *   only as far as the kernel accepted them. */
+ *   only as far as the kernel accepted them.
+ * - Clients holding an incomplete command sit in one list, oldest first, watched by one
+ *   shared timer: the deadline costs a list link and a time stamp per client, not a timer.
+ * - With rate=, every answer takes tokens first; a client out of tokens leaves the rotation
+ *   and a timer of its own brings it back when enough tokens are there. Its requests stay
+ *   queued as usual (bounded; TCP pushes back, datagrams are dropped when it is full). */
 #include "client.h"
 
 #include "egd.h"
 #include "gate.h"
 #include "log.h"
 #include "pool.h"
+#include "rate.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -67,7 +73,17 @@ struct client {
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
 	uint64_t served;
 
+	bool partial;		/* in cs->partial: an incomplete command is buffered */
+	uint64_t partial_since; /* when that command's first byte was buffered (ms) */
+	bool rated;		/* rate= applies: answers take tokens from `rate` */
+	struct rate rate;
+	struct event *rate_ev; /* wakes a paced client when tokens are back */
+	bool rate_wait;	       /* out of tokens: rate_ev armed, client out of the rotation */
+	bool paced;	       /* had to wait for tokens since it last owed nothing */
+	uint64_t delayed;      /* bytes sent later than asked because of rate= */
+
 	TAILQ_ENTRY(client) hungry_link;
+	TAILQ_ENTRY(client) partial_link;
 	LIST_ENTRY(client) all_link;
 };
 
@@ -83,10 +99,14 @@ struct clients {
 	size_t nhungry;
 	struct client_list all;
 	bool serving;
+	struct client_queue partial; /* oldest incomplete command first */
+	struct event *partial_ev;
+	/* per-category limits for the lines peers cause */
+	struct log_limit lim_io, lim_proto, lim_timeout, lim_primer, lim_other;
 };
 
 static void serve(struct clients *cs);
-static void client_close(struct client *c, const char *why);
+static void client_close(struct client *c, struct log_limit *lim, const char *why);
 static void client_kick(struct client *c);
 
 static void pool_ready_cb(evutil_socket_t fd, short what, void *arg)
@@ -95,6 +115,69 @@ static void pool_ready_cb(evutil_socket_t fd, short what, void *arg)
 
 	pool_ack_wakeup(cs->pool);
 	serve(cs);
+}
+
+static void partial_arm(struct clients *cs, uint64_t now)
+{
+	struct client *head = TAILQ_FIRST(&cs->partial);
+	uint64_t due, ms;
+	struct timeval tv;
+
+	if (head == NULL) {
+		return;
+	}
+	due = head->partial_since + CLIENT_PARTIAL_TIMEOUT_MS;
+	ms = due > now ? due - now : 1;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(cs->partial_ev, &tv);
+}
+
+/* Close the clients whose incomplete command is older than the timeout. */
+static void partial_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct clients *cs = arg;
+	uint64_t now = rate_now_ms();
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&cs->partial)) != NULL &&
+	       c->partial_since + CLIENT_PARTIAL_TIMEOUT_MS <= now) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "sent %zu byte(s) of a command and not the rest in %u s",
+			 c->inlen, CLIENT_PARTIAL_TIMEOUT_MS / 1000);
+		client_close(c, &cs->lim_timeout, why);
+	}
+	partial_arm(cs, now);
+}
+
+static void partial_leave(struct client *c)
+{
+	if (c->partial) {
+		TAILQ_REMOVE(&c->cs->partial, c, partial_link);
+		c->partial = false;
+	}
+}
+
+/* After parsing: partial says an incomplete command is buffered, progressed that the
+ * buffered command is a new one (its deadline starts now). */
+static void partial_update(struct client *c, bool partial, bool progressed)
+{
+	struct clients *cs = c->cs;
+
+	if (c->partial && (!partial || progressed)) {
+		partial_leave(c);
+	}
+	if (partial && !c->partial) {
+		bool first = TAILQ_EMPTY(&cs->partial);
+
+		c->partial = true;
+		c->partial_since = rate_now_ms();
+		TAILQ_INSERT_TAIL(&cs->partial, c, partial_link);
+		if (first) {
+			partial_arm(cs, c->partial_since);
+		}
+	}
 }
 
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2)
@@ -108,10 +191,17 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	cs->pool = pool;
 	cs->alpha_log2 = alpha_log2;
 	TAILQ_INIT(&cs->hungry);
+	TAILQ_INIT(&cs->partial);
 	LIST_INIT(&cs->all);
+	cs->partial_ev = evtimer_new(base, partial_cb, cs);
+	if (cs->partial_ev == NULL) {
+		free(cs);
+		return NULL;
+	}
 	cs->pool_ev =
 	    event_new(base, pool_wakeup_fd(pool), EV_READ | EV_PERSIST, pool_ready_cb, cs);
 	if (cs->pool_ev == NULL || event_add(cs->pool_ev, NULL) < 0) {
+		event_free(cs->partial_ev);
 		free(cs);
 		return NULL;
 	}
@@ -127,9 +217,10 @@ void clients_free(struct clients *cs)
 		struct client *c = LIST_FIRST(&cs->all);
 
 		c->on_closed = NULL; /* shutting down: no redial */
-		client_close(c, "shutting down");
+		client_close(c, NULL, "shutting down");
 	}
 	event_free(cs->pool_ev);
+	event_free(cs->partial_ev);
 	free(cs);
 }
 
@@ -211,6 +302,7 @@ static void accept_written(struct client *c, const struct egd_req *req)
 static int parse_input(struct client *c)
 {
 	size_t off = 0;
+	bool partial = false;
 
 	while (off < c->inlen) {
 		struct egd_req req;
@@ -218,13 +310,14 @@ static int parse_input(struct client *c)
 		bool queued = true;
 
 		if (used == 0) {
+			partial = true;
 			break;
 		}
 		if (used < 0) {
 			char why[64];
 
 			snprintf(why, sizeof(why), "unknown command 0x%02x", (unsigned)c->in[off]);
-			client_close(c, why);
+			client_close(c, &c->cs->lim_proto, why);
 			return -1;
 		}
 		switch (req.cmd) {
@@ -242,8 +335,9 @@ static int parse_input(struct client *c)
 			break;
 		case EGD_WRITE:
 			if (!c->opts.allow_write) {
-				client_close(c, "refused command 0x03 (write entropy): not enabled "
-						"on this endpoint (write=on)");
+				client_close(c, &c->cs->lim_proto,
+					     "refused command 0x03 (write entropy): not enabled "
+					     "on this endpoint (write=on)");
 				return -1;
 			}
 			accept_written(c, &req);
@@ -257,6 +351,7 @@ static int parse_input(struct client *c)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	partial_update(c, partial, off > 0);
 	return 0;
 }
 
@@ -283,12 +378,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		if (errno == EAGAIN || errno == EINTR) {
 			return;
 		}
-		client_close(c, strerror(errno));
+		client_close(c, &cs->lim_io, strerror(errno));
 		return;
 	}
 	if (r == 0) {
 		if (c->opts.raw || c->opcount == 0) {
-			client_close(c, "peer closed the connection");
+			client_close(c, NULL, "peer closed the connection");
 			return;
 		}
 		set_reading(c, false);
@@ -310,10 +405,25 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 int client_input(struct client *c, const uint8_t *buf, size_t n)
 {
 	struct clients *cs = c->cs;
+	size_t off = 0;
 
 	mark_spoke(c);
 	if (c->opts.raw) {
 		return 0;
+	}
+	/* A datagram is a request set of its own: one that ends inside a command is dropped
+	 * whole (never joined with the next), so the buffer only ever holds whole commands. */
+	while (off < n) {
+		struct egd_req req;
+		int used = egd_parse(buf + off, n - off, &req);
+
+		if (used == 0) {
+			return 1;
+		}
+		if (used < 0) {
+			break; /* parse_input closes the client, as for a stream */
+		}
+		off += (size_t)used;
 	}
 	if (n > sizeof(c->in) - c->inlen || !c->reading) {
 		/* A datagram peer that outruns its queue: drop what does not fit, as the
@@ -338,7 +448,7 @@ bool client_idle(const struct client *c)
 
 void client_drop(struct client *c, const char *why)
 {
-	client_close(c, why);
+	client_close(c, strncmp(why, "shutting down", 13) == 0 ? NULL : &c->cs->lim_other, why);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -359,10 +469,51 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->spoke) {
 		return;
 	}
-	log_debug("client %s: silent for 100 ms; sending %u primer bytes", c->peer, c->opts.primer);
+	log_limited(&cs->lim_primer, LOG_DEBUG,
+		    "client %s: silent for 100 ms; sending %u primer bytes", c->peer,
+		    c->opts.primer);
 	op_push(c, OP_BLOCK, c->opts.primer);
 	client_kick(c);
 	serve(cs);
+}
+
+static void rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct clients *cs = c->cs;
+
+	c->rate_wait = false;
+	client_kick(c);
+	serve(cs);
+}
+
+/* Take up to want bytes of c's answer rate (all of them without rate=). Fewer than min:
+ * none, and c leaves the rotation until enough tokens are back (a timer brings it back). */
+static size_t pace(struct client *c, size_t want, size_t min)
+{
+	uint64_t now, ms;
+	size_t got, wake;
+	struct timeval tv;
+
+	if (!c->rated) {
+		return want;
+	}
+	now = rate_now_ms();
+	got = rate_take(&c->rate, now, want);
+	if (got >= min) {
+		return got;
+	}
+	rate_return(&c->rate, got);
+	wake = want < CLIENT_QUANTUM_MIN ? want : CLIENT_QUANTUM_MIN;
+	wake = wake < min ? min : wake;
+	ms = rate_wait_ms(&c->rate, now, wake);
+	ms = ms == 0 ? 1 : ms;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	c->rate_wait = true;
+	c->paced = true;
+	evtimer_add(c->rate_ev, &tv);
+	return 0;
 }
 
 /* Write buf; returns bytes written, or -1 if the client was closed. Arms wev on a short
@@ -374,7 +525,7 @@ static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt,
 
 	if (w < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
-			client_close(c, strerror(errno));
+			client_close(c, &c->cs->lim_io, strerror(errno));
 			return -1;
 		}
 		w = 0;
@@ -422,7 +573,7 @@ static void client_kick(struct client *c)
 	struct pool *pool = c->cs->pool;
 	struct op *op;
 
-	if (c->closing || c->write_blocked) {
+	if (c->closing || c->write_blocked || c->rate_wait) {
 		return;
 	}
 	for (;;) {
@@ -439,18 +590,37 @@ static void client_kick(struct client *c)
 		case OP_LEVEL: {
 			uint64_t bits = (uint64_t)pool_avail(pool) * 8;
 
+			if (pace(c, 4, 4) == 0) {
+				return;
+			}
 			egd_encode_level(bits > UINT32_MAX ? UINT32_MAX : (uint32_t)bits, c->out);
 			c->outlen = 4;
 			break;
 		}
-		case OP_PID:
-			c->outlen = egd_encode_pid((long)getpid(), c->out, sizeof(c->out));
+		case OP_PID: {
+			size_t len = egd_encode_pid((long)getpid(), c->out, sizeof(c->out));
+
+			if (pace(c, len, len) == 0) {
+				return;
+			}
+			c->outlen = len;
 			break;
-		case OP_NONBLOCK:
-			c->out[0] = (uint8_t)pool_take(pool, c->out + 1, op->n);
+		}
+		case OP_NONBLOCK: {
+			size_t k = pace(c, 1 + (size_t)op->n, 1);
+
+			if (k == 0) {
+				return;
+			}
+			c->out[0] = (uint8_t)pool_take(pool, c->out + 1, k - 1);
 			c->outlen = 1u + c->out[0];
 			c->served += c->out[0];
+			c->delayed += c->paced ? c->out[0] : 0;
+			if (c->rated) {
+				rate_return(&c->rate, k - c->outlen);
+			}
 			break;
+		}
 		case OP_BLOCK:
 			break;
 		}
@@ -462,6 +632,9 @@ static void client_kick(struct client *c)
 			}
 		}
 	}
+	if (!owes_pool_bytes(c) && c->opcount == 0) {
+		c->paced = false;
+	}
 	if (owes_pool_bytes(c)) {
 		if (!c->hungry) {
 			c->hungry = true;
@@ -469,7 +642,7 @@ static void client_kick(struct client *c)
 			c->cs->nhungry++;
 		}
 	} else if (c->eof) {
-		client_close(c, "peer closed the connection; everything owed was sent");
+		client_close(c, NULL, "peer closed the connection; everything owed was sent");
 	}
 }
 
@@ -488,17 +661,33 @@ static int give(struct client *c, size_t quantum)
 	struct iovec iov[2];
 	int cnt = pool_peek(pool, want, iov);
 	size_t have = iov[0].iov_len + (cnt == 2 ? iov[1].iov_len : 0);
+	size_t allowed;
 	ssize_t w;
 
 	if (cnt == 0) {
 		return 0;
 	}
+	allowed = pace(c, have, 1);
+	if (allowed == 0) {
+		return 0;
+	}
+	if (allowed < have) {
+		have = allowed;
+		cnt = pool_peek(pool, have, iov);
+	}
 	w = client_writev(c, iov, cnt, have);
-	if (w <= 0) {
-		return (int)w;
+	if (w < 0) {
+		return -1; /* c is gone */
+	}
+	if (c->rated && (size_t)w < have) {
+		rate_return(&c->rate, have - (size_t)w);
+	}
+	if (w == 0) {
+		return 0;
 	}
 	pool_consume(pool, (size_t)w);
 	c->served += (uint64_t)w;
+	c->delayed += c->paced ? (uint64_t)w : 0;
 	if (op != NULL) {
 		op->n -= (uint64_t)w;
 		if (op->n == 0) {
@@ -556,6 +745,9 @@ static void free_events(struct client *c)
 	if (c->primer_ev != NULL) {
 		event_free(c->primer_ev);
 	}
+	if (c->rate_ev != NULL) {
+		event_free(c->rate_ev);
+	}
 }
 
 struct client *client_new_io(struct clients *cs, int fd, const struct client_opts *opts,
@@ -589,8 +781,13 @@ struct client *client_new_io(struct clients *cs, int fd, const struct client_opt
 	if (primer) {
 		c->primer_ev = evtimer_new(cs->base, primer_cb, c);
 	}
+	c->rated = opts->rate_bytes > 0 &&
+		   rate_init(&c->rate, opts->rate_bytes, opts->rate_ms, rate_now_ms()) == 0;
+	if (c->rated) {
+		c->rate_ev = evtimer_new(cs->base, rate_cb, c);
+	}
 	if ((c->rev == NULL && !io->shared_fd && !io->no_input) || c->wev == NULL ||
-	    (primer && c->primer_ev == NULL)) {
+	    (primer && c->primer_ev == NULL) || (c->rated && c->rate_ev == NULL)) {
 		log_warnx("client %s: cannot create events; closing", peer);
 		free_events(c);
 		if (!io->shared_fd) {
@@ -614,26 +811,35 @@ struct client *client_new_io(struct clients *cs, int fd, const struct client_opt
 	return c;
 }
 
-static void client_close(struct client *c, const char *why)
+/* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
+ * (logged as a debug line, or as information when rate= delayed some of its bytes). */
+static void client_close(struct client *c, struct log_limit *lim, const char *why)
 {
 	struct clients *cs = c->cs;
 	client_closed_fn cb = c->on_closed;
 	void *arg = c->on_closed_arg;
+	char delayed[64] = "";
 
 	if (c->closing) {
 		return;
 	}
 	c->closing = true;
-	if (strncmp(why, "peer closed", 11) != 0 && strcmp(why, "shutting down") != 0) {
-		log_warnx("client %s: %s; connection closed (served %llu bytes)", c->peer, why,
-			  (unsigned long long)c->served);
-	} else if (c->on_closed != NULL) {
-		log_info("client %s: %s (served %llu bytes)", c->peer, why,
-			 (unsigned long long)c->served);
+	if (c->delayed > 0) {
+		snprintf(delayed, sizeof(delayed),
+			 ", %llu of them delayed by rate=", (unsigned long long)c->delayed);
+	}
+	if (lim != NULL) {
+		log_limited(lim, LOG_WARNING,
+			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
+			    (unsigned long long)c->served, delayed);
+	} else if (c->delayed > 0) {
+		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
+			 (unsigned long long)c->served, delayed);
 	} else {
 		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
 			  (unsigned long long)c->served);
 	}
+	partial_leave(c);
 	if (c->hungry) {
 		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
 		cs->nhungry--;

@@ -5,7 +5,12 @@
  * bytes) and keeps reading requests while it owes bytes. Bytes are written straight from
  * the pool and consumed only once the kernel took them, so no byte is lost or sent twice.
  * Clients that wait for bytes are served round-robin; a client whose socket is full leaves
- * the rotation until it is writable, so it never delays another. */
+ * the rotation until it is writable, so it never delays another.
+ *
+ * A peer cannot hold the daemon's attention without asking for something: a command left
+ * incomplete for CLIENT_PARTIAL_TIMEOUT_MS closes the connection (an idle peer, with
+ * nothing buffered, stays forever); with rate= its answers are paced, never dropped; every
+ * line a peer can cause is rate-limited in the log. */
 #ifndef ENTROPYD_CLIENT_H
 #define ENTROPYD_CLIENT_H
 
@@ -25,7 +30,14 @@ struct client_opts {
 	bool raw;	  /* proto=raw: stream bytes, no protocol */
 	unsigned primer;  /* unrequested bytes sent if a new peer stays silent for 100 ms */
 	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
+	bool has_rate;	  /* rate= was given (else the endpoint kind's default applies) */
+	uint64_t rate_bytes, rate_ms; /* rate=BYTES/MS: answers paced per client; 0 = none */
+	bool has_max_per_peer;	      /* max-per-peer= was given (else the kind's default) */
+	unsigned max_per_peer;	      /* listeners: connections per peer address/uid; 0 = any */
 };
+
+/* A peer that sent part of a command and not the rest within this time is closed. */
+#define CLIENT_PARTIAL_TIMEOUT_MS 10000u
 
 /* Called when a client is gone (for connecting endpoints, to redial). */
 typedef void (*client_closed_fn)(void *arg);
@@ -52,7 +64,9 @@ struct client *client_new(struct clients *cs, int fd, const struct client_opts *
 struct client *client_new_io(struct clients *cs, int fd, const struct client_opts *opts,
 			     const char *peer, client_closed_fn on_closed, void *arg,
 			     const struct client_io *io);
-/* Feed bytes the endpoint received for c (shared_fd transports); -1 if c was closed. */
+/* Feed one datagram the endpoint received for c (shared_fd transports): it is parsed on
+ * its own. Returns 0, -1 if c was closed (unknown command), 1 if the datagram ended inside
+ * a command and was dropped whole. */
 int client_input(struct client *c, const uint8_t *buf, size_t n);
 /* True if c neither owes nor is owed anything (an idle datagram peer may be dropped). */
 bool client_idle(const struct client *c);

@@ -3,6 +3,7 @@
 #include "conf.h"
 
 #include "netaddr.h"
+#include "rate.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,8 +48,13 @@ static const char usage[] =
     "                         tcp:HOST:PORT, unix:PATH,\n"
     "                         udp:HOST:PORT[,local=HOST:PORT] (QEMU's chardev udp)\n"
     "                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
-    "                       0 = never) ,write=on (accept EGD 0x03); unix listeners:\n"
-    "                       ,mode=0660 ,owner=USER ,group=GROUP\n"
+    "                       0 = never) ,write=on (accept EGD 0x03)\n"
+    "                       ,rate=BYTES/MS pace each client's answers (udp default\n"
+    "                       2097152/1000, others none; rate=off: no limit)\n"
+    "                       listeners: ,max-per-peer=N connections per address (tcp,\n"
+    "                       IPv6 per /64; default 64) or per uid (unix; default 0 =\n"
+    "                       no limit); unix listeners: ,mode=0660 ,owner=USER ,group=GROUP\n"
+    "                       a command left incomplete for 10 s closes its connection\n"
     "  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
     "  -v, --verbose        log debug lines too\n"
     "  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
@@ -219,6 +225,39 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 			return fail(err, errlen, "endpoint %s: write=%s (on or off)", spec, v);
 		}
 		e->opts.allow_write = strcmp(v, "on") == 0;
+	} else if (strcmp(opt, "rate") == 0) {
+		char *slash = strchr(v, '/');
+		long ms;
+
+		e->opts.has_rate = true;
+		e->opts.rate_bytes = e->opts.rate_ms = 0;
+		if (strcmp(v, "off") == 0) {
+			return 0;
+		}
+		if (slash != NULL) {
+			*slash = '\0';
+		}
+		if (slash == NULL || parse_long(v, 1, (long)RATE_MAX_BYTES, 10, &n) < 0 ||
+		    parse_long(slash + 1, 1, (long)RATE_MAX_MS, 10, &ms) < 0) {
+			return fail(err, errlen,
+				    "endpoint %s: bad rate= (BYTES/MS, e.g. 2097152/1000, or off)",
+				    spec);
+		}
+		e->opts.rate_bytes = (uint64_t)n;
+		e->opts.rate_ms = (uint64_t)ms;
+	} else if (strcmp(opt, "max-per-peer") == 0) {
+		if ((e->kind != EP_TCP && e->kind != EP_UNIX) || e->connect) {
+			return fail(err, errlen,
+				    "endpoint %s: max-per-peer= applies to tcp and unix listeners",
+				    spec);
+		}
+		if (parse_long(v, 0, 1000000, 10, &n) < 0) {
+			return fail(err, errlen,
+				    "endpoint %s: bad max-per-peer=%s (0..1000000, 0 = no limit)",
+				    spec, v);
+		}
+		e->opts.max_per_peer = (unsigned)n;
+		e->opts.has_max_per_peer = true;
 	} else if (strcmp(opt, "allow") == 0) {
 		char *save = NULL;
 
@@ -238,19 +277,20 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 			e->nallow++;
 		}
 	} else if (strcmp(opt, "local") == 0) {
-		char *colon = strrchr(v, ':');
+		struct netaddr_spec a;
+		char why[128];
 
-		if (e->kind != EP_UDP || !e->connect || colon == NULL || colon == v) {
+		if (e->kind != EP_UDP || !e->connect) {
 			return fail(err, errlen,
 				    "endpoint %s: local=HOST:PORT applies to udp --connect", spec);
 		}
-		*colon = '\0';
-		if (v[0] == '[' && colon[-1] == ']') {
-			colon[-1] = '\0';
-			v++;
+		if (netaddr_parse_hostport(v, true, &a, why, sizeof(why)) < 0) {
+			return fail(err, errlen, "endpoint %s: local=%s: %s", spec, v, why);
 		}
-		e->local_host = strdup(v);
-		e->local_port = strdup(colon + 1);
+		free(e->local_host);
+		free(e->local_port);
+		e->local_host = strdup(a.host);
+		e->local_port = strdup(a.port);
 	} else if (strcmp(opt, "mode") == 0 || strcmp(opt, "owner") == 0 ||
 		   strcmp(opt, "group") == 0) {
 		if ((e->kind != EP_UNIX && e->kind != EP_FIFO) || e->connect) {
@@ -284,8 +324,8 @@ static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char
 		}
 	} else {
 		return fail(err, errlen,
-			    "endpoint %s: unknown option '%s' (proto, primer, write, mode, owner, "
-			    "group)",
+			    "endpoint %s: unknown option '%s' (proto, primer, write, rate, "
+			    "max-per-peer, allow, local, mode, owner, group)",
 			    spec, opt);
 	}
 	return 0;

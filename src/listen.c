@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "peercap.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -25,11 +26,13 @@
 
 #define LISTEN_MAX_ADDRS 4
 #define PATH_CHECK_S 1
+#define DEFAULT_MAX_PER_PEER_TCP 64
 
 struct listener {
 	struct evconnlistener *lev[LISTEN_MAX_ADDRS];
 	size_t nlev;
 	struct event *relisten;
+	struct peercap *peers; /* tcp, unix: connections per peer (max-per-peer=) */
 	/* unix: the socket file as bound; a path that names something else is logged once
 	 * (taken_*) and left alone. */
 	bool own_path;
@@ -53,15 +56,28 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      void *arg)
 {
 	struct endpoint *ep = arg;
+	struct peercap_entry *counted;
+	bool refused;
 	char peer[160];
 
 	if (ep->conf.kind == EP_UNIX) {
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
+	}
+	counted = peercap_take(listener_of(ep)->peers, fd, sa, peer, &refused);
+	if (refused) {
+		close(fd);
+		return;
+	}
+	if (ep->conf.kind != EP_UNIX) {
 		netaddr_no_delay(fd);
 	}
-	client_new(ep->cs, fd, &ep->conf.opts, peer, NULL, NULL);
+	if (client_new(ep->cs, fd, &ep->conf.opts, peer, counted != NULL ? peercap_put : NULL,
+		       counted) == NULL &&
+	    counted != NULL) {
+		peercap_put(counted);
+	}
 }
 
 static void relisten_cb(evutil_socket_t fd, short what, void *arg)
@@ -133,6 +149,29 @@ static int listener_new(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
+/* The most connections one peer may hold on a stream listener; 0 = no limit. */
+static unsigned peer_cap(const struct endpoint *ep)
+{
+	if (ep->conf.opts.has_max_per_peer) {
+		return ep->conf.opts.max_per_peer;
+	}
+	return ep->conf.kind == EP_TCP ? DEFAULT_MAX_PER_PEER_TCP : 0;
+}
+
+/* A stream listener: the state, and its per-peer counts. */
+static int stream_listener_new(struct endpoint *ep, char *err, size_t errlen)
+{
+	if (listener_new(ep, err, errlen) < 0) {
+		return -1;
+	}
+	if (peer_cap(ep) > 0 &&
+	    (listener_of(ep)->peers = peercap_new(ep->conf.spec, peer_cap(ep))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", ep->conf.spec);
+		return -1;
+	}
+	return 0;
+}
+
 /* Bind (or adopt an inherited) socket for one address of an inet endpoint. */
 static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, size_t errlen)
 {
@@ -183,7 +222,8 @@ static int open_tcp(struct endpoint *ep, char *err, size_t errlen)
 {
 	struct addrinfo *res, *ai;
 
-	if (listener_new(ep, err, errlen) < 0 || resolve(ep, SOCK_STREAM, &res, err, errlen) < 0) {
+	if (stream_listener_new(ep, err, errlen) < 0 ||
+	    resolve(ep, SOCK_STREAM, &res, err, errlen) < 0) {
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -459,7 +499,8 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 	bool has_id;
 	int fd;
 
-	if (netaddr_unix(c->path, &sun, err, errlen) < 0 || listener_new(ep, err, errlen) < 0) {
+	if (netaddr_unix(c->path, &sun, err, errlen) < 0 ||
+	    stream_listener_new(ep, err, errlen) < 0) {
 		return -1;
 	}
 	li = listener_of(ep);
@@ -531,6 +572,7 @@ static void close_listener(struct endpoint *ep)
 		event_free(li->path_check);
 	}
 	event_free(li->relisten);
+	peercap_free(li->peers);
 	udp_free(li->udp);
 	if (li->fd >= 0) {
 		close(li->fd);

@@ -2,7 +2,11 @@
  * bytes leave through sendmsg() to its address from the endpoint's socket; the endpoint
  * reads datagrams and hands their bytes to that client. Peers are kept in a small table;
  * idle ones are dropped when it fills, and a peer that owes nothing for 10 minutes is
- * forgotten. */
+ * forgotten.
+ *
+ * Each datagram is a request set of its own (one that ends inside a command is dropped and
+ * counted), and each peer's answers are paced by rate= (default UDP_DEFAULT_RATE_BYTES per
+ * UDP_DEFAULT_RATE_MS): a forged but allowed source gets at most that, whatever it asks. */
 #include "udp.h"
 
 #include "client.h"
@@ -21,6 +25,8 @@
 
 #define UDP_MAX_PEERS 256
 #define UDP_IDLE_S 600
+#define UDP_DEFAULT_RATE_BYTES (2u << 20)
+#define UDP_DEFAULT_RATE_MS 1000u
 
 struct udp_peer {
 	struct udp_ep *u;
@@ -40,7 +46,8 @@ struct udp_ep {
 	size_t nallow;
 	struct event *rev;
 	struct udp_peer *peers[UDP_MAX_PEERS];
-	time_t last_refusal_log;
+	struct log_limit lim_refused, lim_full, lim_partial;
+	unsigned long partial_dropped; /* datagrams that ended inside a command */
 };
 
 int udp_parse_prefix(const char *s, struct udp_prefix *p)
@@ -222,26 +229,33 @@ static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		if (!udp_allowed((struct sockaddr *)&ss, u->allow, u->nallow)) {
-			time_t now = time(NULL);
+			char host[INET6_ADDRSTRLEN] = "?";
 
-			if (now != u->last_refusal_log) {
-				char host[INET6_ADDRSTRLEN] = "?";
-
-				getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), NULL,
-					    0, NI_NUMERICHOST);
-				log_warnx("%s: datagram from %s ignored: not in allow=", u->name,
-					  host);
-				u->last_refusal_log = now;
-			}
+			getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), NULL, 0,
+				    NI_NUMERICHOST);
+			log_limited(&u->lim_refused, LOG_WARNING,
+				    "%s: datagram from %s ignored: not in allow=", u->name, host);
 			continue;
 		}
 		p = find_peer(u, &ss, len);
 		if (p == NULL) {
-			log_warnx("%s: too many peers owed bytes; datagram ignored", u->name);
+			log_limited(&u->lim_full, LOG_WARNING,
+				    "%s: too many peers owed bytes; datagram ignored", u->name);
 			continue;
 		}
 		p->last = time(NULL);
-		(void)client_input(p->c, buf, (size_t)r);
+		if (client_input(p->c, buf, (size_t)r) == 1) {
+			char host[INET6_ADDRSTRLEN] = "?", serv[16] = "?";
+
+			u->partial_dropped++;
+			getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv,
+				    sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV);
+			log_limited(&u->lim_partial, LOG_WARNING,
+				    "%s: datagram of %zd bytes from %s port %s ends inside a "
+				    "command; dropped (requests are never joined across "
+				    "datagrams; %lu dropped so far)",
+				    u->name, r, host, serv, u->partial_dropped);
+		}
 	}
 }
 
@@ -261,6 +275,10 @@ struct udp_ep *udp_listen(struct event_base *base, struct clients *cs, int fd, c
 	u->opts = *opts;
 	u->opts.primer = 0; /* no connections, so no reconnects to unstick */
 	u->opts.raw = false;
+	if (!u->opts.has_rate) {
+		u->opts.rate_bytes = UDP_DEFAULT_RATE_BYTES;
+		u->opts.rate_ms = UDP_DEFAULT_RATE_MS;
+	}
 	memcpy(u->allow, allow, nallow * sizeof(*allow));
 	u->nallow = nallow;
 	u->rev = event_new(base, fd, EV_READ | EV_PERSIST, udp_read_cb, u);

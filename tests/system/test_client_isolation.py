@@ -14,7 +14,8 @@ from egdsupport import (PeerClosed, block_requests, read_many, req_block, req_pi
 
 @pytest.mark.time_limit(90)
 def test_two_hundred_concurrent_clients_each_get_exactly_their_bytes(entropyd):
-    d = entropyd()
+    # 200 connections from one address: above the default max-per-peer (64) for tcp.
+    d = entropyd(listen=("tcp:127.0.0.1:0,max-per-peer=0",))
     per_client = 4096
     pid_reply = bytes([len(str(d.pid))]) + str(d.pid).encode()
     clients = []
