@@ -21,7 +21,10 @@ struct src_tty {
 	long baud;  /* 0 = leave the line speed as it is */
 };
 
-/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N]`. */
+/* The largest stall= deadline accepted (ms). */
+#define SRC_STALL_MAX_MS 86400000
+
+/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N][,stall=MS]`. */
 struct source_conf {
 	char *spec;	    /* as written by the user, for log lines */
 	char *kind;	    /* "file", "rdseed", "getrandom" */
@@ -29,6 +32,7 @@ struct source_conf {
 	double min_entropy; /* assumed min-entropy per byte for the health tests */
 	int prio;	    /* lower is preferred */
 	struct src_tty tty; /* file: only */
+	long stall_ms;	    /* -1: the kind's default; 0: never; else the read deadline */
 };
 
 /* The set of sources feeding pool; alpha_log2 sets the health tests' false-positive rate. */
