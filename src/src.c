@@ -600,7 +600,7 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 {
 	char why_hwrng[160], why_rdseed[80];
 	char spec[64];
-	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0};
+	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0, .stall_ms = -1};
 
 	if (hwrng_delivers("/dev/hwrng", why_hwrng, sizeof(why_hwrng))) {
 		snprintf(spec, sizeof(spec), "file:/dev/hwrng");

@@ -73,3 +73,27 @@ def test_source_waiting_on_a_full_pool_is_not_stalled(entropyd):
     assert len(got) == 64 * 1024
     assert d.count_log(r"stalled") == 0, "a source waiting for pool space was called stalled"
     assert d.count_log(r"serving from source file:") == 0, "failed over to the second source"
+
+
+def test_default_source_gets_its_kinds_stall_deadline(entropyd):
+    d = entropyd(sources=())
+    line = d.wait_log(r"no --source given", 5)
+    assert "using" in line
+    d.wait_log(r"source (file:/dev/hwrng|rdseed|darn|getrandom): .*stall deadline 5000 ms$", 5)
+
+
+def test_stall_zero_means_never(entropyd, tmp_path):
+    fifo = tmp_path / "trng.fifo"
+    os.mkfifo(fifo)
+    spec = "file:%s,stall=0" % fifo
+    wfd = os.open(fifo, os.O_RDWR)
+    try:
+        d = entropyd(sources=[spec, "getrandom"])
+        d.wait_log(r"source %s: .*stall deadline 0 ms \(never\)" % re.escape(spec), 5)
+        os.write(wfd, os.urandom(1024 + 4 * 512))
+        d.wait_log(r"serving from source %s" % re.escape(spec), 10)
+        time.sleep(6.0)  # longer than the default deadline (5000 ms)
+        assert d.count_log(r"stalled") == 0, "stall=0 still called the source stalled"
+        assert d.count_log(r"serving from source getrandom") == 0
+    finally:
+        os.close(wfd)
