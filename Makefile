@@ -7,6 +7,8 @@
 PYTHON := /usr/bin/python3
 BUILD := build
 ASAN := build-asan
+FUZZ := build-fuzz
+FUZZ_SECONDS ?= 60
 APT := scripts/apt-ensure
 
 DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev \
@@ -14,10 +16,10 @@ DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev 
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ \
 	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
-	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
+	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev
 ENTROPYD_ARGS ?=
 
-.PHONY: all build run check unit system e2e asan bench deps-build deps-test clean install
+.PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install
 
 all: build
 
@@ -32,6 +34,10 @@ $(BUILD)/build.ninja:
 
 $(ASAN)/build.ninja:
 	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+$(FUZZ)/build.ninja:
+	CC=clang CXX=clang++ meson setup $(FUZZ) -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dbuildtype=debug
 
 build: deps-build $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -57,10 +63,21 @@ asan: deps-test $(ASAN)/build.ninja
 		ENTROPYD=$(ASAN)/entropyd QNGSIM=$(ASAN)/tests/qngsim/qngsim ENTROPYD_SANITIZED=1 \
 		$(PYTHON) -m pytest -q tests/system
 
+# Every libFuzzer target (tests/fuzz) for FUZZ_SECONDS each; fails on any finding, whose
+# artefact is written under build-fuzz/artifacts.
+fuzz: deps-test $(FUZZ)/build.ninja
+	ninja -C $(FUZZ)
+	tests/fuzz/run.sh $(FUZZ) $(FUZZ_SECONDS)
+
+# A short run of every fuzz target, part of make check.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
+
 check: deps-test build
 	$(MAKE) unit
 	$(MAKE) system
 	$(MAKE) asan
+	$(MAKE) fuzz-smoke
 	$(MAKE) e2e
 
 bench: deps-test build
@@ -72,4 +89,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -37,6 +37,9 @@ static const char usage[] =
     "                                written after each open; escapes \\n \\r \\xHH)\n"
     "                                ,prio=N priority group (default: position; equal\n"
     "                                priorities feed together)\n"
+    "                                ,stall=MS a read that gets nothing this long fails\n"
+    "                                over to the next source (0 = never; default 5000,\n"
+    "                                30000 for qng and qngvendor)\n"
     "                       default: /dev/hwrng if it delivers, else rdseed or darn,\n"
     "                       else getrandom\n"
     "  -l, --listen EP      accept clients on EP, repeatable:\n"
@@ -84,7 +87,7 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, 
 /* True if item (len bytes) reads `key=value` for a key of the source options. */
 static bool is_source_option(const char *item, size_t len)
 {
-	static const char *const keys[] = {"h=", "prio=", "init=", "baud="};
+	static const char *const keys[] = {"h=", "prio=", "init=", "baud=", "stall="};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		size_t k = strlen(keys[i]);
@@ -133,70 +136,124 @@ static int parse_long(const char *v, long min, long max, int base, long *out)
 	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
 }
 
+/* One source option, `key=value` split at eq; -1 with a message naming the option. */
+static int parse_source_option(struct source_conf *out, const char *spec, const char *opt,
+			       const char *val, char *err, size_t errlen)
+{
+	long v;
+
+	if (strcmp(opt, "h") == 0) {
+		char *end;
+		double h = strtod(val, &end);
+
+		if (end == val || *end != '\0' || !(h > 0 && h <= 8)) {
+			return fail(err, errlen, "source %s: option 'h=%s': not a number in (0, 8]",
+				    spec, val);
+		}
+		out->min_entropy = h;
+	} else if (strcmp(opt, "init") == 0) {
+		free(out->tty.init);
+		out->tty.init = strdup(val);
+		if (out->tty.init == NULL) {
+			return fail(err, errlen, "out of memory");
+		}
+	} else if (strcmp(opt, "baud") == 0) {
+		if (parse_long(val, 1, 4000000, 10, &v) < 0) {
+			return fail(err, errlen, "source %s: option 'baud=%s': not in 1..4000000",
+				    spec, val);
+		}
+		out->tty.baud = v;
+	} else if (strcmp(opt, "prio") == 0) {
+		if (parse_long(val, 0, 1000000, 10, &v) < 0) {
+			return fail(err, errlen, "source %s: option 'prio=%s': not in 0..1000000",
+				    spec, val);
+		}
+		out->prio = (int)v;
+	} else if (strcmp(opt, "stall") == 0) {
+		if (parse_long(val, 0, SRC_STALL_MAX_MS, 10, &v) < 0) {
+			return fail(err, errlen,
+				    "source %s: option 'stall=%s': not in 0..%d ms (0 = never)",
+				    spec, val, SRC_STALL_MAX_MS);
+		}
+		out->stall_ms = v;
+	} else {
+		return fail(err, errlen,
+			    "source %s: unknown option '%s' (h, prio, init, baud, stall)", spec,
+			    opt);
+	}
+	return 0;
+}
+
 int conf_parse_source(const char *spec, int position, struct source_conf *out, char *err,
 		      size_t errlen)
 {
 	char *s = strdup(spec);
 	char *opts, *colon, *opt, *save = NULL;
+	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (s == NULL) {
-		return fail(err, errlen, "out of memory");
-	}
-	out->spec = strdup(spec);
 	out->min_entropy = CONF_DEFAULT_H;
 	out->prio = position;
+	out->stall_ms = -1;
+	out->spec = strdup(spec);
+	if (s == NULL || out->spec == NULL) {
+		rc = fail(err, errlen, "out of memory");
+		goto out;
+	}
 	opts = split_options(s);
 	colon = strchr(s, ':');
 	if (colon != NULL) {
 		*colon = '\0';
 		out->arg = strdup(colon + 1);
+		if (out->arg == NULL) {
+			rc = fail(err, errlen, "out of memory");
+			goto out;
+		}
 	}
 	out->kind = strdup(s);
-	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt;
+	if (out->kind == NULL) {
+		rc = fail(err, errlen, "out of memory");
+		goto out;
+	}
+	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt && rc == 0;
 	     opt = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(opt, '=');
-		long v;
 
 		if (eq == NULL) {
-			free(s);
-			return fail(err, errlen, "source %s: option '%s' needs a value", spec, opt);
+			rc = fail(err, errlen, "source %s: option '%s' needs a value (%s=...)",
+				  spec, opt, opt);
+			break;
 		}
-		*eq++ = '\0';
-		if (strcmp(opt, "h") == 0) {
-			char *end;
-			double h = strtod(eq, &end);
-
-			if (end == eq || *end != '\0' || !(h > 0 && h <= 8)) {
-				free(s);
-				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec,
-					    eq);
-			}
-			out->min_entropy = h;
-		} else if (strcmp(opt, "init") == 0) {
-			free(out->tty.init);
-			out->tty.init = strdup(eq);
-		} else if (strcmp(opt, "baud") == 0) {
-			if (parse_long(eq, 1, 4000000, 10, &v) < 0) {
-				free(s);
-				return fail(err, errlen, "source %s: bad baud=%s", spec, eq);
-			}
-			out->tty.baud = v;
-		} else if (strcmp(opt, "prio") == 0) {
-			if (parse_long(eq, 0, 1000000, 10, &v) < 0) {
-				free(s);
-				return fail(err, errlen, "source %s: bad prio=%s", spec, eq);
-			}
-			out->prio = (int)v;
-		} else {
-			free(s);
-			return fail(err, errlen,
-				    "source %s: unknown option '%s' (h, prio, init, baud)", spec,
-				    opt);
-		}
+		*eq = '\0';
+		rc = parse_source_option(out, spec, opt, eq + 1, err, errlen);
 	}
+out:
+	/* The message is formatted by now: s (which opt points into) can go. */
 	free(s);
-	return 0;
+	if (rc < 0) {
+		conf_source_free(out);
+	}
+	return rc;
+}
+
+void conf_source_free(struct source_conf *c)
+{
+	free(c->spec);
+	free(c->kind);
+	free(c->arg);
+	free(c->tty.init);
+	c->spec = c->kind = c->arg = c->tty.init = NULL;
+}
+
+void conf_endpoint_free(struct endpoint_conf *e)
+{
+	free(e->spec);
+	free(e->host);
+	free(e->port);
+	free(e->path);
+	free(e->local_host);
+	free(e->local_port);
+	e->spec = e->host = e->port = e->path = e->local_host = e->local_port = NULL;
 }
 
 static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char *opt, char *err,
@@ -511,18 +568,10 @@ int conf_parse(struct conf *c, int argc, char **argv)
 void conf_free(struct conf *c)
 {
 	for (size_t i = 0; i < c->nsources; i++) {
-		free(c->sources[i].spec);
-		free(c->sources[i].kind);
-		free(c->sources[i].arg);
-		free(c->sources[i].tty.init);
+		conf_source_free(&c->sources[i]);
 	}
 	for (size_t i = 0; i < c->nendpoints; i++) {
-		free(c->endpoints[i].spec);
-		free(c->endpoints[i].host);
-		free(c->endpoints[i].port);
-		free(c->endpoints[i].path);
-		free(c->endpoints[i].local_host);
-		free(c->endpoints[i].local_port);
+		conf_endpoint_free(&c->endpoints[i]);
 	}
 	free(c->sources);
 	free(c->endpoints);

@@ -37,6 +37,10 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 /* Parse one endpoint spec (exposed for tests); -1 with a message in err. */
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *out, char *err,
 			size_t errlen);
+/* Free the strings of one parsed source (also after a failed conf_parse_source). */
+void conf_source_free(struct source_conf *c);
+/* Free the strings of one parsed endpoint (also after a failed conf_parse_endpoint). */
+void conf_endpoint_free(struct endpoint_conf *e);
 /* Free what conf_parse allocated. */
 void conf_free(struct conf *c);
 

@@ -98,8 +98,9 @@ int netaddr_unix(const char *path, struct sockaddr_un *sun, char *err, size_t er
 	return 0;
 }
 
-int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, char *err,
-			   size_t errlen)
+/* HOST:PORT after prefix (such as "tcp:"), named with it in messages. */
+static int parse_hostport(const char *prefix, const char *s, bool port0, struct netaddr_spec *out,
+			  char *err, size_t errlen)
 {
 	const char *host = s, *hend, *port;
 	char *end;
@@ -109,18 +110,19 @@ int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, 
 		host++;
 		hend = strchr(host, ']');
 		if (hend == NULL || hend[1] != ':') {
-			snprintf(err, errlen, "expected [V6ADDR]:PORT");
+			snprintf(err, errlen, "bad IPv6 address: expected %s[V6ADDR]:PORT", prefix);
 			return -1;
 		}
 		port = hend + 2;
 	} else {
 		hend = strrchr(host, ':');
 		if (hend == NULL) {
-			snprintf(err, errlen, "expected HOST:PORT");
+			snprintf(err, errlen, "expected %sHOST:PORT", prefix);
 			return -1;
 		}
 		if (memchr(host, ':', (size_t)(hend - host)) != NULL) {
-			snprintf(err, errlen, "an IPv6 address goes in brackets: [V6ADDR]:PORT");
+			snprintf(err, errlen, "an IPv6 address goes in brackets: %s[V6ADDR]:PORT",
+				 prefix);
 			return -1;
 		}
 		port = hend + 1;
@@ -128,7 +130,7 @@ int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, 
 	errno = 0;
 	pn = strtol(port, &end, 10);
 	if (hend == host || (size_t)(hend - host) >= sizeof(out->host)) {
-		snprintf(err, errlen, "expected a host before the port");
+		snprintf(err, errlen, "expected %sHOST:PORT (no host)", prefix);
 		return -1;
 	}
 	if (end == port || *end != '\0' || errno != 0 || pn < (port0 ? 0 : 1) || pn > 65535) {
@@ -139,6 +141,12 @@ int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, 
 	out->host[hend - host] = '\0';
 	snprintf(out->port, sizeof(out->port), "%ld", pn);
 	return 0;
+}
+
+int netaddr_parse_hostport(const char *s, bool port0, struct netaddr_spec *out, char *err,
+			   size_t errlen)
+{
+	return parse_hostport("", s, port0, out, err, errlen);
 }
 
 int netaddr_parse(const char *s, const char *const *kinds, bool port0, struct netaddr_spec *out,
@@ -167,13 +175,10 @@ int netaddr_parse(const char *s, const char *const *kinds, bool port0, struct ne
 		return -1;
 	}
 	if (!out->is_path) {
-		char why[128];
+		char prefix[sizeof(out->kind) + 1];
 
-		if (netaddr_parse_hostport(colon + 1, port0, out, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "%s: %s", out->kind, why);
-			return -1;
-		}
-		return 0;
+		snprintf(prefix, sizeof(prefix), "%s:", out->kind);
+		return parse_hostport(prefix, colon + 1, port0, out, err, errlen);
 	}
 	if (colon[1] == '\0' || strlen(colon + 1) >= sizeof(out->path)) {
 		snprintf(err, errlen, "%s: needs a path of 1 to %zu characters", out->kind,

@@ -4,7 +4,13 @@
  * Invariant: no byte read before the start-up test passed, or in a window in which a test
  * failed, ever reaches the pool. The thread stages the current window (at most 512 bytes)
  * and wipes it on a failure. Which sources feed is decided by priority groups: the best
- * group with a healthy member feeds, healthy members of worse groups wait as standbys. */
+ * group with a healthy member feeds, healthy members of worse groups wait as standbys.
+ *
+ * A healthy source whose driver read() blocks past its stall deadline (a command or a
+ * FIFO's writer that went quiet without closing) is marked stalled by a watchdog thread and
+ * leaves the feeding group, as on a health failure; only time inside read() counts, never
+ * time waiting for pool space or for a standby's turn. Its staged window is discarded and,
+ * when it delivers again, it re-runs the start-up test before it feeds. */
 #include "src.h"
 
 #include "gate.h"
@@ -30,7 +36,10 @@
 /* At start, a fallback waits this long for a better source's first start-up test. */
 #define SRC_FIRST_START_GRACE_S 10
 
-enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_EXHAUSTED };
+/* How often the watchdog looks for stalled reads. */
+#define SRC_WATCHDOG_MS 250
+
+enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_STALLED, SRC_EXHAUSTED };
 
 struct src_inst {
 	struct sources *set;
@@ -47,8 +56,10 @@ struct src_inst {
 	bool ever_healthy;    /* under set->lock */
 	uint8_t *chunk;
 	unsigned consecutive_failures;
-	char desc[160]; /* what it is and its cutoffs, logged at start */
-	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens;
+	long stall_ms;			 /* read deadline; 0 = never */
+	_Atomic long long read_since_ms; /* CLOCK_MONOTONIC ms when read() began; 0 outside */
+	char desc[224];			 /* what it is, its cutoffs and deadline, logged at start */
+	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens, stalls;
 };
 
 struct sources {
@@ -62,6 +73,7 @@ struct sources {
 	int active_prio;       /* INT_MAX when no source is healthy */
 	time_t started;	       /* CLOCK_MONOTONIC seconds at sources_start */
 	bool holding;	       /* a fallback waits for a better source's first start-up */
+	pthread_t watchdog;    /* marks stalled reads; runs when a source has a deadline */
 	char why_default[512]; /* why the default source was chosen, logged at start */
 };
 
@@ -177,6 +189,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	si->prio = conf->prio;
 	si->tty.init = conf->tty.init ? strdup(conf->tty.init) : NULL;
 	si->tty.baud = conf->tty.baud;
+	si->stall_ms = conf->stall_ms >= 0 ? conf->stall_ms : (long)drv->stall_ms;
 	si->state = si->st != NULL ? SRC_STARTING : SRC_CLOSED;
 	si->chunk = malloc(SRC_CHUNK);
 	if (si->spec == NULL || si->chunk == NULL) {
@@ -184,19 +197,28 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		return -1;
 	}
 	s->v[s->n++] = si;
-	snprintf(si->desc, sizeof(si->desc), "%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u",
+	snprintf(si->desc, sizeof(si->desc),
+		 "%s; h=%g bits/byte, RCT cutoff %u, APT cutoff %u/%u; stall deadline %ld ms%s",
 		 drv->what, conf->min_entropy, health_rct_cutoff(gate_health(si->gate)),
-		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW);
+		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW, si->stall_ms,
+		 si->stall_ms == 0 ? " (never)" : "");
 	return 0;
 }
 
-/* Under s->lock: recompute the feeding group and log when it changes. */
 static time_t monotonic_s(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec;
+}
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Under s->lock: recompute the feeding group and log when it changes. At start, a
@@ -355,6 +377,76 @@ static void feed(struct src_inst *si, size_t n)
 	}
 }
 
+/* After a read delivered: a source the watchdog marked stalled starts over, its window
+ * staged before the stall dropped, and feeds again once the start-up test passes. */
+static void resume_after_stall(struct src_inst *si)
+{
+	struct sources *s = si->set;
+	bool stalled;
+
+	pthread_mutex_lock(&s->lock);
+	stalled = si->state == SRC_STALLED;
+	if (stalled) {
+		si->state = SRC_STARTING;
+		update_active_locked(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (stalled) {
+		log_info("source %s: delivering again after a stall; running the start-up test",
+			 si->spec);
+		atomic_fetch_add(&si->bytes_discarded, gate_reset(si->gate));
+	}
+}
+
+/* Under s->lock: mark every healthy source whose read() has outlived its deadline as
+ * stalled, so that the next group feeds. Returns true if one was marked. */
+static bool mark_stalls_locked(struct sources *s)
+{
+	long long now = monotonic_ms();
+	bool marked = false;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct src_inst *si = s->v[i];
+		long long since = atomic_load(&si->read_since_ms);
+
+		if (si->stall_ms == 0 || since == 0 || si->state != SRC_HEALTHY ||
+		    now - since < si->stall_ms) {
+			continue;
+		}
+		si->state = SRC_STALLED;
+		atomic_fetch_add(&si->stalls, 1);
+		log_warnx("source %s: stalled: no bytes for %lld ms; failing over", si->spec,
+			  now - since);
+		marked = true;
+	}
+	if (marked) {
+		update_active_locked(s);
+	}
+	return marked;
+}
+
+/* The watchdog: looks for stalled reads every SRC_WATCHDOG_MS until the sources stop. */
+static void *watchdog_thread(void *arg)
+{
+	struct sources *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!atomic_load(&s->stop)) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += SRC_WATCHDOG_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&s->cond, &s->lock, &until);
+		(void)mark_stalls_locked(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
 static void *src_thread(void *arg)
 {
 	struct src_inst *si = arg;
@@ -382,12 +474,15 @@ static void *src_thread(void *arg)
 		if (!wait_turn(si)) {
 			break;
 		}
+		atomic_store(&si->read_since_ms, monotonic_ms());
 		long n = si->drv->read(si->st, si->chunk, SRC_CHUNK, err, sizeof(err));
+		atomic_store(&si->read_since_ms, 0);
 		if (atomic_load(&s->stop)) {
 			break;
 		}
 		if (n > 0) {
 			atomic_fetch_add(&si->bytes_read, (uint64_t)n);
+			resume_after_stall(si);
 			feed(si, (size_t)n);
 			backoff = 1;
 			continue;
@@ -421,6 +516,17 @@ int sources_start(struct sources *s)
 	}
 	s->started = monotonic_s();
 	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i]->stall_ms > 0) {
+			int rc = pthread_create(&s->watchdog, NULL, watchdog_thread, s);
+
+			if (rc != 0) {
+				errno = rc;
+				return -1;
+			}
+			break;
+		}
+	}
+	for (size_t i = 0; i < s->n; i++) {
 		int rc = pthread_create(&s->v[i]->thread, NULL, src_thread, s->v[i]);
 
 		if (rc != 0) {
@@ -448,13 +554,15 @@ void sources_log_stats(struct sources *s)
 
 		log_info(
 		    "source %s: %llu bytes read, %llu passed to the pool, %llu discarded, "
-		    "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens",
+		    "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens, "
+		    "%llu stalls",
 		    si->spec, (unsigned long long)atomic_load(&si->bytes_read),
 		    (unsigned long long)atomic_load(&si->bytes_served),
 		    (unsigned long long)atomic_load(&si->bytes_discarded),
 		    (unsigned long long)health_failures_rct(gate_health(si->gate)),
 		    (unsigned long long)health_failures_apt(gate_health(si->gate)),
-		    (unsigned long long)atomic_load(&si->reopens));
+		    (unsigned long long)atomic_load(&si->reopens),
+		    (unsigned long long)atomic_load(&si->stalls));
 	}
 }
 
@@ -492,7 +600,7 @@ int sources_add_default(struct sources *s, char *err, size_t errlen)
 {
 	char why_hwrng[160], why_rdseed[80];
 	char spec[64];
-	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0};
+	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0, .stall_ms = -1};
 
 	if (hwrng_delivers("/dev/hwrng", why_hwrng, sizeof(why_hwrng))) {
 		snprintf(spec, sizeof(spec), "file:/dev/hwrng");

@@ -3,7 +3,8 @@
  *
  * Sources have priorities (default: the order given). Only the best priority group that
  * has a healthy source feeds the pool; lower groups pass their start-up test and then wait
- * as standbys, so failover is immediate. Sources of equal priority feed together. */
+ * as standbys, so failover is immediate. Sources of equal priority feed together. A
+ * healthy source whose read blocks past its stall deadline fails over in the same way. */
 #ifndef ENTROPYD_SRC_H
 #define ENTROPYD_SRC_H
 
@@ -21,7 +22,11 @@ struct src_tty {
 	long baud;  /* 0 = leave the line speed as it is */
 };
 
-/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N]`. */
+/* The largest stall= deadline accepted (ms), and the usual default of a driver. */
+#define SRC_STALL_MAX_MS 86400000
+#define SRC_STALL_DEFAULT_MS 5000u
+
+/* A source as configured: `KIND[:ARG][,h=BITS][,prio=N][,init=…][,baud=N][,stall=MS]`. */
 struct source_conf {
 	char *spec;	    /* as written by the user, for log lines */
 	char *kind;	    /* "file", "rdseed", "getrandom" */
@@ -29,6 +34,7 @@ struct source_conf {
 	double min_entropy; /* assumed min-entropy per byte for the health tests */
 	int prio;	    /* lower is preferred */
 	struct src_tty tty; /* file: only */
+	long stall_ms;	    /* -1: the kind's default; 0: never; else the read deadline */
 };
 
 /* The set of sources feeding pool; alpha_log2 sets the health tests' false-positive rate. */
@@ -72,6 +78,9 @@ struct src_driver {
 	/* True if re-opening may continue the stream (devices); false for regular files,
 	 * whose re-opening would serve the same bytes twice. */
 	bool (*reopenable)(void *st);
+	/* Default stall deadline (ms): a healthy source whose read() blocks this long fails
+	 * over (source option stall=; 0 = never). */
+	unsigned stall_ms;
 };
 
 extern const struct src_driver src_file_driver;

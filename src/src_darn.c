@@ -111,4 +111,5 @@ const struct src_driver src_darn_driver = {
     .read = darn_read,
     .close = darn_close,
     .reopenable = darn_reopenable,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -294,4 +294,5 @@ const struct src_driver src_egd_driver = {
     .reopenable = egd_reopenable,
     .check = egd_check,
     .retry_at_start = true,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -642,4 +642,5 @@ const struct src_driver src_exec_driver = {
     .read = exec_read,
     .close = exec_close,
     .reopenable = exec_reopenable,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -226,4 +226,5 @@ const struct src_driver src_file_driver = {
     .close = file_close,
     .setup = file_setup,
     .reopenable = file_reopenable,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

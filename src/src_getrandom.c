@@ -52,4 +52,5 @@ const struct src_driver src_getrandom_driver = {
     .read = getrandom_read,
     .close = getrandom_close,
     .reopenable = getrandom_reopenable,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -111,4 +111,5 @@ const struct src_driver src_rdseed_driver = {
     .read = rdseed_read,
     .close = rdseed_close,
     .reopenable = rdseed_reopenable,
+    .stall_ms = SRC_STALL_DEFAULT_MS,
 };

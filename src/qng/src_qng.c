@@ -112,4 +112,6 @@ const struct src_driver src_qng_driver = {
     .read = qng_src_read,
     .close = qng_src_close,
     .reopenable = qng_src_reopenable,
+    /* A status check holds bytes back for a while: longer than the usual deadline. */
+    .stall_ms = 30000,
 };

@@ -93,4 +93,6 @@ const struct src_driver src_qngvendor_driver = {
     .read = qngvendor_src_read,
     .close = qngvendor_src_close,
     .reopenable = qngvendor_src_reopenable,
+    /* A status check holds bytes back for a while: longer than the usual deadline. */
+    .stall_ms = 30000,
 };

@@ -1,0 +1,245 @@
+/* Unit tests for conf: source and endpoint specs parse to the right fields, and every bad
+ * one fails with a message that names the offending option. Run under ASan (make asan)
+ * these also catch a message formatted from freed memory and leaks on error paths. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+
+static char err[512];
+
+/* Parse a source spec that must fail; the message must hold each of the NULL-ended needles. */
+static void source_fails(const char *spec, ...)
+{
+	struct source_conf c;
+	va_list ap;
+	const char *needle;
+
+	err[0] = '\0';
+	if (conf_parse_source(spec, 0, &c, err, sizeof(err)) == 0) {
+		conf_source_free(&c);
+		fail_msg("source spec '%s' was accepted", spec);
+	}
+	assert_null(c.spec);
+	assert_null(c.kind);
+	assert_null(c.arg);
+	assert_null(c.tty.init);
+	va_start(ap, spec);
+	while ((needle = va_arg(ap, const char *)) != NULL) {
+		if (strstr(err, needle) == NULL) {
+			fail_msg("source spec '%s': message '%s' does not name '%s'", spec, err,
+				 needle);
+		}
+	}
+	va_end(ap);
+}
+
+static void test_unknown_source_option_is_named(void **state)
+{
+	source_fails("getrandom,bogus=1", "source getrandom,bogus=1:", "unknown option 'bogus'",
+		     "(h, prio, init, baud, stall)", NULL);
+	source_fails("file:/dev/hwrng,h=2,speed=9600", "unknown option 'speed'", NULL);
+}
+
+static void test_source_option_without_value_is_named(void **state)
+{
+	source_fails("getrandom,h", "option 'h' needs a value", NULL);
+	source_fails("file:/dev/ttyACM0,init=x,baud", "option 'baud' needs a value", NULL);
+}
+
+static void test_bad_source_option_values_are_named(void **state)
+{
+	source_fails("getrandom,h=", "option 'h=':", NULL);
+	source_fails("getrandom,h=9", "option 'h=9':", NULL);
+	source_fails("getrandom,h=0", "option 'h=0':", NULL);
+	source_fails("getrandom,h=4bits", "option 'h=4bits':", NULL);
+	source_fails("getrandom,prio=", "option 'prio=':", NULL);
+	source_fails("getrandom,prio=-1", "option 'prio=-1':", NULL);
+	source_fails("getrandom,prio=first", "option 'prio=first':", NULL);
+	source_fails("file:/dev/ttyACM0,baud=0", "option 'baud=0':", NULL);
+	source_fails("file:/dev/ttyACM0,baud=fast", "option 'baud=fast':", NULL);
+	source_fails("getrandom,stall=-5", "option 'stall=-5':", NULL);
+	source_fails("getrandom,stall=1s", "option 'stall=1s':", NULL);
+	source_fails("getrandom,stall=", "option 'stall=':", NULL);
+}
+
+static void test_error_after_init_frees_everything(void **state)
+{
+	/* init= allocates before the bad option: ASan's leak check holds this test to it. */
+	source_fails("file:/dev/ttyACM0,init=\\x01,init=abc,prio=x", "option 'prio=x':", NULL);
+}
+
+static void test_source_defaults(void **state)
+{
+	struct source_conf c;
+
+	assert_int_equal(conf_parse_source("getrandom", 3, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.spec, "getrandom");
+	assert_string_equal(c.kind, "getrandom");
+	assert_null(c.arg);
+	assert_true(c.min_entropy == CONF_DEFAULT_H);
+	assert_int_equal(c.prio, 3);
+	assert_int_equal(c.stall_ms, -1);
+	assert_null(c.tty.init);
+	assert_int_equal(c.tty.baud, 0);
+	conf_source_free(&c);
+}
+
+static void test_source_options_parse(void **state)
+{
+	struct source_conf c;
+
+	assert_int_equal(conf_parse_source("file:/dev/ttyACM0,h=7.5,prio=2,init=cmd\\n,baud=115200,"
+					   "stall=1000",
+					   0, &c, err, sizeof(err)),
+			 0);
+	assert_string_equal(c.kind, "file");
+	assert_string_equal(c.arg, "/dev/ttyACM0");
+	assert_true(c.min_entropy == 7.5);
+	assert_int_equal(c.prio, 2);
+	assert_string_equal(c.tty.init, "cmd\\n");
+	assert_int_equal(c.tty.baud, 115200);
+	assert_int_equal(c.stall_ms, 1000);
+	conf_source_free(&c);
+
+	assert_int_equal(
+	    conf_parse_source("qng:tty=/dev/ttyUSB0+check=4k,stall=0", 1, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.kind, "qng");
+	assert_string_equal(c.arg, "tty=/dev/ttyUSB0+check=4k");
+	assert_int_equal(c.stall_ms, 0);
+	conf_source_free(&c);
+
+	assert_int_equal(conf_parse_source("egd:tcp:[::1]:8888", 0, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.kind, "egd");
+	assert_string_equal(c.arg, "tcp:[::1]:8888");
+	conf_source_free(&c);
+}
+
+static void test_exec_command_keeps_its_commas(void **state)
+{
+	struct source_conf c;
+
+	assert_int_equal(conf_parse_source("exec:printf 'a,b,c' | cat,x=1,h=6,stall=2500", 0, &c,
+					   err, sizeof(err)),
+			 0);
+	assert_string_equal(c.kind, "exec");
+	assert_string_equal(c.arg, "printf 'a,b,c' | cat,x=1");
+	assert_true(c.min_entropy == 6.0);
+	assert_int_equal(c.stall_ms, 2500);
+	conf_source_free(&c);
+
+	assert_int_equal(
+	    conf_parse_source("exec:head -c 9,10 /dev/urandom", 0, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.arg, "head -c 9,10 /dev/urandom");
+	assert_int_equal(c.stall_ms, -1);
+	conf_source_free(&c);
+}
+
+/* Parse an endpoint spec that must fail, naming the needle. */
+static void endpoint_fails(const char *spec, bool connect, const char *needle)
+{
+	struct endpoint_conf e;
+
+	err[0] = '\0';
+	if (conf_parse_endpoint(spec, connect, &e, err, sizeof(err)) == 0) {
+		conf_endpoint_free(&e);
+		fail_msg("endpoint spec '%s' was accepted", spec);
+	}
+	conf_endpoint_free(&e);
+	if (strstr(err, needle) == NULL) {
+		fail_msg("endpoint spec '%s': message '%s' does not name '%s'", spec, err, needle);
+	}
+}
+
+static void test_endpoints_parse(void **state)
+{
+	struct endpoint_conf e;
+
+	assert_int_equal(conf_parse_endpoint("tcp:127.0.0.1:8888", false, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.kind, EP_TCP);
+	assert_string_equal(e.host, "127.0.0.1");
+	assert_string_equal(e.port, "8888");
+	assert_int_equal(e.opts.primer, CONF_DEFAULT_PRIMER);
+	conf_endpoint_free(&e);
+
+	assert_int_equal(
+	    conf_parse_endpoint("tcp:[::1]:0,proto=raw,primer=0", false, &e, err, sizeof(err)), 0);
+	assert_string_equal(e.host, "::1");
+	assert_string_equal(e.port, "0");
+	assert_true(e.opts.raw);
+	assert_int_equal(e.opts.primer, 0);
+	conf_endpoint_free(&e);
+
+	assert_int_equal(
+	    conf_parse_endpoint("unix:/run/x.sock,mode=0600", false, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.kind, EP_UNIX);
+	assert_string_equal(e.path, "/run/x.sock");
+	assert_true(e.has_mode);
+	assert_int_equal(e.mode, 0600);
+	conf_endpoint_free(&e);
+
+	assert_int_equal(conf_parse_endpoint("fifo:/tmp/q.fifo", false, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.kind, EP_FIFO);
+	assert_true(e.opts.raw);
+	conf_endpoint_free(&e);
+
+	assert_int_equal(conf_parse_endpoint("udp:127.0.0.1:4000,allow=127.0.0.1+::1/128", false,
+					     &e, err, sizeof(err)),
+			 0);
+	assert_int_equal(e.kind, EP_UDP);
+	assert_int_equal(e.nallow, 2);
+	conf_endpoint_free(&e);
+}
+
+static void test_repeated_local_keeps_the_last(void **state)
+{
+	struct endpoint_conf e;
+
+	/* The first local= must be freed (ASan's leak check), the last one wins. */
+	assert_int_equal(conf_parse_endpoint("udp:127.0.0.1:4000,local=127.0.0.1:5000,"
+					     "local=[::1]:5001",
+					     true, &e, err, sizeof(err)),
+			 0);
+	assert_string_equal(e.local_host, "::1");
+	assert_string_equal(e.local_port, "5001");
+	conf_endpoint_free(&e);
+}
+
+static void test_bad_endpoints_are_named(void **state)
+{
+	endpoint_fails("tcp:127.0.0.1:65536", false, "bad port '65536'");
+	endpoint_fails("tcp:127.0.0.1:http", false, "bad port 'http'");
+	endpoint_fails("tcp:127.0.0.1:0", true, "bad port '0'");
+	endpoint_fails("tcp:127.0.0.1", false, "expected tcp:HOST:PORT");
+	endpoint_fails("tcp:[::1:80", false, "bad IPv6 address");
+	endpoint_fails("fifo:/tmp/q", true, "(fifo: listens only)");
+	endpoint_fails("tcp:::1:80", false, "an IPv6 address goes in brackets");
+	endpoint_fails("tcp:127.0.0.1:80,bogus=1", false, "unknown option 'bogus'");
+	endpoint_fails("tcp:127.0.0.1:80,primer", false, "option 'primer' needs a value");
+	endpoint_fails("tcp:127.0.0.1:80,local=127.0.0.1:5", true, "local=HOST:PORT");
+	endpoint_fails("udp:127.0.0.1:80,local=127.0.0.1:5,proto=x", true, "proto=x");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_unknown_source_option_is_named),
+	    cmocka_unit_test(test_source_option_without_value_is_named),
+	    cmocka_unit_test(test_bad_source_option_values_are_named),
+	    cmocka_unit_test(test_error_after_init_frees_everything),
+	    cmocka_unit_test(test_source_defaults),
+	    cmocka_unit_test(test_source_options_parse),
+	    cmocka_unit_test(test_exec_command_keeps_its_commas),
+	    cmocka_unit_test(test_endpoints_parse),
+	    cmocka_unit_test(test_repeated_local_keeps_the_last),
+	    cmocka_unit_test(test_bad_endpoints_are_named),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
