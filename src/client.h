@@ -24,6 +24,7 @@ struct event_base;
 struct pool;
 struct clients;
 struct client;
+struct transport;
 
 /* Per-endpoint behaviour of its clients. */
 struct client_opts {
@@ -42,29 +43,17 @@ struct client_opts {
 /* Called when a client is gone (for connecting endpoints, to redial). */
 typedef void (*client_closed_fn)(void *arg);
 
-/* How a client's bytes travel, for transports other than a stream socket of its own. */
-struct client_io {
-	/* Send like writev; NULL means writev(fd). A datagram transport sends all or nothing. */
-	ssize_t (*send)(void *ctx, int fd, const struct iovec *iov, int cnt);
-	void *ctx;
-	size_t max_send; /* largest single send (a datagram), 0 = no limit */
-	bool shared_fd;	 /* fd belongs to the endpoint: not read, not closed by the client */
-	bool no_input;	 /* never read from fd (a pipe's write end) */
-};
-
 /* The registry of clients serving from pool on base; NULL on failure. */
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2);
 /* Close every client and free the registry. */
 void clients_free(struct clients *cs);
-/* Adopt connected, non-blocking socket fd; peer names it in log lines. Returns NULL (fd
- * closed) on failure. on_closed may be NULL. */
-struct client *client_new(struct clients *cs, int fd, const struct client_opts *opts,
-			  const char *peer, client_closed_fn on_closed, void *arg);
-/* Like client_new, for another transport (io is copied). */
-struct client *client_new_io(struct clients *cs, int fd, const struct client_opts *opts,
-			     const char *peer, client_closed_fn on_closed, void *arg,
-			     const struct client_io *io);
-/* Feed one datagram the endpoint received for c (shared_fd transports): it is parsed on
+/* Serve a connected peer whose bytes travel over transport tr (state ctx, descriptor fd,
+ * non-blocking); peer names it in log lines; on_closed (may be NULL) is called with arg
+ * once it is gone. Returns NULL (tr closed fd and ctx) on failure. */
+struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,
+			  const struct client_opts *opts, const char *peer,
+			  client_closed_fn on_closed, void *arg);
+/* Feed one datagram the endpoint received for c (transports without read): it is parsed on
  * its own. Returns 0, -1 if c was closed (unknown command), 1 if the datagram ended inside
  * a command and was dropped whole. */
 int client_input(struct client *c, const uint8_t *buf, size_t n);

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "transport.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -82,6 +83,9 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	struct endpoint *ep = d->ep;
 	int soerr = ETIMEDOUT;
 	socklen_t len = sizeof(soerr);
+	const struct transport *tr;
+	void *ctx = NULL;
+	char err[256];
 
 	if ((what & EV_WRITE) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
 		soerr = errno;
@@ -97,7 +101,15 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}
-	client_new(ep->cs, fd, &ep->conf.opts, ep->conf.spec, connection_closed, d);
+	tr = transport_for(&ep->conf);
+	if (tr->attach != NULL &&
+	    (ctx = tr->attach(fd, false, &ep->conf, err, sizeof(err))) == NULL) {
+		log_warnx("%s: %s", ep->conf.spec, err);
+		close(fd);
+		connection_closed(d);
+		return;
+	}
+	client_new(ep->cs, tr, ctx, fd, &ep->conf.opts, ep->conf.spec, connection_closed, d);
 }
 
 /* Bind the udp socket fd to local=HOST:PORT unless it is bound already (inherited). */

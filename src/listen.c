@@ -8,6 +8,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "peercap.h"
+#include "transport.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -57,8 +58,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct endpoint *ep = arg;
 	struct peercap_entry *counted;
+	const struct transport *tr;
+	void *ctx = NULL;
 	bool refused;
-	char peer[160];
+	char peer[160], err[256];
 
 	if (ep->conf.kind == EP_UNIX) {
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
@@ -70,11 +73,21 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
+	tr = transport_for(&ep->conf);
+	if (tr->attach != NULL &&
+	    (ctx = tr->attach(fd, true, &ep->conf, err, sizeof(err))) == NULL) {
+		log_warnx("%s: connection %s refused: %s", ep->conf.spec, peer, err);
+		close(fd);
+		if (counted != NULL) {
+			peercap_put(counted);
+		}
+		return;
+	}
 	if (ep->conf.kind != EP_UNIX) {
 		netaddr_no_delay(fd);
 	}
-	if (client_new(ep->cs, fd, &ep->conf.opts, peer, counted != NULL ? peercap_put : NULL,
-		       counted) == NULL &&
+	if (client_new(ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
+		       counted != NULL ? peercap_put : NULL, counted) == NULL &&
 	    counted != NULL) {
 		peercap_put(counted);
 	}
@@ -287,7 +300,6 @@ static int apply_path_perms(const struct endpoint_conf *c, char *err, size_t err
  * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
 static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 {
-	static const struct client_io pipe_io = {.no_input = true};
 	struct endpoint_conf *c = &ep->conf;
 	struct listener *li;
 	char peer[160];
@@ -323,7 +335,8 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 	snprintf(peer, sizeof(peer), "fifo:%s", c->path);
 	/* The pipe's descriptor must outlive the client: the client gets a duplicate. */
 	int dup = fcntl(li->fd, F_DUPFD_CLOEXEC, 3);
-	if (dup < 0 || client_new_io(ep->cs, dup, &c->opts, peer, NULL, NULL, &pipe_io) == NULL) {
+	if (dup < 0 ||
+	    client_new(ep->cs, &transport_pipe, NULL, dup, &c->opts, peer, NULL, NULL) == NULL) {
 		snprintf(err, errlen, "%s: cannot serve the pipe", c->spec);
 		return -1;
 	}

@@ -3,6 +3,8 @@
  * Lines a peer can cause go through a struct log_limit, so that no peer can flood the log. */
 #include "log.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -127,14 +129,6 @@ bool log_limit_pass(struct log_limit *l, uint64_t now_ms, unsigned long *suppres
 	return true;
 }
 
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void log_set_clock(uint64_t (*now_ms)(void))
 {
 	logcfg.now_ms = now_ms;
@@ -148,7 +142,8 @@ void log_limited(struct log_limit *l, int prio, const char *fmt, ...)
 	va_list ap;
 
 	if ((prio == LOG_DEBUG && !logcfg.verbose) ||
-	    !log_limit_pass(l, logcfg.now_ms != NULL ? logcfg.now_ms() : monotonic_ms(), &held)) {
+	    !log_limit_pass(l, logcfg.now_ms != NULL ? logcfg.now_ms() : (uint64_t)clock_ms(),
+			    &held)) {
 		errno = saved;
 		return;
 	}

@@ -78,11 +78,3 @@ uint64_t rate_wait_ms(struct rate *r, uint64_t now_ms, size_t want)
 	}
 	return (need - r->scaled + r->bytes - 1) / r->bytes;
 }
-
-uint64_t rate_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}

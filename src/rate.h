@@ -28,7 +28,5 @@ size_t rate_take(struct rate *r, uint64_t now_ms, size_t want);
 void rate_return(struct rate *r, size_t n);
 /* Milliseconds from now_ms until want bytes (at most the bucket's size) may be taken. */
 uint64_t rate_wait_ms(struct rate *r, uint64_t now_ms, size_t want);
-/* The monotonic clock in milliseconds, for callers to pass as now_ms. */
-uint64_t rate_now_ms(void);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "client.h"
 #include "log.h"
+#include "transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -132,6 +133,16 @@ static ssize_t peer_send(void *ctx, int fd, const struct iovec *iov, int cnt)
 	return sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* The socket is the endpoint's; the peer's record goes with its client (peer_gone). */
+static void peer_close(void *ctx, int fd)
+{
+}
+
+/* A datagram peer: answers leave by sendmsg() to its address; its requests are read by the
+ * endpoint and handed over whole (client_input). */
+static const struct transport udp_transport = {
+    .name = "udp", .writev = peer_send, .close = peer_close, .max_send = UDP_MAX_REPLY};
+
 static void peer_gone(void *arg)
 {
 	struct udp_peer *p = arg;
@@ -181,7 +192,6 @@ static struct udp_peer *find_peer(struct udp_ep *u, const struct sockaddr_storag
 
 	struct udp_peer *p = calloc(1, sizeof(*p));
 	char host[INET6_ADDRSTRLEN], serv[16], peer[200];
-	struct client_io io = {.send = peer_send, .max_send = UDP_MAX_REPLY, .shared_fd = true};
 
 	if (p == NULL) {
 		return NULL;
@@ -189,12 +199,11 @@ static struct udp_peer *find_peer(struct udp_ep *u, const struct sockaddr_storag
 	p->u = u;
 	memcpy(&p->addr, ss, len);
 	p->len = len;
-	io.ctx = p;
 	getnameinfo((const struct sockaddr *)ss, len, host, sizeof(host), serv, sizeof(serv),
 		    NI_NUMERICHOST | NI_NUMERICSERV);
 	snprintf(peer, sizeof(peer), ss->ss_family == AF_INET6 ? "udp:[%s]:%s" : "udp:%s:%s", host,
 		 serv);
-	p->c = client_new_io(u->cs, u->fd, &u->opts, peer, peer_gone, p, &io);
+	p->c = client_new(u->cs, &udp_transport, p, u->fd, &u->opts, peer, peer_gone, p);
 	if (p->c == NULL) {
 		free(p);
 		return NULL;

@@ -1,0 +1,37 @@
+/* transport: see transport.h. The table in transport_for() lists the transports a stream
+ * endpoint can use, most specific first; the plain stream serves every endpoint. */
+#include "transport.h"
+
+#include <unistd.h>
+
+static ssize_t fd_read(void *ctx, int fd, void *buf, size_t n)
+{
+	return read(fd, buf, n);
+}
+
+static ssize_t fd_writev(void *ctx, int fd, const struct iovec *iov, int cnt)
+{
+	return writev(fd, iov, cnt);
+}
+
+static void fd_close(void *ctx, int fd)
+{
+	close(fd);
+}
+
+const struct transport transport_stream = {
+    .name = "stream", .read = fd_read, .writev = fd_writev, .close = fd_close};
+
+const struct transport transport_pipe = {.name = "pipe", .writev = fd_writev, .close = fd_close};
+
+const struct transport *transport_for(const struct endpoint_conf *c)
+{
+	static const struct transport *const table[] = {&transport_stream};
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		if (table[i]->wants == NULL || table[i]->wants(c)) {
+			return table[i];
+		}
+	}
+	return &transport_stream;
+}
