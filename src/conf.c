@@ -130,6 +130,7 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 {
 	char *s = strdup(spec);
 	char *opts, *colon, *opt, *save = NULL;
+	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (s == NULL) {
@@ -151,8 +152,8 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 		long v;
 
 		if (eq == NULL) {
-			free(s);
-			return fail(err, errlen, "source %s: option '%s' needs a value", spec, opt);
+			rc = fail(err, errlen, "source %s: option '%s' needs a value", spec, opt);
+			goto out;
 		}
 		*eq++ = '\0';
 		if (strcmp(opt, "h") == 0) {
@@ -160,9 +161,9 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 			double h = strtod(eq, &end);
 
 			if (end == eq || *end != '\0' || !(h > 0 && h <= 8)) {
-				free(s);
-				return fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec,
-					    eq);
+				rc =
+				    fail(err, errlen, "source %s: h=%s is not in (0, 8]", spec, eq);
+				goto out;
 			}
 			out->min_entropy = h;
 		} else if (strcmp(opt, "init") == 0) {
@@ -170,25 +171,27 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 			out->tty.init = strdup(eq);
 		} else if (strcmp(opt, "baud") == 0) {
 			if (parse_long(eq, 1, 4000000, 10, &v) < 0) {
-				free(s);
-				return fail(err, errlen, "source %s: bad baud=%s", spec, eq);
+				rc = fail(err, errlen, "source %s: bad baud=%s", spec, eq);
+				goto out;
 			}
 			out->tty.baud = v;
 		} else if (strcmp(opt, "prio") == 0) {
 			if (parse_long(eq, 0, 1000000, 10, &v) < 0) {
-				free(s);
-				return fail(err, errlen, "source %s: bad prio=%s", spec, eq);
+				rc = fail(err, errlen, "source %s: bad prio=%s", spec, eq);
+				goto out;
 			}
 			out->prio = (int)v;
 		} else {
-			free(s);
-			return fail(err, errlen,
-				    "source %s: unknown option '%s' (h, prio, init, baud)", spec,
-				    opt);
+			rc =
+			    fail(err, errlen,
+				 "source %s: unknown option '%s' (h, prio, init, baud)", spec, opt);
+			goto out;
 		}
 	}
+out:
+	/* After the message: it may quote an option, which points into s. */
 	free(s);
-	return 0;
+	return rc;
 }
 
 static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char *opt, char *err,
@@ -365,6 +368,26 @@ out:
 	return rc;
 }
 
+/* Free the strings of one parsed (or partly parsed) source. */
+static void free_source(struct source_conf *s)
+{
+	free(s->spec);
+	free(s->kind);
+	free(s->arg);
+	free(s->tty.init);
+}
+
+/* Free the strings of one parsed (or partly parsed) endpoint. */
+static void free_endpoint(struct endpoint_conf *e)
+{
+	free(e->spec);
+	free(e->host);
+	free(e->port);
+	free(e->path);
+	free(e->local_host);
+	free(e->local_port);
+}
+
 static int add_endpoint(struct conf *c, const char *spec, bool connect)
 {
 	char err[512];
@@ -377,6 +400,7 @@ static int add_endpoint(struct conf *c, const char *spec, bool connect)
 	c->endpoints = v;
 	if (conf_parse_endpoint(spec, connect, &v[c->nendpoints], err, sizeof(err)) < 0) {
 		fprintf(stderr, "entropyd: %s\n", err);
+		free_endpoint(&v[c->nendpoints]);
 		return -1;
 	}
 	c->nendpoints++;
@@ -427,6 +451,7 @@ int conf_parse(struct conf *c, int argc, char **argv)
 			if (conf_parse_source(optarg, (int)c->nsources, &s[c->nsources], err,
 					      sizeof(err)) < 0) {
 				fprintf(stderr, "entropyd: %s\n", err);
+				free_source(&s[c->nsources]);
 				return -1;
 			}
 			c->nsources++;
@@ -491,18 +516,10 @@ int conf_parse(struct conf *c, int argc, char **argv)
 void conf_free(struct conf *c)
 {
 	for (size_t i = 0; i < c->nsources; i++) {
-		free(c->sources[i].spec);
-		free(c->sources[i].kind);
-		free(c->sources[i].arg);
-		free(c->sources[i].tty.init);
+		free_source(&c->sources[i]);
 	}
 	for (size_t i = 0; i < c->nendpoints; i++) {
-		free(c->endpoints[i].spec);
-		free(c->endpoints[i].host);
-		free(c->endpoints[i].port);
-		free(c->endpoints[i].path);
-		free(c->endpoints[i].local_host);
-		free(c->endpoints[i].local_port);
+		free_endpoint(&c->endpoints[i]);
 	}
 	free(c->sources);
 	free(c->endpoints);
