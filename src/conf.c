@@ -454,6 +454,7 @@ static int add_endpoint(struct conf *c, const char *spec, bool connect)
 	c->endpoints = v;
 	if (conf_parse_endpoint(spec, connect, &v[c->nendpoints], err, sizeof(err)) < 0) {
 		fprintf(stderr, "entropyd: %s\n", err);
+		conf_endpoint_free(&v[c->nendpoints]);
 		return -1;
 	}
 	c->nendpoints++;
@@ -504,6 +505,7 @@ int conf_parse(struct conf *c, int argc, char **argv)
 			if (conf_parse_source(optarg, (int)c->nsources, &s[c->nsources], err,
 					      sizeof(err)) < 0) {
 				fprintf(stderr, "entropyd: %s\n", err);
+				conf_source_free(&s[c->nsources]);
 				return -1;
 			}
 			c->nsources++;

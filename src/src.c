@@ -13,6 +13,7 @@
  * when it delivers again, it re-runs the start-up test before it feeds. */
 #include "src.h"
 
+#include "clock.h"
 #include "gate.h"
 #include "health.h"
 #include "log.h"
@@ -23,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,22 +207,6 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	return 0;
 }
 
-static time_t monotonic_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Under s->lock: recompute the feeding group and log when it changes. At start, a
  * fallback does not feed while a better source is still in its first start-up test (for
  * at most SRC_FIRST_START_GRACE_S): otherwise the fallback, often the faster one, would
@@ -239,7 +225,7 @@ static void update_active_locked(struct sources *s)
 		const struct src_inst *si = s->v[i];
 
 		if (si->prio < best && !si->ever_healthy && si->state == SRC_STARTING &&
-		    monotonic_s() - s->started < SRC_FIRST_START_GRACE_S) {
+		    (time_t)(clock_ms() / 1000) - s->started < SRC_FIRST_START_GRACE_S) {
 			awaited = si->spec;
 			best = INT_MAX;
 		}
@@ -402,7 +388,7 @@ static void resume_after_stall(struct src_inst *si)
  * stalled, so that the next group feeds. Returns true if one was marked. */
 static bool mark_stalls_locked(struct sources *s)
 {
-	long long now = monotonic_ms();
+	long long now = clock_ms();
 	bool marked = false;
 
 	for (size_t i = 0; i < s->n; i++) {
@@ -474,7 +460,7 @@ static void *src_thread(void *arg)
 		if (!wait_turn(si)) {
 			break;
 		}
-		atomic_store(&si->read_since_ms, monotonic_ms());
+		atomic_store(&si->read_since_ms, clock_ms());
 		long n = si->drv->read(si->st, si->chunk, SRC_CHUNK, err, sizeof(err));
 		atomic_store(&si->read_since_ms, 0);
 		if (atomic_load(&s->stop)) {
@@ -514,7 +500,7 @@ int sources_start(struct sources *s)
 	for (size_t i = 0; i < s->n; i++) {
 		log_info("source %s: %s", s->v[i]->spec, s->v[i]->desc);
 	}
-	s->started = monotonic_s();
+	s->started = (time_t)(clock_ms() / 1000);
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->v[i]->stall_ms > 0) {
 			int rc = pthread_create(&s->watchdog, NULL, watchdog_thread, s);
@@ -731,4 +717,89 @@ void sources_list_detected(FILE *out)
 	} else {
 		fprintf(out, "  (no USB serial devices: /dev/serial/by-id does not exist)\n");
 	}
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Shutdown: wake, join and free.
+ *
+ * A thread blocked in read() on a device, a FIFO or a socket does not see the stop flag.
+ * It is sent SRC_WAKE_SIGNAL, whose handler only notes it and is installed without
+ * SA_RESTART, so that the read fails with EINTR; a driver that would retry on EINTR asks
+ * src_stopping() first. The signal is repeated until the thread ends, because one sent
+ * between the thread's last look at the stop flag and its read() would be lost. */
+
+#define SRC_WAKE_SIGNAL SIGUSR2
+#define SRC_WAKE_EVERY_MS 20
+
+static _Thread_local volatile sig_atomic_t src_woken;
+
+static void src_on_wake(int sig)
+{
+	src_woken = 1;
+}
+
+bool src_stopping(void)
+{
+	return src_woken != 0;
+}
+
+/* Wake si's thread until it ends or deadline (monotonic ms) passes; 0 once joined. */
+static int join_source(struct src_inst *si, long long deadline)
+{
+	for (;;) {
+		struct timespec until;
+
+		(void)pthread_kill(si->thread, SRC_WAKE_SIGNAL);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += SRC_WAKE_EVERY_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(si->thread, NULL, &until) == 0) {
+			si->thread_started = false;
+			return 0;
+		}
+		if (clock_ms() >= deadline) {
+			return -1;
+		}
+	}
+}
+
+int sources_free(struct sources *s, unsigned timeout_ms)
+{
+	struct sigaction sa = {.sa_handler = src_on_wake}; /* sa_flags 0: no SA_RESTART */
+	long long deadline = clock_ms() + timeout_ms;
+
+	if (s == NULL) {
+		return 0;
+	}
+	sources_stop(s);
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SRC_WAKE_SIGNAL, &sa, NULL);
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i]->thread_started && join_source(s->v[i], deadline) < 0) {
+			log_warnx("source %s: its thread did not stop within %u ms (a read that "
+				  "cannot be interrupted); exiting without waiting for it",
+				  s->v[i]->spec, timeout_ms);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		struct src_inst *si = s->v[i];
+
+		close_source(si);
+		gate_free(si->gate);
+		explicit_bzero(si->chunk, SRC_CHUNK);
+		free(si->chunk);
+		free(si->spec);
+		free(si->arg);
+		free(si->tty.init);
+		free(si);
+	}
+	free(s->v);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return 0;
 }

@@ -45,7 +45,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 int sources_add_default(struct sources *s, char *err, size_t errlen);
 /* Start one thread per source. */
 int sources_start(struct sources *s);
-/* Ask the threads to stop; blocked device reads are abandoned, not waited for. */
+/* Ask the threads to stop; sources_free then wakes a thread blocked in a read and joins it. */
 void sources_stop(struct sources *s);
 /* Log a one-line summary per source (bytes read, served, discarded, failures). */
 void sources_log_stats(struct sources *s);
@@ -100,5 +100,12 @@ long src_read_words(uint8_t *buf, size_t n, int (*next)(unsigned long long *v), 
 bool src_rdseed_supported(void);
 /* True if the CPU has DARN (POWER9). */
 bool src_darn_supported(void);
+
+/* Stop, wake and join every source thread within timeout_ms, then close and free all; -1
+ * (one line logged, nothing freed) if a thread did not end in time. */
+int sources_free(struct sources *s, unsigned timeout_ms);
+/* In a source thread: true once it was woken to stop; a driver's read that fails with EINTR
+ * returns -1 then instead of retrying. */
+bool src_stopping(void);
 
 #endif

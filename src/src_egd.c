@@ -241,6 +241,10 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 		}
 		p.events |= s->outlen > 0 ? POLLOUT : 0;
 		if (poll(&p, 1, (int)left) <= 0) {
+			if (src_stopping()) {
+				snprintf(err, errlen, "stopping");
+				return -1;
+			}
 			continue; /* a timeout or EINTR: the deadline decides */
 		}
 		r = recv(s->fd, buf, n, MSG_DONTWAIT);

@@ -533,7 +533,7 @@ static long exec_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 			p[np++] = (struct pollfd){.fd = s->ctl, .events = POLLIN};
 		}
 		if (poll(p, np, timeout) < 0) {
-			if (errno == EINTR) {
+			if (errno == EINTR && !src_stopping()) {
 				continue;
 			}
 			snprintf(err, errlen, "poll: %s", strerror(errno));

@@ -187,7 +187,7 @@ static long file_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen
 	}
 	do {
 		r = read(f->fd, buf, n);
-	} while (r < 0 && errno == EINTR);
+	} while (r < 0 && errno == EINTR && !src_stopping());
 	if (r < 0) {
 		snprintf(err, errlen, "read from %s: %s", f->path, strerror(errno));
 		return -1;
