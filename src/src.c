@@ -76,6 +76,7 @@ struct sources {
 	time_t started;	       /* CLOCK_MONOTONIC seconds at sources_start */
 	bool holding;	       /* a fallback waits for a better source's first start-up */
 	pthread_t watchdog;    /* marks stalled reads; runs when a source has a deadline */
+	bool watchdog_started;
 	char why_default[512]; /* why the default source was chosen, logged at start */
 };
 
@@ -509,6 +510,7 @@ int sources_start(struct sources *s)
 				errno = rc;
 				return -1;
 			}
+			s->watchdog_started = true;
 			break;
 		}
 	}
@@ -784,6 +786,9 @@ int sources_free(struct sources *s, unsigned timeout_ms)
 				  s->v[i]->spec, timeout_ms);
 			return -1;
 		}
+	}
+	if (s->watchdog_started) {
+		(void)pthread_join(s->watchdog, NULL); /* it waits on s->cond: stop woke it */
 	}
 	for (size_t i = 0; i < s->n; i++) {
 		struct src_inst *si = s->v[i];
