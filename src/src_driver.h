@@ -68,7 +68,7 @@ extern const struct src_driver *const src_drivers[];
 
 /* The driver of kind, or NULL. */
 const struct src_driver *src_driver_find(const char *kind);
-/* Write the kinds into buf as "file, rdseed, …" (cut to len). */
+/* Write the kinds into buf, comma-separated in table order (cut to len). */
 void src_driver_kinds(char *buf, size_t len);
 /* Close st with drv's close, or do nothing when it has none. */
 void src_driver_close(const struct src_driver *drv, void *st);
