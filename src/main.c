@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pool.h"
 #include "src.h"
+#include "src_detect.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -112,7 +113,7 @@ int main(int argc, char **argv)
 	log_init("entropyd", true, conf.verbose);
 	signal(SIGPIPE, SIG_IGN);
 	if (conf.list_sources) {
-		sources_list_detected(stdout);
+		src_detect_list(stdout);
 		conf_free(&conf);
 		free(args);
 		return 0;
@@ -131,7 +132,7 @@ int main(int argc, char **argv)
 			fatalx("%s", err);
 		}
 	}
-	if (conf.nsources == 0 && sources_add_default(srcs, err, sizeof(err)) < 0) {
+	if (conf.nsources == 0 && src_detect_add_default(srcs, err, sizeof(err)) < 0) {
 		fatalx("%s", err);
 	}
 	if (conf.nendpoints == 0) {

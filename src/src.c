@@ -18,19 +18,15 @@
 #include "health.h"
 #include "log.h"
 #include "pool.h"
+#include "src_wake.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define SRC_CHUNK (64u * 1024u)
 #define SRC_FAILURES_BEFORE_REOPEN 3u
@@ -61,6 +57,7 @@ struct src_inst {
 	long stall_ms;			 /* read deadline; 0 = never */
 	_Atomic long long read_since_ms; /* CLOCK_MONOTONIC ms when read() began; 0 outside */
 	char desc[224];			 /* what it is, its cutoffs and deadline, logged at start */
+	char note[512];			 /* why it was chosen (the default source), or "" */
 	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens, stalls;
 };
 
@@ -72,17 +69,11 @@ struct sources {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	atomic_bool stop;
-	int active_prio;       /* INT_MAX when no source is healthy */
-	time_t started;	       /* CLOCK_MONOTONIC seconds at sources_start */
-	bool holding;	       /* a fallback waits for a better source's first start-up */
-	pthread_t watchdog;    /* marks stalled reads; runs when a source has a deadline */
+	int active_prio;      /* INT_MAX when no source is healthy */
+	long long started_ms; /* clock_ms() at sources_start */
+	bool holding;	      /* a fallback waits for a better source's first start-up */
+	pthread_t watchdog;   /* marks stalled reads; runs when a source has a deadline */
 	bool watchdog_started;
-	char why_default[512]; /* why the default source was chosen, logged at start */
-};
-
-static const struct src_driver *const drivers[] = {
-    &src_file_driver, &src_rdseed_driver,    &src_getrandom_driver, &src_qng_driver,
-    &src_darn_driver, &src_qngvendor_driver, &src_exec_driver,	    &src_egd_driver,
 };
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
@@ -112,7 +103,7 @@ static void *open_source(const struct src_driver *drv, const char *arg, const st
 	void *st = drv->open(arg, err, errlen);
 
 	if (st != NULL && drv->setup != NULL && drv->setup(st, tty, err, errlen) < 0) {
-		drv->close(st);
+		src_driver_close(drv, st);
 		return NULL;
 	}
 	return st;
@@ -120,21 +111,17 @@ static void *open_source(const struct src_driver *drv, const char *arg, const st
 
 int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
 {
-	const struct src_driver *drv = NULL;
+	const struct src_driver *drv = src_driver_find(conf->kind);
 	struct src_inst *si;
 	struct src_inst **v;
 	char derr[256] = "";
 
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-		if (strcmp(drivers[i]->kind, conf->kind) == 0) {
-			drv = drivers[i];
-		}
-	}
 	if (drv == NULL) {
-		snprintf(err, errlen,
-			 "source %s: unknown kind '%s' (known: file, rdseed, darn, getrandom, qng, "
-			 "qngvendor, exec, egd)",
-			 conf->spec, conf->kind);
+		char kinds[256];
+
+		src_driver_kinds(kinds, sizeof(kinds));
+		snprintf(err, errlen, "source %s: unknown kind '%s' (known: %s)", conf->spec,
+			 conf->kind, kinds);
 		return -1;
 	}
 	if (drv->needs_arg && (conf->arg == NULL || conf->arg[0] == '\0')) {
@@ -189,6 +176,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	si->drv = drv;
 	si->spec = strdup(conf->spec);
 	si->arg = conf->arg ? strdup(conf->arg) : NULL;
+	snprintf(si->note, sizeof(si->note), "%s", conf->note ? conf->note : "");
 	si->prio = conf->prio;
 	si->tty.init = conf->tty.init ? strdup(conf->tty.init) : NULL;
 	si->tty.baud = conf->tty.baud;
@@ -226,7 +214,7 @@ static void update_active_locked(struct sources *s)
 		const struct src_inst *si = s->v[i];
 
 		if (si->prio < best && !si->ever_healthy && si->state == SRC_STARTING &&
-		    (time_t)(clock_ms() / 1000) - s->started < SRC_FIRST_START_GRACE_S) {
+		    clock_ms() - s->started_ms < SRC_FIRST_START_GRACE_S * 1000LL) {
 			awaited = si->spec;
 			best = INT_MAX;
 		}
@@ -301,7 +289,7 @@ static bool wait_turn(struct src_inst *si)
 static void close_source(struct src_inst *si)
 {
 	if (si->st != NULL) {
-		si->drv->close(si->st);
+		src_driver_close(si->drv, si->st);
 		si->st = NULL;
 	}
 }
@@ -356,7 +344,7 @@ static void feed(struct src_inst *si, size_t n)
 		return;
 	}
 	if (r.failed && si->consecutive_failures >= SRC_FAILURES_BEFORE_REOPEN &&
-	    si->drv->reopenable(si->st)) {
+	    src_driver_reopenable(si->drv, si->st)) {
 		log_warnx("source %s: %u failures in a row; closing and re-opening it", si->spec,
 			  si->consecutive_failures);
 		close_source(si);
@@ -475,7 +463,7 @@ static void *src_thread(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&si->bytes_discarded, gate_reset(si->gate));
-		if (n == 0 || !si->drv->reopenable(si->st)) {
+		if (n == 0 || !src_driver_reopenable(si->drv, si->st)) {
 			if (n == 0) {
 				log_info("source %s: end of data, source exhausted", si->spec);
 			} else {
@@ -495,13 +483,13 @@ static void *src_thread(void *arg)
 int sources_start(struct sources *s)
 {
 	/* Logged only now, so that a start-up error is the only line a failed start prints. */
-	if (s->why_default[0] != '\0') {
-		log_info("%s", s->why_default);
-	}
 	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i]->note[0] != '\0') {
+			log_info("%s", s->v[i]->note);
+		}
 		log_info("source %s: %s", s->v[i]->spec, s->v[i]->desc);
 	}
-	s->started = (time_t)(clock_ms() / 1000);
+	s->started_ms = clock_ms();
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->v[i]->stall_ms > 0) {
 			int rc = pthread_create(&s->watchdog, NULL, watchdog_thread, s);
@@ -554,233 +542,17 @@ void sources_log_stats(struct sources *s)
 	}
 }
 
-/* Try /dev/hwrng without blocking for more than about two seconds. */
-static bool hwrng_delivers(const char *path, char *why, size_t whylen)
-{
-	uint8_t probe[16];
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(why, whylen, "%s: %s", path, strerror(errno));
-		return false;
-	}
-	for (int i = 0; i < 200; i++) {
-		ssize_t r = read(fd, probe, sizeof(probe));
-
-		if (r > 0) {
-			explicit_bzero(probe, sizeof(probe));
-			close(fd);
-			return true;
-		}
-		if (r < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(why, whylen, "%s: %s", path, strerror(errno));
-			close(fd);
-			return false;
-		}
-		usleep(10000);
-	}
-	close(fd);
-	snprintf(why, whylen, "%s: delivered nothing within 2 s", path);
-	return false;
-}
-
-int sources_add_default(struct sources *s, char *err, size_t errlen)
-{
-	char why_hwrng[160], why_rdseed[80];
-	char spec[64];
-	struct source_conf c = {.spec = spec, .min_entropy = 4.0, .prio = 0, .stall_ms = -1};
-
-	if (hwrng_delivers("/dev/hwrng", why_hwrng, sizeof(why_hwrng))) {
-		snprintf(spec, sizeof(spec), "file:/dev/hwrng");
-		c.kind = "file";
-		c.arg = "/dev/hwrng";
-		snprintf(s->why_default, sizeof(s->why_default),
-			 "no --source given: using file:/dev/hwrng, the kernel's hardware RNG, "
-			 "which delivers");
-		return sources_add(s, &c, err, errlen);
-	}
-	if (src_rdseed_supported()) {
-		snprintf(spec, sizeof(spec), "rdseed");
-		c.kind = "rdseed";
-		snprintf(s->why_default, sizeof(s->why_default),
-			 "no --source given: using rdseed (%s)", why_hwrng);
-		return sources_add(s, &c, err, errlen);
-	}
-	if (src_darn_supported()) {
-		snprintf(spec, sizeof(spec), "darn");
-		c.kind = "darn";
-		snprintf(s->why_default, sizeof(s->why_default),
-			 "no --source given: using darn (%s)", why_hwrng);
-		return sources_add(s, &c, err, errlen);
-	}
-	snprintf(why_rdseed, sizeof(why_rdseed), "the CPU has neither RDSEED nor DARN");
-	snprintf(spec, sizeof(spec), "getrandom");
-	c.kind = "getrandom";
-	snprintf(s->why_default, sizeof(s->why_default),
-		 "no --source given and no hardware source found (%s; %s): using getrandom, "
-		 "the kernel's generator, which is not a hardware source",
-		 why_hwrng, why_rdseed);
-	return sources_add(s, &c, err, errlen);
-}
-
-long src_read_words(uint8_t *buf, size_t n, int (*next)(unsigned long long *v), const char *insn,
-		    char *err, size_t errlen)
-{
-	size_t got = 0;
-
-	n = n > 4096 ? 4096 : n;
-	while (got < n) {
-		unsigned long long v;
-		size_t take = n - got < sizeof(v) ? n - got : sizeof(v);
-
-		if (next(&v) < 0) {
-			if (got > 0) {
-				break;
-			}
-			snprintf(err, errlen, "%s gave no number after many tries", insn);
-			return -1;
-		}
-		memcpy(buf + got, &v, take);
-		got += take;
-	}
-	return (long)got;
-}
-
-/* One candidate for --list-sources: try to open it as --source would, and say why not. */
-static void list_one(FILE *out, const struct src_driver *drv, const char *arg, const char *label,
-		     const char *note)
-{
-	char err[256] = "";
-	void *st = drv->open(arg, err, sizeof(err));
-
-	if (st != NULL) {
-		drv->close(st);
-		fprintf(out, "  usable    %-28s %s%s%s\n", label, drv->what, note ? "; " : "",
-			note ? note : "");
-	} else {
-		fprintf(out, "  unusable  %-28s %s\n", label, err);
-	}
-}
-
-/* The first line of a sysfs file, or "?" */
-static void read_line(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-
-	snprintf(buf, len, "?");
-	if (f != NULL) {
-		if (fgets(buf, (int)len, f) != NULL) {
-			buf[strcspn(buf, "\n")] = '\0';
-		}
-		fclose(f);
-	}
-}
-
-void sources_list_detected(FILE *out)
-{
-	char cur[128], avail[256], why[160], note[512];
-	DIR *d;
-
-	fprintf(out, "Sources on this machine (in the order entropyd picks a default):\n");
-	read_line("/sys/class/misc/hw_random/rng_current", cur, sizeof(cur));
-	read_line("/sys/class/misc/hw_random/rng_available", avail, sizeof(avail));
-	if (access("/dev/hwrng", F_OK) != 0) {
-		fprintf(out, "  unusable  %-28s no such device (no hardware RNG driver loaded)\n",
-			"file:/dev/hwrng");
-	} else if (!hwrng_delivers("/dev/hwrng", why, sizeof(why))) {
-		fprintf(out, "  unusable  %-28s %s (driver: %s)\n", "file:/dev/hwrng", why, cur);
-	} else {
-		snprintf(note, sizeof(note), "kernel hardware RNG driver %s (available: %s)", cur,
-			 avail);
-		list_one(out, &src_file_driver, "/dev/hwrng", "file:/dev/hwrng", note);
-	}
-	list_one(out, &src_rdseed_driver, NULL, "rdseed", NULL);
-	list_one(out, &src_darn_driver, NULL, "darn", NULL);
-	list_one(out, &src_getrandom_driver, NULL, "getrandom", NULL);
-	list_one(out, &src_qng_driver, NULL, "qng", "ComScire QNG on USB");
-	list_one(out, &src_qngvendor_driver, NULL, "qngvendor", NULL);
-	/* USB serial generators (TrueRNG, OneRNG, …) appear as ttys with stable names. */
-	d = opendir("/dev/serial/by-id");
-	if (d != NULL) {
-		struct dirent *e;
-
-		while ((e = readdir(d)) != NULL) {
-			char path[512], label[600];
-
-			if (e->d_name[0] == '.') {
-				continue;
-			}
-			snprintf(path, sizeof(path), "/dev/serial/by-id/%s", e->d_name);
-			snprintf(label, sizeof(label), "file:%s", path);
-			list_one(out, &src_file_driver, path, label,
-				 "a USB serial device: if it is a TRNG, use it with file:");
-		}
-		closedir(d);
-	} else {
-		fprintf(out, "  (no USB serial devices: /dev/serial/by-id does not exist)\n");
-	}
-}
-
-/* ------------------------------------------------------------------------------------------
- * Shutdown: wake, join and free.
- *
- * A thread blocked in read() on a device, a FIFO or a socket does not see the stop flag.
- * It is sent SRC_WAKE_SIGNAL, whose handler only notes it and is installed without
- * SA_RESTART, so that the read fails with EINTR; a driver that would retry on EINTR asks
- * src_stopping() first. The signal is repeated until the thread ends, because one sent
- * between the thread's last look at the stop flag and its read() would be lost. */
-
-#define SRC_WAKE_SIGNAL SIGUSR2
-#define SRC_WAKE_EVERY_MS 20
-
-static _Thread_local volatile sig_atomic_t src_woken;
-
-static void src_on_wake(int sig)
-{
-	src_woken = 1;
-}
-
-bool src_stopping(void)
-{
-	return src_woken != 0;
-}
-
-/* Wake si's thread until it ends or deadline (monotonic ms) passes; 0 once joined. */
-static int join_source(struct src_inst *si, long long deadline)
-{
-	for (;;) {
-		struct timespec until;
-
-		(void)pthread_kill(si->thread, SRC_WAKE_SIGNAL);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += SRC_WAKE_EVERY_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		if (pthread_timedjoin_np(si->thread, NULL, &until) == 0) {
-			si->thread_started = false;
-			return 0;
-		}
-		if (clock_ms() >= deadline) {
-			return -1;
-		}
-	}
-}
-
 int sources_free(struct sources *s, unsigned timeout_ms)
 {
-	struct sigaction sa = {.sa_handler = src_on_wake}; /* sa_flags 0: no SA_RESTART */
 	long long deadline = clock_ms() + timeout_ms;
 
 	if (s == NULL) {
 		return 0;
 	}
 	sources_stop(s);
-	sigemptyset(&sa.sa_mask);
-	(void)sigaction(SRC_WAKE_SIGNAL, &sa, NULL);
+	src_wake_install();
 	for (size_t i = 0; i < s->n; i++) {
-		if (s->v[i]->thread_started && join_source(s->v[i], deadline) < 0) {
+		if (s->v[i]->thread_started && src_wake_join(s->v[i]->thread, deadline) < 0) {
 			log_warnx("source %s: its thread did not stop within %u ms (a read that "
 				  "cannot be interrupted); exiting without waiting for it",
 				  s->v[i]->spec, timeout_ms);

@@ -12,7 +12,7 @@
  * requested and not yet received (bytes beyond it, unrequested, count as delivered and
  * leave it at 0). A closed connection, an error, or no byte for egd_stall_ms (30 s) while
  * bytes are owed fails the read: src.c then reconnects with backoff. */
-#include "src.h"
+#include "src_driver.h"
 
 #include "clock.h"
 #include "netaddr.h"
@@ -275,11 +275,6 @@ static void egd_close(void *st)
 	free(s);
 }
 
-static bool egd_reopenable(void *st)
-{
-	return true;
-}
-
 static int egd_check(const char *arg, char *err, size_t errlen)
 {
 	struct egd_where w;
@@ -295,7 +290,6 @@ const struct src_driver src_egd_driver = {
     .open = egd_open,
     .read = egd_read,
     .close = egd_close,
-    .reopenable = egd_reopenable,
     .check = egd_check,
     .retry_at_start = true,
     .stall_ms = SRC_STALL_DEFAULT_MS,

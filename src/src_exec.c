@@ -3,13 +3,13 @@
  *
  * The command runs with stdin from /dev/null, in its own process group, holding none of
  * entropyd's descriptors but its output pipes; each line it writes to stderr is logged.
- * A guard process (our child, in a session of its own) starts the command, reaps it (and,
- * as a subreaper, whatever it leaves behind), reports its exit status, and kills the
- * command's process group (SIGTERM, then SIGKILL after exec_kill_timeout_ms) when the
- * command ends or when its socket to us reaches its end: when this source is
- * closed, and also when entropyd goes away in any other way (a stop, which exits without
- * closing sources; a crash; a re-execution on SIGHUP). A command never outlives the daemon
- * that reads it.
+ * A guard process (our child, in a session of its own: src_exec_guard.c) starts the
+ * command, reaps it (and, as a subreaper, whatever it leaves behind), reports its exit
+ * status, and kills the command's process group (SIGTERM, then SIGKILL after
+ * exec_kill_timeout_ms) when the command ends or when its socket to us reaches its end:
+ * when this source is closed, and also when entropyd goes away in any other way (a stop,
+ * which exits without closing sources; a crash; a re-execution on SIGHUP). A command never
+ * outlives the daemon that reads it.
  *
  * When the command exits or closes its output, read() fails with its exit status and src.c
  * restarts it with backoff, re-running the start-up test.
@@ -18,11 +18,11 @@
  * close() or, once entropyd is gone, by init); every byte read() returns was written by the
  * command; the guard and the command run only async-signal-safe code until the exec, since
  * they are forked from a threaded process. */
-#include "src.h"
+#include "src_driver.h"
 
 #include "clock.h"
-
 #include "log.h"
+#include "src_exec_guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,32 +31,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define EXEC_SHELL "/bin/sh"
 #define EXEC_LINE_MAX 200u   /* longer stderr lines are cut */
 #define EXEC_LINES_PER_S 10u /* stderr lines logged per second; the rest are counted */
 #define EXEC_START_TIMEOUT_MS 5000
-#define EXEC_GRACE_MS 2000	/* after the output ends: wait this long for the exit status */
-#define EXEC_GROUP_WAIT_MS 1000 /* after SIGKILL: wait this long for the group to be gone */
+#define EXEC_GRACE_MS 2000 /* after the output ends: wait this long for the exit status */
 
 /* How long the command's group has after SIGTERM before SIGKILL (a variable for tests). */
 static int exec_kill_timeout_ms = 5000;
-
-/* Guard -> entropyd messages (a SOCK_SEQPACKET socket pair). entropyd never writes: its end
- * reaching EOF (close, exit, crash, exec) is the guard's order to stop the command. */
-enum { EXEC_MSG_STARTED = 1, EXEC_MSG_FAILED, EXEC_MSG_EXITED };
-struct exec_msg {
-	int kind;
-	int value; /* STARTED: the command's pid; FAILED: errno; EXITED: wait status */
-};
 
 struct exec_src {
 	char *cmd;
@@ -72,177 +59,6 @@ struct exec_src {
 	time_t log_second;
 	unsigned logged, suppressed;
 };
-
-/* ------------------------------------------------------------------------------------------
- * The guard: async-signal-safe code only (we are a fork of a threaded process). */
-
-static volatile sig_atomic_t guard_term;
-
-/* A handler only so that SIGCHLD interrupts ppoll(): the loop then looks at the children. */
-static void guard_on_chld(int sig)
-{
-}
-
-static void guard_on_term(int sig)
-{
-	guard_term = 1;
-}
-
-static void guard_send(int ctl, int kind, int value)
-{
-	struct exec_msg m = {kind, value};
-
-	(void)send(ctl, &m, sizeof(m), MSG_NOSIGNAL);
-}
-
-static void reset_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int s = 1; s < NSIG; s++) {
-		(void)sigaction(s, &sa, NULL);
-	}
-}
-
-/* Close every descriptor from first on. */
-static void close_from(int first)
-{
-	struct rlimit rl;
-
-	if (close_range((unsigned)first, ~0u, 0) == 0) {
-		return;
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > 65536) {
-		rl.rlim_cur = 65536;
-	}
-	for (int fd = first; fd < (int)rl.rlim_cur; fd++) {
-		(void)close(fd);
-	}
-}
-
-/* Reap the children that ended other than the command (as a subreaper, we inherit what
- * the command leaves behind); true once the command itself has ended. It stays a zombie
- * until reaped by pid, which keeps its pid and group number reserved for kill(). */
-static bool guard_reap(pid_t pid)
-{
-	for (;;) {
-		siginfo_t si;
-
-		si.si_pid = 0;
-		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0) {
-			return false;
-		}
-		if (si.si_pid == pid) {
-			return true;
-		}
-		(void)waitpid(si.si_pid, NULL, 0);
-	}
-}
-
-/* Wait for a signal, for ctl to be readable (if ctl >= 0) or for ms (if >= 0). */
-static int guard_wait(int ctl, long long ms, const sigset_t *during)
-{
-	struct pollfd p = {.fd = ctl, .events = POLLIN};
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-
-	return ppoll(&p, ctl >= 0 ? 1 : 0, ms >= 0 ? &ts : NULL, during);
-}
-
-static _Noreturn void guard_main(int ctl, int out_w, int err_w, char *const argv[])
-{
-	struct sigaction sa;
-	sigset_t block, none;
-	long long end;
-	pid_t pid;
-	int null, status = 0;
-	char c;
-
-	(void)setsid();
-	/* Our descriptors, whatever their numbers: 0 /dev/null, 1 output, 2 stderr, 3 ctl. */
-	ctl = fcntl(ctl, F_DUPFD, 10);
-	out_w = fcntl(out_w, F_DUPFD, 10);
-	err_w = fcntl(err_w, F_DUPFD, 10);
-	null = open("/dev/null", O_RDONLY);
-	if (ctl < 0 || out_w < 0 || err_w < 0 || null < 0 || dup2(null, 0) < 0 ||
-	    dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 || dup2(ctl, 3) < 0 ||
-	    fcntl(3, F_SETFD, FD_CLOEXEC) < 0) {
-		guard_send(ctl, EXEC_MSG_FAILED, errno);
-		_exit(1);
-	}
-	close_from(4);
-	ctl = 3;
-
-	reset_signals();
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = guard_on_chld;
-	sigaction(SIGCHLD, &sa, NULL);
-	sa.sa_handler = guard_on_term;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);
-	sigemptyset(&block);
-	sigaddset(&block, SIGCHLD);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	sigprocmask(SIG_SETMASK, &block, NULL);
-
-	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	pid = fork();
-	if (pid == 0) {
-		(void)setpgid(0, 0);
-		reset_signals();
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execve(argv[0], argv, environ);
-		_exit(127);
-	}
-	if (pid < 0) {
-		guard_send(ctl, EXEC_MSG_FAILED, errno);
-		_exit(1);
-	}
-	(void)setpgid(pid, pid); /* also here, so that the group exists before we report */
-	/* Only the command holds the write ends now: its exit is the reader's end of data. */
-	close(0);
-	close(1);
-	close(2);
-	guard_send(ctl, EXEC_MSG_STARTED, pid);
-
-	/* Until the command exits, or entropyd closes its end (or is gone), or we are told. */
-	while (!guard_reap(pid) && !guard_term) {
-		if (guard_wait(ctl, -1, &none) > 0) {
-			ssize_t r = recv(ctl, &c, 1, MSG_DONTWAIT);
-
-			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-				break;
-			}
-		}
-	}
-	/* The whole group goes, also what the command left behind if it exited by itself. */
-	kill(-pid, SIGTERM);
-	for (end = clock_ms() + exec_kill_timeout_ms; !guard_reap(pid) && clock_ms() < end;) {
-		guard_wait(-1, end - clock_ms(), &none);
-	}
-	kill(-pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	/* Report only once the rest of the group is gone too (reaped here if it was orphaned),
-	 * waiting a little for members whose parent is still dying. */
-	for (end = clock_ms() + EXEC_GROUP_WAIT_MS; kill(-pid, 0) == 0 && clock_ms() < end;) {
-		while (waitpid(-1, NULL, WNOHANG) > 0) {
-		}
-		guard_wait(-1, 10, &none);
-	}
-	guard_send(ctl, EXEC_MSG_EXITED, status);
-	_exit(0);
-}
-
-/* ------------------------------------------------------------------------------------------
- * entropyd's side. */
 
 static void describe_status(int status, char *buf, size_t len)
 {
@@ -452,7 +268,7 @@ static void *exec_open(const char *cmd, char *err, size_t errlen)
 	reap_strays();
 	s->guard = fork();
 	if (s->guard == 0) {
-		guard_main(ctl[1], out[1], errp[1], argv);
+		src_exec_guard_run(ctl[1], out[1], errp[1], argv, exec_kill_timeout_ms);
 	}
 	if (s->guard < 0) {
 		snprintf(err, errlen, "exec: fork: %s", strerror(errno));
@@ -628,11 +444,6 @@ static void exec_close(void *st)
 	exec_free(s);
 }
 
-static bool exec_reopenable(void *st)
-{
-	return true;
-}
-
 const struct src_driver src_exec_driver = {
     .kind = "exec",
     .what = "the output of a command (restarted when it ends)",
@@ -641,6 +452,5 @@ const struct src_driver src_exec_driver = {
     .open = exec_open,
     .read = exec_read,
     .close = exec_close,
-    .reopenable = exec_reopenable,
     .stall_ms = SRC_STALL_DEFAULT_MS,
 };

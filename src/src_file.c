@@ -1,7 +1,7 @@
 /* src_file: a source read from a path: a character device (/dev/hwrng, a TRNG's tty, put in
  * raw mode), a named pipe (re-opened for the next writer when one closes), or a regular file
  * (its end exhausts the source; it is never re-opened, which would repeat its bytes). */
-#include "src.h"
+#include "src_driver.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* src_getrandom: the kernel's generator through getrandom(2). Not a hardware source: it is
  * the fallback when the machine has none, and is logged as such. */
-#include "src.h"
+#include "src_driver.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,22 +35,11 @@ static long getrandom_read(void *st, uint8_t *buf, size_t n, char *err, size_t e
 	return (long)r;
 }
 
-static void getrandom_close(void *st)
-{
-}
-
-static bool getrandom_reopenable(void *st)
-{
-	return true;
-}
-
 const struct src_driver src_getrandom_driver = {
     .kind = "getrandom",
     .what = "not a hardware source: the kernel's generator",
     .needs_arg = false,
     .open = getrandom_open,
     .read = getrandom_read,
-    .close = getrandom_close,
-    .reopenable = getrandom_reopenable,
     .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -14,7 +14,7 @@
  * Every failure is reported as a failed read: src.c then closes the source, re-opens it
  * (a full reset of the device) with backoff, and re-runs the start-up test. */
 #include "../log.h"
-#include "../src.h"
+#include "../src_driver.h"
 #include "qng.h"
 
 #include <stdio.h>
@@ -27,8 +27,11 @@ struct qng_src {
 	struct qng *q;
 };
 
-static void qng_src_free(struct qng_src *s)
+/* Close the device and free the state (also the driver's close). */
+static void qng_src_free(void *st)
 {
+	struct qng_src *s = st;
+
 	if (s == NULL) {
 		return;
 	}
@@ -92,17 +95,6 @@ static long qng_src_read(void *st, uint8_t *buf, size_t n, char *err, size_t err
 	return qng_read(s->q, buf, n, err, errlen);
 }
 
-static void qng_src_close(void *st)
-{
-	qng_src_free(st);
-}
-
-static bool qng_src_reopenable(void *st)
-{
-	(void)st;
-	return true;
-}
-
 const struct src_driver src_qng_driver = {
     .kind = "qng",
     .what = "hardware: ComScire QNG",
@@ -110,8 +102,7 @@ const struct src_driver src_qng_driver = {
     .takes_arg = true,
     .open = qng_src_open,
     .read = qng_src_read,
-    .close = qng_src_close,
-    .reopenable = qng_src_reopenable,
+    .close = qng_src_free,
     /* A status check holds bytes back for a while: longer than the usual deadline. */
     .stall_ms = 30000,
 };

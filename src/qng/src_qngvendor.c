@@ -13,7 +13,7 @@
  *
  * Built with the library only where meson found it (ENTROPYD_HAVE_QNGVENDOR). Without it
  * the kind still exists, and its open() says that entropyd was built without libqwqng. */
-#include "../src.h"
+#include "../src_driver.h"
 
 #include <stdio.h>
 
@@ -73,16 +73,7 @@ static long qngvendor_src_read(void *st, uint8_t *buf, size_t n, char *err, size
 	return -1;
 }
 
-static void qngvendor_src_close(void *st)
-{
-}
-
 #endif
-
-static bool qngvendor_src_reopenable(void *st)
-{
-	return true;
-}
 
 const struct src_driver src_qngvendor_driver = {
     .kind = "qngvendor",
@@ -91,8 +82,9 @@ const struct src_driver src_qngvendor_driver = {
     .takes_arg = false,
     .open = qngvendor_src_open,
     .read = qngvendor_src_read,
+#ifdef ENTROPYD_HAVE_QNGVENDOR /* without the library, open() never succeeds */
     .close = qngvendor_src_close,
-    .reopenable = qngvendor_src_reopenable,
+#endif
     /* A status check holds bytes back for a while: longer than the usual deadline. */
     .stall_ms = 30000,
 };

@@ -214,7 +214,7 @@ def test_file_source_that_is_a_directory_is_refused(tmp_path):
                     "directory as file source", str(tmp_path))
 
 
-# Test hook (src_rdseed.c, src_darn.c): entropyd acts as if the CPU lacked the listed
+# Test hook (src_cpu.c): entropyd acts as if the CPU lacked the listed
 # instructions, so that the refusal is checked on every CPU, those with RDSEED included.
 HIDE_CPU_RNG = "ENTROPYD_TEST_HIDE_CPU_RNG"
 

@@ -5,7 +5,7 @@ import re
 from entropyd_proc import run_entropyd
 
 
-# Test hook (src_rdseed.c, src_darn.c): entropyd acts as if the CPU lacked the listed
+# Test hook (src_cpu.c): entropyd acts as if the CPU lacked the listed
 # instructions.
 HIDE_CPU_RNG = "ENTROPYD_TEST_HIDE_CPU_RNG"
 
@@ -51,3 +51,19 @@ def test_list_sources_reports_rdseed_unusable_with_the_reason_when_the_cpu_lacks
     assert rows["darn"][0] == "unusable", out
     assert "no DARN instruction" in rows["darn"][1], out
     assert rows["getrandom"][0] == "usable", out
+
+
+def test_unknown_source_kind_is_refused_naming_every_kind(monkeypatch):
+    # The kinds come from the driver table, the list --list-sources walks too: every kind
+    # it shows, and those that need an argument, are named.
+    monkeypatch.delenv(HIDE_CPU_RNG, raising=False)
+    _, rows = list_sources()
+    r = run_entropyd(["--source", "nosuchkind", "--check"], timeout=10)
+    err = r.stderr.decode()
+    assert r.returncode != 0, err
+    m = re.search(r"source nosuchkind: unknown kind 'nosuchkind' \(known: ([^)]*)\)", err)
+    assert m, err
+    known = m.group(1).split(", ")
+    for kind in [k for k in rows if ":" not in k] + ["file", "exec", "egd"]:
+        assert kind in known, "%s missing from: %s" % (kind, err)
+    assert len(set(known)) == len(known), err
