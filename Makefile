@@ -19,7 +19,7 @@ DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev
 ENTROPYD_ARGS ?=
 
-.PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install
+.PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install man
 
 all: build
 
@@ -86,6 +86,11 @@ bench: deps-test build
 	$(PYTHON) bench/bench_egd.py
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_ppc64.py
+
+# Rewrite the man page's option sections from the option tables (src/conf_opts.c); the unit
+# test man_options fails until this is done after a change to the tables.
+man: build
+	doc/man-options.sh update $(BUILD)/entropyd doc/entropyd.8
 
 install: build
 	meson install -C $(BUILD)

@@ -1,77 +1,17 @@
-/* conf: command-line options and the `KIND:ADDRESS[,option=value…]` specs of sources and
- * endpoints. Every error is one line that names the offending text. */
+/* conf: the command line and the `KIND[:ADDRESS][,key=value…]` specs of sources and
+ * endpoints, parsed through the option tables of conf_opts.c. Every error is one line that
+ * names the offending text; the lists of known options in it come from the tables. */
 #include "conf.h"
 
+#include "conf_opts.h"
 #include "netaddr.h"
-#include "rate.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <grp.h>
-#include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char usage[] =
-    "Usage: entropyd [OPTION]...\n"
-    "Serve randomness from hardware generators to QEMU guests and programs over the EGD\n"
-    "protocol (QEMU -object rng-egd), health-testing every byte (SP 800-90B).\n"
-    "\n"
-    "  -s, --source SPEC    a source, repeatable, in priority order (failover to the next):\n"
-    "                         file:PATH   a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
-    "                         rdseed      the x86 CPU's RDSEED instruction\n"
-    "                         darn        the POWER9 CPU's DARN instruction\n"
-    "                         getrandom   the kernel's generator (not a hardware source)\n"
-    "                         qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
-    "                                     qng:sock=PATH; settings joined by +)\n"
-    "                         exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
-    "                                     when it ends; its stderr is logged\n"
-    "                         egd:EP      an upstream EGD server (e.g. another entropyd):\n"
-    "                                     egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
-    "                       options: ,h=BITS assumed min-entropy per byte (default 4),\n"
-    "                                ,init=STRING ,baud=N for a TRNG on a tty (init is\n"
-    "                                written after each open; escapes \\n \\r \\xHH)\n"
-    "                                ,prio=N priority group (default: position; equal\n"
-    "                                priorities feed together)\n"
-    "                                ,stall=MS a read that gets nothing this long fails\n"
-    "                                over to the next source (0 = never; default 5000,\n"
-    "                                30000 for qng and qngvendor)\n"
-    "                       default: /dev/hwrng if it delivers, else rdseed or darn,\n"
-    "                       else getrandom\n"
-    "  -l, --listen EP      accept clients on EP, repeatable:\n"
-    "                         tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-    "                         udp:HOST:PORT (,allow=PREFIX+PREFIX; default loopback),\n"
-    "                         fifo:PATH (a named pipe for QEMU -object rng-random)\n"
-    "                       default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX "\n"
-    "  -c, --connect EP     dial EP (a QEMU chardev with server=on) and redial forever:\n"
-    "                         tcp:HOST:PORT, unix:PATH,\n"
-    "                         udp:HOST:PORT[,local=HOST:PORT] (QEMU's chardev udp)\n"
-    "                       endpoint options: ,proto=egd|raw ,primer=BYTES (default 128,\n"
-    "                       0 = never) ,write=on (accept EGD 0x03)\n"
-    "                       ,rate=BYTES/MS pace each client's answers (udp default\n"
-    "                       2097152/1000, others none; rate=off: no limit)\n"
-    "                       listeners: ,max-per-peer=N connections per address (tcp,\n"
-    "                       IPv6 per /64; default 64) or per uid (unix; default 0 =\n"
-    "                       no limit); unix listeners: ,mode=0660 ,owner=USER ,group=GROUP\n"
-    "                       a command left incomplete for 10 s closes its connection\n"
-    "  -f, --foreground     stay in the foreground and log to stderr (else syslog)\n"
-    "  -v, --verbose        log debug lines too\n"
-    "  -n, --check          check the configuration (open sources, bind endpoints), exit\n"
-    "      --list-sources   list the sources this machine offers and why any is unusable\n"
-    "      --alpha N        health tests' false-positive rate 2^-N (default 30)\n"
-    "      --pool-size N    bytes of tested randomness held ready (default 1048576)\n"
-    "  -h, --help           show this help and exit\n"
-    "  -V, --version        show the version and exit\n"
-    "\n"
-    "Each byte is health-tested and, by default, delivered once to one client. A peer that\n"
-    "is silent for 100 ms after connecting gets `primer` unrequested bytes: this resumes a\n"
-    "QEMU guest whose requests were lost across a reconnect; EGD clients that send their\n"
-    "first request at once never see them. SIGHUP re-executes entropyd keeping every\n"
-    "listening socket open; systemd socket activation is supported. See entropyd(8).\n";
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
 						      ...)
@@ -84,19 +24,14 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, 
 	return -1;
 }
 
-/* True if item (len bytes) reads `key=value` for a key of the source options. */
+/* True if item (len bytes) reads `key=value`, value not empty, for a source option's key. */
 static bool is_source_option(const char *item, size_t len)
 {
-	static const char *const keys[] = {"h=", "prio=", "init=", "baud=", "stall="};
+	const char *eq = memchr(item, '=', len);
 
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		size_t k = strlen(keys[i]);
-
-		if (len > k && strncmp(item, keys[i], k) == 0) {
-			return true;
-		}
-	}
-	return false;
+	return eq != NULL && (size_t)(eq - item) + 1 < len &&
+	       conf_find_opt(conf_source_opts, conf_nsource_opts, item, (size_t)(eq - item)) !=
+		   NULL;
 }
 
 /* Split "kind:rest,opt,opt" in place: returns the option list (or NULL). An exec: command
@@ -127,60 +62,48 @@ static char *split_options(char *s)
 	return comma + 1;
 }
 
-static int parse_long(const char *v, long min, long max, int base, long *out)
+/* Apply the comma-separated `key=value` items of opts to target through table. what and
+ * spec name the spec in messages; where is the endpoint's CONF_LISTEN/CONF_DIAL bit (0 for
+ * a source). The first bad item stops with -1 and a message in err. */
+static int apply_options(const struct conf_spec_opt *table, size_t n, void *target, unsigned where,
+			 const char *what, const char *spec, char *opts, char *err, size_t errlen)
 {
-	char *end;
+	char *save = NULL;
 
-	errno = 0;
-	*out = strtol(v, &end, base);
-	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
-}
+	for (char *item = opts ? strtok_r(opts, ",", &save) : NULL; item;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		size_t len = eq ? (size_t)(eq - item) : strlen(item);
+		const struct conf_spec_opt *o = conf_find_opt(table, n, item, len);
+		size_t at;
 
-/* One source option, `key=value` split at eq; -1 with a message naming the option. */
-static int parse_source_option(struct source_conf *out, const char *spec, const char *opt,
-			       const char *val, char *err, size_t errlen)
-{
-	long v;
+		if (o == NULL) {
+			char names[256];
 
-	if (strcmp(opt, "h") == 0) {
-		char *end;
-		double h = strtod(val, &end);
+			conf_opt_names(table, n, names, sizeof(names));
+			return fail(err, errlen, "%s %s: unknown option '%.*s' (known: %s)", what,
+				    spec, (int)len, item, names);
+		}
+		if (eq == NULL) {
+			return fail(err, errlen, "%s %s: option '%s' needs a value (%s=%s)", what,
+				    spec, item, o->name, o->value);
+		}
+		if (where != 0 && (o->applies & where) == 0) {
+			char to[128], here[64];
 
-		if (end == val || *end != '\0' || !(h > 0 && h <= 8)) {
-			return fail(err, errlen, "source %s: option 'h=%s': not a number in (0, 8]",
-				    spec, val);
+			conf_applies_phrase(o->applies, to, sizeof(to));
+			conf_applies_phrase(where, here, sizeof(here));
+			return fail(err, errlen, "%s %s: %s= applies to %s only (not to %s)", what,
+				    spec, o->name, to, here);
 		}
-		out->min_entropy = h;
-	} else if (strcmp(opt, "init") == 0) {
-		free(out->tty.init);
-		out->tty.init = strdup(val);
-		if (out->tty.init == NULL) {
-			return fail(err, errlen, "out of memory");
+		/* The message names the value as written: the parser may cut it up. */
+		snprintf(err, errlen, "%s %s: option '%s': ", what, spec, item);
+		at = strlen(err);
+		if (o->parse(target, eq + 1, err + at, errlen - at) < 0) {
+			return -1;
 		}
-	} else if (strcmp(opt, "baud") == 0) {
-		if (parse_long(val, 1, 4000000, 10, &v) < 0) {
-			return fail(err, errlen, "source %s: option 'baud=%s': not in 1..4000000",
-				    spec, val);
-		}
-		out->tty.baud = v;
-	} else if (strcmp(opt, "prio") == 0) {
-		if (parse_long(val, 0, 1000000, 10, &v) < 0) {
-			return fail(err, errlen, "source %s: option 'prio=%s': not in 0..1000000",
-				    spec, val);
-		}
-		out->prio = (int)v;
-	} else if (strcmp(opt, "stall") == 0) {
-		if (parse_long(val, 0, SRC_STALL_MAX_MS, 10, &v) < 0) {
-			return fail(err, errlen,
-				    "source %s: option 'stall=%s': not in 0..%d ms (0 = never)",
-				    spec, val, SRC_STALL_MAX_MS);
-		}
-		out->stall_ms = v;
-	} else {
-		return fail(err, errlen,
-			    "source %s: unknown option '%s' (h, prio, init, baud, stall)", spec,
-			    opt);
 	}
+	err[0] = '\0';
 	return 0;
 }
 
@@ -188,7 +111,7 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 		      size_t errlen)
 {
 	char *s = strdup(spec);
-	char *opts, *colon, *opt, *save = NULL;
+	char *opts, *colon;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -215,18 +138,8 @@ int conf_parse_source(const char *spec, int position, struct source_conf *out, c
 		rc = fail(err, errlen, "out of memory");
 		goto out;
 	}
-	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt && rc == 0;
-	     opt = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(opt, '=');
-
-		if (eq == NULL) {
-			rc = fail(err, errlen, "source %s: option '%s' needs a value (%s=...)",
-				  spec, opt, opt);
-			break;
-		}
-		*eq = '\0';
-		rc = parse_source_option(out, spec, opt, eq + 1, err, errlen);
-	}
+	rc = apply_options(conf_source_opts, conf_nsource_opts, out, 0, "source", spec, opts, err,
+			   errlen);
 out:
 	/* The message is formatted by now: s (which opt points into) can go. */
 	free(s);
@@ -256,145 +169,13 @@ void conf_endpoint_free(struct endpoint_conf *e)
 	e->spec = e->host = e->port = e->path = e->local_host = e->local_port = NULL;
 }
 
-static int parse_endpoint_option(struct endpoint_conf *e, const char *spec, char *opt, char *err,
-				 size_t errlen)
-{
-	char *v = strchr(opt, '=');
-	long n;
-
-	if (v == NULL) {
-		return fail(err, errlen, "endpoint %s: option '%s' needs a value", spec, opt);
-	}
-	*v++ = '\0';
-	if (strcmp(opt, "proto") == 0) {
-		if (strcmp(v, "raw") != 0 && strcmp(v, "egd") != 0) {
-			return fail(err, errlen, "endpoint %s: proto=%s (egd or raw)", spec, v);
-		}
-		e->opts.raw = strcmp(v, "raw") == 0;
-	} else if (strcmp(opt, "primer") == 0) {
-		if (parse_long(v, 0, 1 << 20, 10, &n) < 0) {
-			return fail(err, errlen, "endpoint %s: bad primer=%s (0..1048576)", spec,
-				    v);
-		}
-		e->opts.primer = (unsigned)n;
-	} else if (strcmp(opt, "write") == 0) {
-		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-			return fail(err, errlen, "endpoint %s: write=%s (on or off)", spec, v);
-		}
-		e->opts.allow_write = strcmp(v, "on") == 0;
-	} else if (strcmp(opt, "rate") == 0) {
-		char *slash = strchr(v, '/');
-		long ms;
-
-		e->opts.has_rate = true;
-		e->opts.rate_bytes = e->opts.rate_ms = 0;
-		if (strcmp(v, "off") == 0) {
-			return 0;
-		}
-		if (slash != NULL) {
-			*slash = '\0';
-		}
-		if (slash == NULL || parse_long(v, 1, (long)RATE_MAX_BYTES, 10, &n) < 0 ||
-		    parse_long(slash + 1, 1, (long)RATE_MAX_MS, 10, &ms) < 0) {
-			return fail(err, errlen,
-				    "endpoint %s: bad rate= (BYTES/MS, e.g. 2097152/1000, or off)",
-				    spec);
-		}
-		e->opts.rate_bytes = (uint64_t)n;
-		e->opts.rate_ms = (uint64_t)ms;
-	} else if (strcmp(opt, "max-per-peer") == 0) {
-		if ((e->kind != EP_TCP && e->kind != EP_UNIX) || e->connect) {
-			return fail(err, errlen,
-				    "endpoint %s: max-per-peer= applies to tcp and unix listeners",
-				    spec);
-		}
-		if (parse_long(v, 0, 1000000, 10, &n) < 0) {
-			return fail(err, errlen,
-				    "endpoint %s: bad max-per-peer=%s (0..1000000, 0 = no limit)",
-				    spec, v);
-		}
-		e->opts.max_per_peer = (unsigned)n;
-		e->opts.has_max_per_peer = true;
-	} else if (strcmp(opt, "allow") == 0) {
-		char *save = NULL;
-
-		if (e->kind != EP_UDP || e->connect) {
-			return fail(err, errlen, "endpoint %s: allow= applies to udp listeners",
-				    spec);
-		}
-		e->nallow = 0;
-		for (char *p = strtok_r(v, "+", &save); p; p = strtok_r(NULL, "+", &save)) {
-			if (e->nallow == UDP_MAX_ALLOW ||
-			    udp_parse_prefix(p, &e->allow[e->nallow]) < 0) {
-				return fail(err, errlen,
-					    "endpoint %s: bad allow= entry '%s' (ADDR[/BITS], "
-					    "joined by +, at most %d)",
-					    spec, p, UDP_MAX_ALLOW);
-			}
-			e->nallow++;
-		}
-	} else if (strcmp(opt, "local") == 0) {
-		struct netaddr_spec a;
-		char why[128];
-
-		if (e->kind != EP_UDP || !e->connect) {
-			return fail(err, errlen,
-				    "endpoint %s: local=HOST:PORT applies to udp --connect", spec);
-		}
-		if (netaddr_parse_hostport(v, true, &a, why, sizeof(why)) < 0) {
-			return fail(err, errlen, "endpoint %s: local=%s: %s", spec, v, why);
-		}
-		free(e->local_host);
-		free(e->local_port);
-		e->local_host = strdup(a.host);
-		e->local_port = strdup(a.port);
-	} else if (strcmp(opt, "mode") == 0 || strcmp(opt, "owner") == 0 ||
-		   strcmp(opt, "group") == 0) {
-		if ((e->kind != EP_UNIX && e->kind != EP_FIFO) || e->connect) {
-			return fail(err, errlen,
-				    "endpoint %s: %s= applies to unix and fifo listeners only",
-				    spec, opt);
-		}
-		if (opt[0] == 'm') {
-			if (parse_long(v, 0, 07777, 8, &n) < 0) {
-				return fail(err, errlen, "endpoint %s: bad mode=%s", spec, v);
-			}
-			e->mode = (mode_t)n;
-			e->has_mode = true;
-		} else if (opt[0] == 'o') {
-			struct passwd *pw = getpwnam(v);
-
-			if (pw == NULL && parse_long(v, 0, INT_MAX, 10, &n) < 0) {
-				return fail(err, errlen, "endpoint %s: no such user '%s'", spec, v);
-			}
-			e->owner = pw ? pw->pw_uid : (uid_t)n;
-			e->has_owner = true;
-		} else {
-			struct group *gr = getgrnam(v);
-
-			if (gr == NULL && parse_long(v, 0, INT_MAX, 10, &n) < 0) {
-				return fail(err, errlen, "endpoint %s: no such group '%s'", spec,
-					    v);
-			}
-			e->group = gr ? gr->gr_gid : (gid_t)n;
-			e->has_group = true;
-		}
-	} else {
-		return fail(err, errlen,
-			    "endpoint %s: unknown option '%s' (proto, primer, write, rate, "
-			    "max-per-peer, allow, local, mode, owner, group)",
-			    spec, opt);
-	}
-	return 0;
-}
-
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
 			size_t errlen)
 {
 	static const char *const listen_kinds[] = {"tcp", "udp", "unix", "fifo", NULL};
 	static const char *const dial_kinds[] = {"tcp", "udp", "unix", NULL};
 	char *s = strdup(spec);
-	char *opts, *opt, *save = NULL;
+	char *opts;
 	struct netaddr_spec a;
 	char why[200];
 	int rc = 0;
@@ -433,27 +214,23 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 			e->nallow = 2;
 		}
 	}
-	for (opt = opts ? strtok_r(opts, ",", &save) : NULL; opt && rc == 0;
-	     opt = strtok_r(NULL, ",", &save)) {
-		rc = parse_endpoint_option(e, spec, opt, err, errlen);
-	}
+	rc = apply_options(conf_endpoint_opts, conf_nendpoint_opts, e,
+			   connect ? CONF_DIAL(e->kind) : CONF_LISTEN(e->kind), "endpoint", spec,
+			   opts, err, errlen);
 out:
 	free(s);
 	return rc;
 }
 
-static int add_endpoint(struct conf *c, const char *spec, bool connect)
+int conf_add_endpoint(struct conf *c, const char *spec, bool connect, char *err, size_t errlen)
 {
-	char err[512];
 	struct endpoint_conf *v = realloc(c->endpoints, (c->nendpoints + 1) * sizeof(*v));
 
 	if (v == NULL) {
-		fprintf(stderr, "entropyd: out of memory\n");
-		return -1;
+		return fail(err, errlen, "out of memory");
 	}
 	c->endpoints = v;
-	if (conf_parse_endpoint(spec, connect, &v[c->nendpoints], err, sizeof(err)) < 0) {
-		fprintf(stderr, "entropyd: %s\n", err);
+	if (conf_parse_endpoint(spec, connect, &v[c->nendpoints], err, errlen) < 0) {
 		conf_endpoint_free(&v[c->nendpoints]);
 		return -1;
 	}
@@ -463,7 +240,7 @@ static int add_endpoint(struct conf *c, const char *spec, bool connect)
 
 void conf_default_endpoints(struct conf *c)
 {
-	char path[256];
+	char path[256], err[512];
 	const char *run = getenv("XDG_RUNTIME_DIR");
 
 	if (geteuid() == 0 || run == NULL) {
@@ -471,92 +248,68 @@ void conf_default_endpoints(struct conf *c)
 	} else {
 		snprintf(path, sizeof(path), "unix:%s/entropyd/egd.sock", run);
 	}
-	(void)add_endpoint(c, CONF_DEFAULT_TCP, false);
-	(void)add_endpoint(c, path, false);
+	(void)conf_add_endpoint(c, CONF_DEFAULT_TCP, false, err, sizeof(err));
+	(void)conf_add_endpoint(c, path, false, err, sizeof(err));
+}
+
+/* The command-line option of getopt's answer ch (a letter, or 256 + the table index). */
+static const struct conf_cli_opt *cli_opt(int ch)
+{
+	if (ch >= 256 && (size_t)(ch - 256) < conf_ncli_opts) {
+		return &conf_cli_opts[ch - 256];
+	}
+	for (size_t i = 0; i < conf_ncli_opts; i++) {
+		if (conf_cli_opts[i].letter != 0 && conf_cli_opts[i].letter == ch) {
+			return &conf_cli_opts[i];
+		}
+	}
+	return NULL;
 }
 
 int conf_parse(struct conf *c, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"source", required_argument, NULL, 's'},  {"listen", required_argument, NULL, 'l'},
-	    {"connect", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
-	    {"verbose", no_argument, NULL, 'v'},       {"check", no_argument, NULL, 'n'},
-	    {"alpha", required_argument, NULL, 'A'},   {"pool-size", required_argument, NULL, 'P'},
-	    {"list-sources", no_argument, NULL, 'L'},  {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
-	};
+	struct option longopts[CONF_MAX_CLI_OPTS + 1];
+	char optstring[2 * CONF_MAX_CLI_OPTS + 2] = ":";
+	size_t nshort = 1;
 	int ch;
-	long v;
 	char err[512];
+
+	/* getopt's view of the table: long-only options answer 256 + their index. */
+	for (size_t i = 0; i < conf_ncli_opts; i++) {
+		const struct conf_cli_opt *o = &conf_cli_opts[i];
+
+		longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument,
+					      NULL, o->letter ? o->letter : 256 + (int)i};
+		if (o->letter != 0) {
+			optstring[nshort++] = o->letter;
+			if (o->arg != NULL) {
+				optstring[nshort++] = ':';
+			}
+		}
+	}
+	longopts[conf_ncli_opts] = (struct option){NULL, 0, NULL, 0};
+	optstring[nshort] = '\0';
 
 	memset(c, 0, sizeof(*c));
 	c->alpha_log2 = CONF_DEFAULT_ALPHA;
 	c->pool_size = CONF_DEFAULT_POOL;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":s:l:c:fvnhV", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 's': {
-			struct source_conf *s = realloc(c->sources, (c->nsources + 1) * sizeof(*s));
+	while ((ch = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+		const struct conf_cli_opt *o = cli_opt(ch);
 
-			if (s == NULL) {
-				return -1;
-			}
-			c->sources = s;
-			if (conf_parse_source(optarg, (int)c->nsources, &s[c->nsources], err,
-					      sizeof(err)) < 0) {
-				fprintf(stderr, "entropyd: %s\n", err);
-				conf_source_free(&s[c->nsources]);
-				return -1;
-			}
-			c->nsources++;
-			break;
-		}
-		case 'l':
-		case 'c':
-			if (add_endpoint(c, optarg, ch == 'c') < 0) {
-				return -1;
-			}
-			break;
-		case 'f':
-			c->foreground = true;
-			break;
-		case 'v':
-			c->verbose = true;
-			break;
-		case 'n':
-			c->check = true;
-			break;
-		case 'A':
-			if (parse_long(optarg, 1, 64, 10, &v) < 0) {
-				fprintf(stderr, "entropyd: --alpha %s: expected 1..64\n", optarg);
-				return -1;
-			}
-			c->alpha_log2 = (unsigned)v;
-			break;
-		case 'P':
-			if (parse_long(optarg, 4096, 1L << 30, 10, &v) < 0) {
-				fprintf(stderr, "entropyd: --pool-size %s: expected 4096..2^30\n",
-					optarg);
-				return -1;
-			}
-			c->pool_size = (size_t)v;
-			break;
-		case 'L':
-			c->list_sources = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			exit(0);
-		case 'V':
-			printf("entropyd %s\n", ENTROPYD_VERSION);
-			exit(0);
-		case ':':
+		if (ch == ':') {
 			fprintf(stderr, "entropyd: option %s needs an argument (see --help)\n",
 				argv[optind - 1]);
 			return -1;
-		default:
+		}
+		if (ch == '?' || o == NULL) {
 			fprintf(stderr, "entropyd: unknown option %s (see --help)\n",
 				argv[optind - 1]);
+			return -1;
+		}
+		err[0] = '\0';
+		if (o->handle(c, optarg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "entropyd: %s\n", err);
 			return -1;
 		}
 	}

@@ -1,5 +1,6 @@
 /* conf: the command line, turned into one struct that main() acts on. Parsing only: nothing
- * is opened here, so `-n` can check a configuration without side effects. */
+ * is opened here, so `-n` can check a configuration without side effects. The options
+ * themselves are the tables of conf_opts.c. */
 #ifndef ENTROPYD_CONF_H
 #define ENTROPYD_CONF_H
 
@@ -26,8 +27,8 @@ struct conf {
 	size_t pool_size;
 };
 
-/* Parse argv into c; on a bad argument print one line and return -1. --help and --version
- * print and exit(0). */
+/* Parse argv into c; on a bad argument print one line and return -1. --help, --help-man
+ * and --version print and exit(0). */
 int conf_parse(struct conf *c, int argc, char **argv);
 /* Add the default endpoints (used when none was given). */
 void conf_default_endpoints(struct conf *c);

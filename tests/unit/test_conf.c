@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "conf_opts.h"
 
 static char err[512];
 
@@ -44,7 +45,7 @@ static void source_fails(const char *spec, ...)
 static void test_unknown_source_option_is_named(void **state)
 {
 	source_fails("getrandom,bogus=1", "source getrandom,bogus=1:", "unknown option 'bogus'",
-		     "(h, prio, init, baud, stall)", NULL);
+		     "(known: h, prio, init, baud, stall)", NULL);
 	source_fails("file:/dev/hwrng,h=2,speed=9600", "unknown option 'speed'", NULL);
 }
 
@@ -223,8 +224,181 @@ static void test_bad_endpoints_are_named(void **state)
 	endpoint_fails("tcp:::1:80", false, "an IPv6 address goes in brackets");
 	endpoint_fails("tcp:127.0.0.1:80,bogus=1", false, "unknown option 'bogus'");
 	endpoint_fails("tcp:127.0.0.1:80,primer", false, "option 'primer' needs a value");
-	endpoint_fails("tcp:127.0.0.1:80,local=127.0.0.1:5", true, "local=HOST:PORT");
+	endpoint_fails("tcp:127.0.0.1:80,local=127.0.0.1:5", true,
+		       "local= applies to udp --connect endpoints only (not to tcp --connect");
+	endpoint_fails("udp:127.0.0.1:80,local=127.0.0.1", true, "option 'local=127.0.0.1':");
+	endpoint_fails("fifo:/tmp/q,max-per-peer=2", false,
+		       "max-per-peer= applies to tcp and unix listeners only (not to fifo");
 	endpoint_fails("udp:127.0.0.1:80,local=127.0.0.1:5,proto=x", true, "proto=x");
+}
+
+/* The --help text with every run of blanks and newlines squeezed into one space (so that
+ * wrapped text is found whole), in a buffer the caller frees. */
+static char *help_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0, at = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	conf_print_help(f);
+	assert_int_equal(fclose(f), 0);
+	for (size_t i = 0; i < len; i++) {
+		bool blank = buf[i] == ' ' || buf[i] == '\n';
+
+		if (!blank || at == 0 || buf[at - 1] != ' ') {
+			buf[at++] = blank ? ' ' : buf[i];
+		}
+	}
+	buf[at] = '\0';
+	return buf;
+}
+
+static void test_every_table_option_is_in_help(void **state)
+{
+	char *help = help_text();
+	char want[128];
+
+	for (size_t i = 0; i < conf_ncli_opts; i++) {
+		const struct conf_cli_opt *o = &conf_cli_opts[i];
+
+		if (o->letter != 0) {
+			snprintf(want, sizeof(want), "-%c, --%s%s%s ", o->letter, o->name,
+				 o->arg ? " " : "", o->arg ? o->arg : "");
+		} else {
+			snprintf(want, sizeof(want), " --%s%s%s ", o->name, o->arg ? " " : "",
+				 o->arg ? o->arg : "");
+		}
+		if (o->help == NULL) {
+			/* Hidden (--help-man): only make man knows it. */
+			snprintf(want, sizeof(want), "--%s", o->name);
+			if (strstr(help, want) != NULL) {
+				fail_msg("hidden option --%s is in --help", o->name);
+			}
+			continue;
+		}
+		if (strstr(help, want) == NULL || strstr(help, o->help) == NULL) {
+			fail_msg("--help lacks '%s' or its text:\n%s", want, help);
+		}
+	}
+	for (size_t i = 0; i < conf_nsource_opts; i++) {
+		snprintf(want, sizeof(want), " ,%s=%s ", conf_source_opts[i].name,
+			 conf_source_opts[i].value);
+		if (strstr(help, want) == NULL || strstr(help, conf_source_opts[i].help) == NULL) {
+			fail_msg("--help lacks source option '%s' or its text", want);
+		}
+	}
+	for (size_t i = 0; i < conf_nendpoint_opts; i++) {
+		snprintf(want, sizeof(want), " ,%s=%s ", conf_endpoint_opts[i].name,
+			 conf_endpoint_opts[i].value);
+		if (strstr(help, want) == NULL ||
+		    strstr(help, conf_endpoint_opts[i].help) == NULL) {
+			fail_msg("--help lacks endpoint option '%s' or its text", want);
+		}
+	}
+	free(help);
+}
+
+static void test_cli_table_names_and_letters_are_unique(void **state)
+{
+	for (size_t i = 0; i < conf_ncli_opts; i++) {
+		for (size_t j = i + 1; j < conf_ncli_opts; j++) {
+			assert_string_not_equal(conf_cli_opts[i].name, conf_cli_opts[j].name);
+			if (conf_cli_opts[i].letter != 0) {
+				assert_int_not_equal(conf_cli_opts[i].letter,
+						     conf_cli_opts[j].letter);
+			}
+		}
+	}
+}
+
+/* True if list ("a, b, c") holds name as a whole item. */
+static bool list_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; (p = strstr(p, name)) != NULL; p++) {
+		if ((p == list || p[-1] == ' ') && (p[n] == ',' || p[n] == ')')) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void test_unknown_option_messages_name_every_option(void **state)
+{
+	struct source_conf c;
+	struct endpoint_conf e;
+	const char *list;
+
+	assert_int_equal(conf_parse_source("getrandom,nosuch=1", 0, &c, err, sizeof(err)), -1);
+	list = strstr(err, "(known: ");
+	assert_non_null(list);
+	for (size_t i = 0; i < conf_nsource_opts; i++) {
+		if (!list_has(list, conf_source_opts[i].name)) {
+			fail_msg("'%s' does not name source option %s", err,
+				 conf_source_opts[i].name);
+		}
+	}
+	assert_int_equal(
+	    conf_parse_endpoint("tcp:127.0.0.1:1,nosuch=1", false, &e, err, sizeof(err)), -1);
+	conf_endpoint_free(&e);
+	list = strstr(err, "(known: ");
+	assert_non_null(list);
+	for (size_t i = 0; i < conf_nendpoint_opts; i++) {
+		if (!list_has(list, conf_endpoint_opts[i].name)) {
+			fail_msg("'%s' does not name endpoint option %s", err,
+				 conf_endpoint_opts[i].name);
+		}
+	}
+}
+
+static void test_endpoint_options_are_refused_where_they_do_not_apply(void **state)
+{
+	static const struct {
+		const char *ep;
+		bool connect;
+		unsigned bit;
+		const char *name;
+	} eps[] = {
+	    {"tcp:127.0.0.1:1", false, CONF_LISTEN(EP_TCP), "tcp listeners"},
+	    {"udp:127.0.0.1:1", false, CONF_LISTEN(EP_UDP), "udp listeners"},
+	    {"unix:/tmp/entropyd-test.sock", false, CONF_LISTEN(EP_UNIX), "unix listeners"},
+	    {"fifo:/tmp/entropyd-test.fifo", false, CONF_LISTEN(EP_FIFO), "fifo listeners"},
+	    {"tcp:127.0.0.1:1", true, CONF_DIAL(EP_TCP), "tcp --connect endpoints"},
+	    {"udp:127.0.0.1:1", true, CONF_DIAL(EP_UDP), "udp --connect endpoints"},
+	    {"unix:/tmp/entropyd-test.sock", true, CONF_DIAL(EP_UNIX), "unix --connect endpoints"},
+	};
+	char spec[128], want[256], to[128];
+	size_t refused = 0;
+
+	for (size_t i = 0; i < conf_nendpoint_opts; i++) {
+		const struct conf_spec_opt *o = &conf_endpoint_opts[i];
+
+		conf_applies_phrase(o->applies, to, sizeof(to));
+		for (size_t k = 0; k < sizeof(eps) / sizeof(eps[0]); k++) {
+			struct endpoint_conf e;
+			int rc;
+
+			snprintf(spec, sizeof(spec), "%s,%s=x", eps[k].ep, o->name);
+			rc = conf_parse_endpoint(spec, eps[k].connect, &e, err, sizeof(err));
+			conf_endpoint_free(&e);
+			snprintf(want, sizeof(want), "%s= applies to %s only (not to %s)", o->name,
+				 to, eps[k].name);
+			if ((o->applies & eps[k].bit) != 0) {
+				/* It applies: any refusal is about the value x. */
+				if (strstr(err, "applies to") != NULL) {
+					fail_msg("%s: %s", spec, err);
+				}
+			} else if (rc == 0 || strstr(err, want) == NULL) {
+				fail_msg("%s: '%s' does not say '%s'", spec, err, want);
+			} else {
+				refused++;
+			}
+		}
+	}
+	/* max-per-peer, allow, local, mode, owner and group are restricted. */
+	assert_true(refused >= 6);
 }
 
 int main(void)
@@ -240,6 +414,10 @@ int main(void)
 	    cmocka_unit_test(test_endpoints_parse),
 	    cmocka_unit_test(test_repeated_local_keeps_the_last),
 	    cmocka_unit_test(test_bad_endpoints_are_named),
+	    cmocka_unit_test(test_every_table_option_is_in_help),
+	    cmocka_unit_test(test_cli_table_names_and_letters_are_unique),
+	    cmocka_unit_test(test_unknown_option_messages_name_every_option),
+	    cmocka_unit_test(test_endpoint_options_are_refused_where_they_do_not_apply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,467 @@
+/* conf_opts: the option tables (see conf_opts.h) and the function that applies each
+ * option. Adding an option is one table entry plus its parse function here: --help, the man
+ * page (make man) and the error messages pick it up from the entry. Text in the tables is
+ * plain (no roff); conf_doc.c escapes it. */
+#include "conf_opts.h"
+
+#include "netaddr.h"
+#include "rate.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+int conf_parse_long(const char *v, long min, long max, int base, long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(v, &end, base);
+	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
+}
+
+/* ---- Command-line options ---- */
+
+static int cli_source(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	struct source_conf *s = realloc(c->sources, (c->nsources + 1) * sizeof(*s));
+
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	c->sources = s;
+	if (conf_parse_source(arg, (int)c->nsources, &s[c->nsources], err, errlen) < 0) {
+		return -1;
+	}
+	c->nsources++;
+	return 0;
+}
+
+static int cli_listen(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	return conf_add_endpoint(c, arg, false, err, errlen);
+}
+
+static int cli_connect(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	return conf_add_endpoint(c, arg, true, err, errlen);
+}
+
+static int cli_foreground(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->foreground = true;
+	return 0;
+}
+
+static int cli_verbose(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->verbose = true;
+	return 0;
+}
+
+static int cli_check(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->check = true;
+	return 0;
+}
+
+static int cli_list_sources(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->list_sources = true;
+	return 0;
+}
+
+static int cli_alpha(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	long v;
+
+	if (conf_parse_long(arg, 1, 64, 10, &v) < 0) {
+		snprintf(err, errlen, "--alpha %s: expected 1..64", arg);
+		return -1;
+	}
+	c->alpha_log2 = (unsigned)v;
+	return 0;
+}
+
+static int cli_pool_size(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	long v;
+
+	if (conf_parse_long(arg, 4096, 1L << 30, 10, &v) < 0) {
+		snprintf(err, errlen, "--pool-size %s: expected 4096..2^30", arg);
+		return -1;
+	}
+	c->pool_size = (size_t)v;
+	return 0;
+}
+
+static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	conf_print_help(stdout);
+	exit(0);
+}
+
+static int cli_help_man(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	conf_print_man(stdout);
+	exit(0);
+}
+
+static int cli_version(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	printf("entropyd %s\n", ENTROPYD_VERSION);
+	exit(0);
+}
+
+const struct conf_cli_opt conf_cli_opts[] = {
+    {"source", 's', "SPEC", "a source, repeatable, in priority order (failover to the next)",
+     "  file:PATH    a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
+     "  rdseed       the x86 CPU's RDSEED instruction\n"
+     "  darn         the POWER9 CPU's DARN instruction\n"
+     "  getrandom    the kernel's generator (not a hardware source)\n"
+     "  qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
+     "               qng:sock=PATH; settings joined by +)\n"
+     "  qngvendor    a ComScire QNG through the vendor's libqwqng\n"
+     "  exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
+     "               when it ends; its stderr is logged\n"
+     "  egd:EP       an upstream EGD server (e.g. another entropyd):\n"
+     "               egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
+     "followed by source options (below)\n"
+     "default: /dev/hwrng if it delivers, else rdseed or darn,\n"
+     "else getrandom",
+     "The kinds of source are described under SOURCES, their options under SOURCE OPTIONS. "
+     "Only the best-priority healthy sources feed; the others pass their start-up test and "
+     "wait as standbys. At start, a fallback waits up to 10 s for a better source's first "
+     "start-up test. Without --source: /dev/hwrng if it delivers, else rdseed or darn, else "
+     "getrandom, with one log line saying which and why.",
+     cli_source},
+    {"listen", 'l', "EP", "accept clients on EP, repeatable",
+     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
+     "followed by endpoint options (below)\n"
+     "default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX,
+     "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
+     "OPTIONS. Default (no --listen nor --connect): " CONF_DEFAULT_TCP
+     " and unix:" CONF_DEFAULT_UNIX ".",
+     cli_listen},
+    {"connect", 'c', "EP", "dial EP (a QEMU chardev with server=on) and redial forever",
+     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+     "    udp:HOST:PORT (QEMU's chardev udp)\n"
+     "followed by endpoint options (below)",
+     "Redials after a failure or a drop with exponential backoff from 0.1 s to 5 s; see "
+     "ENDPOINTS.",
+     cli_connect},
+    {"foreground", 'f', NULL, "stay in the foreground and log to stderr (else syslog)", NULL, NULL,
+     cli_foreground},
+    {"verbose", 'v', NULL, "log debug lines too (every connection)", NULL, NULL, cli_verbose},
+    {"check", 'n', NULL, "check the configuration (open sources, bind endpoints), exit", NULL, NULL,
+     cli_check},
+    {"list-sources", 0, NULL, "list the sources this machine offers and why any is unusable", NULL,
+     NULL, cli_list_sources},
+    {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha},
+    {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
+     "They are locked in memory.", cli_pool_size},
+    {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help},
+    {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version},
+    /* Hidden: prints the man page's option sections (make man). */
+    {"help-man", 0, NULL, NULL, NULL, NULL, cli_help_man},
+};
+const size_t conf_ncli_opts = sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]);
+_Static_assert(sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]) <= CONF_MAX_CLI_OPTS,
+	       "raise CONF_MAX_CLI_OPTS");
+
+/* ---- Source options (target: struct source_conf) ---- */
+
+static int src_h(void *target, char *val, char *why, size_t whylen)
+{
+	struct source_conf *s = target;
+	char *end;
+	double h = strtod(val, &end);
+
+	if (end == val || *end != '\0' || !(h > 0 && h <= 8)) {
+		snprintf(why, whylen, "not a number in (0, 8]");
+		return -1;
+	}
+	s->min_entropy = h;
+	return 0;
+}
+
+static int src_prio(void *target, char *val, char *why, size_t whylen)
+{
+	struct source_conf *s = target;
+	long v;
+
+	if (conf_parse_long(val, 0, 1000000, 10, &v) < 0) {
+		snprintf(why, whylen, "not in 0..1000000");
+		return -1;
+	}
+	s->prio = (int)v;
+	return 0;
+}
+
+static int src_init(void *target, char *val, char *why, size_t whylen)
+{
+	struct source_conf *s = target;
+
+	free(s->tty.init);
+	s->tty.init = strdup(val);
+	if (s->tty.init == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int src_baud(void *target, char *val, char *why, size_t whylen)
+{
+	struct source_conf *s = target;
+	long v;
+
+	if (conf_parse_long(val, 1, 4000000, 10, &v) < 0) {
+		snprintf(why, whylen, "not in 1..4000000");
+		return -1;
+	}
+	s->tty.baud = v;
+	return 0;
+}
+
+static int src_stall(void *target, char *val, char *why, size_t whylen)
+{
+	struct source_conf *s = target;
+	long v;
+
+	if (conf_parse_long(val, 0, SRC_STALL_MAX_MS, 10, &v) < 0) {
+		snprintf(why, whylen, "not in 0..%d ms (0 = never)", SRC_STALL_MAX_MS);
+		return -1;
+	}
+	s->stall_ms = v;
+	return 0;
+}
+
+const struct conf_spec_opt conf_source_opts[] = {
+    {"h", "BITS", 0, "assumed min-entropy per byte, 0 < BITS <= 8 (default 4)",
+     "It sets the cutoffs of the health tests.", src_h},
+    {"prio", "N", 0,
+     "priority group, 0..1000000 (default: the position; equal priorities "
+     "feed together)",
+     NULL, src_prio},
+    {"init", "STRING", 0, "written to a tty after each open (file: sources)",
+     "Escapes: \\n \\r \\t \\\\ \\xHH; no commas; e.g. init=cmdO\\n for a OneRNG.", src_init},
+    {"baud", "N", 0, "line speed of a tty, 1..4000000 (file: sources)", NULL, src_baud},
+    {"stall", "MS", 0,
+     "a read that gets nothing this long fails over (0 = never; default 5000, 30000 for "
+     "qng and qngvendor)",
+     "A healthy source whose read gets no byte for MS milliseconds is logged as stalled and "
+     "fails over to the next group, as on a health failure; when it delivers again it re-runs "
+     "its start-up test and takes its place back. Time spent waiting for room in the pool "
+     "does not count; each source's deadline is in its description line at start.",
+     src_stall},
+};
+const size_t conf_nsource_opts = sizeof(conf_source_opts) / sizeof(conf_source_opts[0]);
+
+/* ---- Endpoint options (target: struct endpoint_conf) ---- */
+
+static int ep_proto(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	if (strcmp(val, "raw") != 0 && strcmp(val, "egd") != 0) {
+		snprintf(why, whylen, "expected egd or raw");
+		return -1;
+	}
+	e->opts.raw = strcmp(val, "raw") == 0;
+	return 0;
+}
+
+static int ep_primer(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 0, 1 << 20, 10, &n) < 0) {
+		snprintf(why, whylen, "not in 0..1048576");
+		return -1;
+	}
+	e->opts.primer = (unsigned)n;
+	return 0;
+}
+
+static int ep_write(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+		snprintf(why, whylen, "expected on or off");
+		return -1;
+	}
+	e->opts.allow_write = strcmp(val, "on") == 0;
+	return 0;
+}
+
+static int ep_rate(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	char *slash = strchr(val, '/');
+	long n, ms;
+
+	e->opts.has_rate = true;
+	e->opts.rate_bytes = e->opts.rate_ms = 0;
+	if (strcmp(val, "off") == 0) {
+		return 0;
+	}
+	if (slash != NULL) {
+		*slash = '\0';
+	}
+	if (slash == NULL || conf_parse_long(val, 1, (long)RATE_MAX_BYTES, 10, &n) < 0 ||
+	    conf_parse_long(slash + 1, 1, (long)RATE_MAX_MS, 10, &ms) < 0) {
+		snprintf(why, whylen, "expected BYTES/MS, e.g. 2097152/1000, or off");
+		return -1;
+	}
+	e->opts.rate_bytes = (uint64_t)n;
+	e->opts.rate_ms = (uint64_t)ms;
+	return 0;
+}
+
+static int ep_max_per_peer(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 0, 1000000, 10, &n) < 0) {
+		snprintf(why, whylen, "not in 0..1000000 (0 = no limit)");
+		return -1;
+	}
+	e->opts.max_per_peer = (unsigned)n;
+	e->opts.has_max_per_peer = true;
+	return 0;
+}
+
+static int ep_allow(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	char *save = NULL;
+
+	e->nallow = 0;
+	for (char *p = strtok_r(val, "+", &save); p; p = strtok_r(NULL, "+", &save)) {
+		if (e->nallow == UDP_MAX_ALLOW || udp_parse_prefix(p, &e->allow[e->nallow]) < 0) {
+			snprintf(why, whylen,
+				 "bad entry '%s' (ADDR[/BITS], joined by +, at most %d)", p,
+				 UDP_MAX_ALLOW);
+			return -1;
+		}
+		e->nallow++;
+	}
+	return 0;
+}
+
+static int ep_local(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	struct netaddr_spec a;
+
+	if (netaddr_parse_hostport(val, true, &a, why, whylen) < 0) {
+		return -1;
+	}
+	free(e->local_host);
+	free(e->local_port);
+	e->local_host = strdup(a.host);
+	e->local_port = strdup(a.port);
+	return 0;
+}
+
+static int ep_mode(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 0, 07777, 8, &n) < 0) {
+		snprintf(why, whylen, "not an octal mode in 0..07777");
+		return -1;
+	}
+	e->mode = (mode_t)n;
+	e->has_mode = true;
+	return 0;
+}
+
+static int ep_owner(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	struct passwd *pw = getpwnam(val);
+	long n = 0;
+
+	if (pw == NULL && conf_parse_long(val, 0, INT_MAX, 10, &n) < 0) {
+		snprintf(why, whylen, "no such user");
+		return -1;
+	}
+	e->owner = pw ? pw->pw_uid : (uid_t)n;
+	e->has_owner = true;
+	return 0;
+}
+
+static int ep_group(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	struct group *gr = getgrnam(val);
+	long n = 0;
+
+	if (gr == NULL && conf_parse_long(val, 0, INT_MAX, 10, &n) < 0) {
+		snprintf(why, whylen, "no such group");
+		return -1;
+	}
+	e->group = gr ? gr->gr_gid : (gid_t)n;
+	e->has_group = true;
+	return 0;
+}
+
+#define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX))
+#define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO))
+
+const struct conf_spec_opt conf_endpoint_opts[] = {
+    {"proto", "egd|raw", CONF_ANY_ENDPOINT,
+     "the protocol; raw streams bytes with no protocol (default egd; raw on fifo)", NULL, ep_proto},
+    {"primer", "BYTES", CONF_ANY_ENDPOINT,
+     "bytes sent to a peer silent for 100 ms after connecting (default 128, 0 on udp and "
+     "fifo; 0 = never)",
+     "See RECONNECTS AND THE PRIMER.", ep_primer},
+    {"write", "on|off", CONF_ANY_ENDPOINT,
+     "accept EGD command 0x03 (write entropy) when on (default off)", NULL, ep_write},
+    {"rate", "BYTES/MS", CONF_ANY_ENDPOINT,
+     "pace each client's answers (default 2097152/1000 on udp, none elsewhere; off: no limit)",
+     "A token bucket of BYTES bytes refilled every MS milliseconds, per client (per peer on "
+     "udp). A paced client keeps its queued requests and is answered as tokens return; the "
+     "bytes that were delayed are logged when it closes.",
+     ep_rate},
+    {"max-per-peer", "N", STREAM_LISTENERS,
+     "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix)",
+     "Counted per IPv4 address, per IPv6 /64 prefix, or, on unix sockets, per user id of the "
+     "peer (SO_PEERCRED). A connection over the cap is accepted and closed at once, with a "
+     "log line; when one of the peer's connections closes, a new one is served again.",
+     ep_max_per_peer},
+    {"allow", "PREFIX+...", CONF_LISTEN(EP_UDP),
+     "the peers answered: ADDR[/BITS] joined by + (at most 16; default 127.0.0.0/8+::1)", NULL,
+     ep_allow},
+    {"local", "HOST:PORT", CONF_DIAL(EP_UDP),
+     "the local address (QEMU's chardev udp localaddr/localport)", NULL, ep_local},
+    {"mode", "OCTAL", FILE_LISTENERS, "permissions of the socket or pipe file, e.g. 0660", NULL,
+     ep_mode},
+    {"owner", "USER", FILE_LISTENERS, "owner of the socket or pipe file (name or uid)", NULL,
+     ep_owner},
+    {"group", "GROUP", FILE_LISTENERS, "group of the socket or pipe file (name or gid)", NULL,
+     ep_group},
+};
+const size_t conf_nendpoint_opts = sizeof(conf_endpoint_opts) / sizeof(conf_endpoint_opts[0]);
+
+const struct conf_spec_opt *conf_find_opt(const struct conf_spec_opt *table, size_t n,
+					  const char *name, size_t len)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(table[i].name) == len && strncmp(table[i].name, name, len) == 0) {
+			return &table[i];
+		}
+	}
+	return NULL;
+}
