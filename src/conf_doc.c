@@ -3,6 +3,7 @@
  * compared with it by a test), and the lists of names and endpoints in the parser's error
  * messages. Nothing here knows a particular option. */
 #include "conf_opts.h"
+#include "src_driver.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -157,6 +158,10 @@ void conf_print_help(FILE *out)
 		help_entry(out, left, o->help);
 		help_detail(out, o->detail);
 	}
+	fputs("\nSource kinds, in --source KIND[:ARG]:\n", out);
+	for (size_t i = 0; src_drivers[i] != NULL; i++) {
+		help_entry(out, src_drivers[i]->syntax, src_drivers[i]->help);
+	}
 	fputs("\nSource options, after the source: KIND[:ARG][,KEY=VALUE]...\n", out);
 	help_spec_opts(out, conf_source_opts, conf_nsource_opts);
 	fputs("\nEndpoint options, after the endpoint: EP[,KEY=VALUE]...\n", out);
@@ -282,6 +287,15 @@ void conf_print_man(FILE *out)
 		if (o->man != NULL) {
 			roff_text(out, o->man, true);
 		}
+	}
+	fputs(".SH SOURCE KINDS\n"
+	      "Each\n.B \\-\\-source\nnames one kind (more under SOURCES):\n",
+	      out);
+	for (size_t i = 0; src_drivers[i] != NULL; i++) {
+		fputs(".TP\n.B ", out);
+		roff_word(out, src_drivers[i]->syntax, strlen(src_drivers[i]->syntax));
+		fputc('\n', out);
+		roff_text(out, src_drivers[i]->help, true);
 	}
 	fputs(".SH SOURCE OPTIONS\n"
 	      "Written after a source's kind and argument, each after a comma:\n"

@@ -119,17 +119,7 @@ static int cli_version(struct conf *c, const char *arg, char *err, size_t errlen
 
 const struct conf_cli_opt conf_cli_opts[] = {
     {"source", 's', "SPEC", "a source, repeatable, in priority order (failover to the next)",
-     "  file:PATH    a device (/dev/hwrng, a TRNG's tty), FIFO or file\n"
-     "  rdseed       the x86 CPU's RDSEED instruction\n"
-     "  darn         the POWER9 CPU's DARN instruction\n"
-     "  getrandom    the kernel's generator (not a hardware source)\n"
-     "  qng[:SERIAL] a ComScire QNG on USB (or qng:tty=PATH,\n"
-     "               qng:sock=PATH; settings joined by +)\n"
-     "  qngvendor    a ComScire QNG through the vendor's libqwqng\n"
-     "  exec:COMMAND the output of COMMAND (/bin/sh -c), restarted\n"
-     "               when it ends; its stderr is logged\n"
-     "  egd:EP       an upstream EGD server (e.g. another entropyd):\n"
-     "               egd:tcp:HOST:PORT, egd:tcp:[V6]:PORT, egd:unix:PATH\n"
+     "KIND[:ARG]: one of the source kinds (below)\n"
      "followed by source options (below)\n"
      "default: /dev/hwrng if it delivers, else rdseed or darn,\n"
      "else getrandom",

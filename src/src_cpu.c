@@ -137,6 +137,8 @@ static void *rdseed_open(const char *arg, char *err, size_t errlen)
 
 const struct src_driver src_rdseed_driver = {
     .kind = "rdseed",
+    .syntax = "rdseed",
+    .help = "the x86 CPU's RDSEED instruction",
     .what = "hardware: the CPU's entropy source",
     .needs_arg = false,
     .open = rdseed_open,
@@ -203,6 +205,8 @@ static void *darn_open(const char *arg, char *err, size_t errlen)
 
 const struct src_driver src_darn_driver = {
     .kind = "darn",
+    .syntax = "darn",
+    .help = "the POWER9 CPU's DARN instruction (conditioned form)",
     .what = "hardware: the POWER CPU's entropy source",
     .needs_arg = false,
     .open = darn_open,

@@ -24,6 +24,10 @@ struct src_tty {
 struct src_driver {
 	/* The kind, as written in --source KIND[:ARG]. */
 	const char *kind;
+	/* How --help and the man page write it (KIND, KIND:ARG or KIND[:ARG]). */
+	const char *syntax;
+	/* What it is, for --help and the man page (one sentence, no final period). */
+	const char *help;
 	/* How log lines and --list-sources describe it. */
 	const char *what;
 	/* The argument is required. */

@@ -284,6 +284,9 @@ static int egd_check(const char *arg, char *err, size_t errlen)
 
 const struct src_driver src_egd_driver = {
     .kind = "egd",
+    .syntax = "egd:EP",
+    .help = "an upstream EGD server such as another entropyd: egd:tcp:HOST:PORT, "
+	    "egd:tcp:[V6ADDR]:PORT or egd:unix:PATH; retried with backoff while it is down",
     .what = "an upstream EGD server (its bytes are tested here again)",
     .needs_arg = true,
     .takes_arg = true,

@@ -446,6 +446,9 @@ static void exec_close(void *st)
 
 const struct src_driver src_exec_driver = {
     .kind = "exec",
+    .syntax = "exec:COMMAND",
+    .help = "the standard output of COMMAND (/bin/sh -c), restarted with backoff when it ends; its "
+	    "stderr is logged",
     .what = "the output of a command (restarted when it ends)",
     .needs_arg = true,
     .takes_arg = true,

@@ -218,6 +218,9 @@ static bool file_reopenable(void *st)
 
 const struct src_driver src_file_driver = {
     .kind = "file",
+    .syntax = "file:PATH",
+    .help = "a device (/dev/hwrng, a TRNG's tty, put in raw mode), a FIFO re-opened for each "
+	    "writer, or a regular file whose end exhausts the source",
     .what = "a device, pipe or file",
     .needs_arg = true,
     .takes_arg = true,

@@ -37,6 +37,8 @@ static long getrandom_read(void *st, uint8_t *buf, size_t n, char *err, size_t e
 
 const struct src_driver src_getrandom_driver = {
     .kind = "getrandom",
+    .syntax = "getrandom",
+    .help = "the kernel's generator (not a hardware source)",
     .what = "not a hardware source: the kernel's generator",
     .needs_arg = false,
     .open = getrandom_open,

@@ -97,6 +97,9 @@ static long qng_src_read(void *st, uint8_t *buf, size_t n, char *err, size_t err
 
 const struct src_driver src_qng_driver = {
     .kind = "qng",
+    .syntax = "qng[:SERIAL]",
+    .help = "a ComScire QNG on USB through libftdi1, chosen by its QWR serial (or qng:tty=PATH, "
+	    "qng:sock=PATH; settings joined by +)",
     .what = "hardware: ComScire QNG",
     .needs_arg = false,
     .takes_arg = true,

@@ -77,6 +77,8 @@ static long qngvendor_src_read(void *st, uint8_t *buf, size_t n, char *err, size
 
 const struct src_driver src_qngvendor_driver = {
     .kind = "qngvendor",
+    .syntax = "qngvendor",
+    .help = "a ComScire QNG through the vendor's libqwqng (builds made where it is installed)",
     .what = "hardware: ComScire QNG through the vendor's libqwqng",
     .needs_arg = false,
     .takes_arg = false,

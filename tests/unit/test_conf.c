@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "conf_opts.h"
+#include "src_driver.h"
 
 static char err[512];
 
@@ -254,6 +255,28 @@ static char *help_text(void)
 	return buf;
 }
 
+static void test_every_source_kind_is_in_help_with_its_text(void **state)
+{
+	char *help = help_text();
+	char want[64];
+
+	for (size_t i = 0; src_drivers[i] != NULL; i++) {
+		const struct src_driver *d = src_drivers[i];
+
+		if (d->syntax == NULL || d->help == NULL ||
+		    strncmp(d->syntax, d->kind, strlen(d->kind)) != 0) {
+			fail_msg(
+			    "source kind %s has no syntax/help, or a syntax not starting with it",
+			    d->kind);
+		}
+		snprintf(want, sizeof(want), " %s ", d->syntax);
+		if (strstr(help, want) == NULL || strstr(help, d->help) == NULL) {
+			fail_msg("--help lacks the source kind '%s':\n%s", d->syntax, help);
+		}
+	}
+	free(help);
+}
+
 static void test_every_table_option_is_in_help(void **state)
 {
 	char *help = help_text();
@@ -415,6 +438,7 @@ int main(void)
 	    cmocka_unit_test(test_repeated_local_keeps_the_last),
 	    cmocka_unit_test(test_bad_endpoints_are_named),
 	    cmocka_unit_test(test_every_table_option_is_in_help),
+	    cmocka_unit_test(test_every_source_kind_is_in_help_with_its_text),
 	    cmocka_unit_test(test_cli_table_names_and_letters_are_unique),
 	    cmocka_unit_test(test_unknown_option_messages_name_every_option),
 	    cmocka_unit_test(test_endpoint_options_are_refused_where_they_do_not_apply),
