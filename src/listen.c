@@ -10,6 +10,7 @@
 #include "peercap.h"
 #include "transport.h"
 #include "udp.h"
+#include "unixpath.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -34,14 +35,7 @@ struct listener {
 	size_t nlev;
 	struct event *relisten;
 	struct peercap *peers; /* tcp, unix: connections per peer (max-per-peer=) */
-	/* unix: the socket file as bound; a path that names something else is logged once
-	 * (taken_*) and left alone. */
-	bool own_path;
-	dev_t path_dev;
-	ino_t path_ino;
-	bool path_taken;
-	dev_t taken_dev;
-	ino_t taken_ino;
+	struct unixpath path;  /* unix: the socket file as bound */
 	struct event *path_check;
 	/* udp and fifo */
 	struct udp_ep *udp;
@@ -284,18 +278,6 @@ static int open_udp(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-/* mode=, owner= and group= on a socket file or a pipe. */
-static int apply_path_perms(const struct endpoint_conf *c, char *err, size_t errlen)
-{
-	if ((c->has_mode && chmod(c->path, c->mode) < 0) ||
-	    ((c->has_owner || c->has_group) && chown(c->path, c->has_owner ? c->owner : (uid_t)-1,
-						     c->has_group ? c->group : (gid_t)-1) < 0)) {
-		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* A named pipe for QEMU's rng-random: entropyd keeps a read end of its own open, so the
  * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
 static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
@@ -328,7 +310,7 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 			 errno ? strerror(errno) : "not a FIFO");
 		return -1;
 	}
-	if (apply_path_perms(c, err, errlen) < 0) {
+	if (unixpath_apply_perms(c, err, errlen) < 0) {
 		return -1;
 	}
 	c->opts.raw = true;
@@ -345,109 +327,6 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-/* A socket file left by a previous run is removed; one that another process serves is not. */
-static int clear_stale_socket(const char *path, const struct sockaddr_un *sun, char *err,
-			      size_t errlen)
-{
-	struct stat sb;
-	int fd;
-
-	if (lstat(path, &sb) < 0) {
-		return 0;
-	}
-	if (!S_ISSOCK(sb.st_mode)) {
-		snprintf(err, errlen, "unix:%s: exists and is not a socket", path);
-		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0) {
-		close(fd);
-		snprintf(err, errlen, "unix:%s: in use by another process", path);
-		return -1;
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	unlink(path);
-	return 0;
-}
-
-enum path_state { PATH_OURS, PATH_FREE, PATH_TAKEN };
-
-/* What a unix endpoint's path names now: our socket file, nothing (or a socket file nobody
- * listens on), or something else, which we leave alone. */
-static enum path_state unix_path_state(struct endpoint *ep)
-{
-	struct listener *li = listener_of(ep);
-	struct sockaddr_un sun;
-	struct stat sb;
-	char err[160];
-	int fd, rc;
-
-	if (lstat(ep->conf.path, &sb) < 0) {
-		return errno == ENOENT ? PATH_FREE : PATH_TAKEN;
-	}
-	if (sb.st_dev == li->path_dev && sb.st_ino == li->path_ino) {
-		return PATH_OURS;
-	}
-	if (li->path_taken && sb.st_dev == li->taken_dev && sb.st_ino == li->taken_ino) {
-		return PATH_TAKEN; /* already looked at (and logged): no probe every second */
-	}
-	li->taken_dev = sb.st_dev;
-	li->taken_ino = sb.st_ino;
-	if (!S_ISSOCK(sb.st_mode) || netaddr_unix(ep->conf.path, &sun, err, sizeof(err)) < 0) {
-		return PATH_TAKEN;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		return PATH_TAKEN;
-	}
-	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
-	rc = rc < 0 && errno == ECONNREFUSED ? -1 : 0;
-	close(fd);
-	return rc < 0 ? PATH_FREE : PATH_TAKEN;
-}
-
-/* Bind a fresh socket at the endpoint's path (mode, owner, group applied) and record which
- * file it is; returns the listening descriptor or -1 with a message in err. */
-static int bind_unix(struct endpoint *ep, char *err, size_t errlen)
-{
-	const struct endpoint_conf *c = &ep->conf;
-	struct listener *li = listener_of(ep);
-	struct sockaddr_un sun;
-	struct stat sb;
-	int fd;
-
-	if (netaddr_unix(c->path, &sun, err, errlen) < 0 ||
-	    clear_stale_socket(c->path, &sun, err, errlen) < 0) {
-		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		snprintf(err, errlen, "%s: cannot bind: %s", c->spec, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-		}
-		return -1;
-	}
-	li->own_path = true;
-	if (lstat(c->path, &sb) == 0) {
-		li->path_dev = sb.st_dev;
-		li->path_ino = sb.st_ino;
-	}
-	li->path_taken = false;
-	if (apply_path_perms(c, err, errlen) < 0) {
-		close(fd);
-		return -1;
-	}
-	if (listen(fd, SOMAXCONN) < 0) {
-		snprintf(err, errlen, "%s: %s", c->spec, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Every PATH_CHECK_S: a socket file that was removed (or replaced by a dead one) is bound
  * again; connected clients are not touched. */
 static void path_check_cb(evutil_socket_t unused, short what, void *arg)
@@ -457,23 +336,23 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 	char err[320];
 	int fd;
 
-	switch (unix_path_state(ep)) {
-	case PATH_OURS:
-		li->path_taken = false;
+	switch (unixpath_state(&li->path, ep->conf.path)) {
+	case UNIXPATH_OURS:
+		li->path.taken = false;
 		return;
-	case PATH_TAKEN:
-		if (!li->path_taken) {
+	case UNIXPATH_TAKEN:
+		if (!li->path.taken) {
 			log_warnx("unix:%s: the path now names something other than entropyd's "
 				  "socket; leaving it alone",
 				  ep->conf.path);
-			li->path_taken = true;
+			li->path.taken = true;
 		}
 		return;
-	case PATH_FREE:
+	case UNIXPATH_FREE:
 		break;
 	}
 	log_warnx("unix:%s: socket file was removed or replaced; binding it again", ep->conf.path);
-	fd = bind_unix(ep, err, sizeof(err));
+	fd = unixpath_bind(&li->path, &ep->conf, err, sizeof(err));
 	if (fd < 0) {
 		log_warnx("%s; trying again in %d s", err, PATH_CHECK_S);
 		return;
@@ -486,29 +365,12 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 	log_info("listening on unix:%s (%s)", ep->conf.path, ep->conf.opts.raw ? "raw" : "egd");
 }
 
-/* Create the directory of a socket path if it is missing (one level, as /run/entropyd). */
-static void make_parent_dir(const char *path)
-{
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) == 0) {
-			log_info("created directory %s", dir);
-		}
-	}
-}
-
 static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 {
 	const struct endpoint_conf *c = &ep->conf;
 	struct timeval every = {PATH_CHECK_S, 0};
 	struct listener *li;
 	struct sockaddr_un sun;
-	struct stat sb;
 	bool has_id;
 	int fd;
 
@@ -522,25 +384,25 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", c->spec);
 		return -1;
 	}
-	fd = endpoints_adopt_path(ep->eps, c->path, false, &has_id, &li->path_dev, &li->path_ino);
-	if (fd >= 0 && has_id && unix_path_state(ep) == PATH_FREE) {
+	fd = endpoints_adopt_path(ep->eps, c->path, false, &has_id, &li->path.dev, &li->path.ino);
+	if (fd >= 0 && has_id && unixpath_state(&li->path, c->path) == UNIXPATH_FREE) {
 		/* Adopted by its bound name, but the file is gone: the socket is unreachable. */
 		log_warnx("unix:%s: socket file was removed or replaced; binding it again",
 			  c->path);
 		close(fd);
 		fd = -1;
 	} else if (fd >= 0) {
-		if (!has_id && lstat(c->path, &sb) == 0) {
-			li->path_dev = sb.st_dev; /* socket activation: what is there is ours */
-			li->path_ino = sb.st_ino;
+		if (has_id) {
+			li->path.owned = true;
+		} else {
+			unixpath_adopt(&li->path, c->path); /* socket activation: it is ours */
 		}
 		evutil_make_socket_nonblocking(fd);
-		li->own_path = true;
 	} else {
-		make_parent_dir(c->path);
+		unixpath_make_parent(c->path);
 	}
 	if (fd < 0) {
-		fd = bind_unix(ep, err, errlen);
+		fd = unixpath_bind(&li->path, c, err, errlen);
 	}
 	if (fd < 0 || add_listener(ep, fd, err, errlen) < 0) {
 		return -1;
@@ -561,8 +423,8 @@ static size_t keep(const struct endpoint *ep, struct endpoint_kept *out, size_t 
 	for (size_t i = 0; i < li->nlev && n < room; i++, n++) {
 		out[n] = (struct endpoint_kept){.fd = evconnlistener_get_fd(li->lev[i]),
 						.has_id = ep->conf.kind == EP_UNIX,
-						.dev = li->path_dev,
-						.ino = li->path_ino};
+						.dev = li->path.dev,
+						.ino = li->path.ino};
 	}
 	if (li->fd >= 0 && n < room) {
 		out[n++] = (struct endpoint_kept){.fd = li->fd};
@@ -578,8 +440,8 @@ static void close_listener(struct endpoint *ep)
 		return;
 	}
 	free_listeners(li);
-	if (li->own_path && unix_path_state(ep) == PATH_OURS) {
-		unlink(ep->conf.path); /* never another process's file */
+	if (ep->conf.kind == EP_UNIX) {
+		unixpath_remove(&li->path, ep->conf.path);
 	}
 	if (li->path_check != NULL) {
 		event_free(li->path_check);
