@@ -1,18 +1,18 @@
-/* client: one peer's state machine, whatever its transport (transport.h): read requests
- * (even while bytes are owed), parse them (egd.c), answer in order, write pool bytes and
- * consume only what the transport took, close. clients.c shares the pool among clients.
- * Notes on the choices made here:
+/* client: every connected peer, whatever its transport (transport.h), and the rotation
+ * that shares the pool among them. Each peer's requests are read (even while bytes are
+ * owed), parsed (egd.c), queued (reqq.c) and answered in order; pool bytes are written and
+ * consumed only as far as the transport took them. Notes on the choices made here:
  *
- * - Requests are queued in arrival order (reqq.c); when the queue is full we stop reading
- *   that peer (TCP pushes back) and resume when it drains, so memory per client stays
- *   bounded.
+ * - When a peer's request queue is full we stop reading it (TCP pushes back) and resume
+ *   when it drains, so memory per client stays bounded.
  * - A reply other than raw bytes (0x00, 0x01, 0x04) is built in the client's small `out`
  *   buffer when it reaches the head of the queue; 0x01's bytes are copied there from the
  *   pool and wiped once written.
- * - Bytes for 0x02 (and raw endpoints and primers) are written from the pool and consumed
- *   only as far as the transport accepted them.
- * - With rate=, every answer takes tokens first (clients.c); a client out of tokens leaves
- *   the rotation until they are back. Its requests stay queued as usual. */
+ * - Clients owed bytes are served round-robin in quanta of at least CLIENT_QUANTUM_MIN; a
+ *   client whose socket is full leaves the rotation until it is writable, so it never
+ *   delays another; with rate= (pacer.c) every answer takes tokens first, and a client out
+ *   of tokens leaves the rotation until they are back.
+ * - A command left half-sent for CLIENT_PARTIAL_TIMEOUT_MS closes the peer (deadline.c). */
 #include "client_impl.h"
 
 #include "egd.h"
@@ -30,6 +30,36 @@
 
 #define CLIENT_PRIMER_DELAY_US 100000
 #define CLIENT_WRITE_H 4.0 /* min-entropy assumed for bytes clients write with 0x03 */
+static void client_kick(struct client *c);
+static int client_give(struct client *c, size_t quantum);
+
+void client_rotate(struct clients *cs)
+{
+	if (cs->serving) {
+		return; /* re-entered from a close inside the loop */
+	}
+	cs->serving = true;
+	while (!TAILQ_EMPTY(&cs->hungry)) {
+		size_t avail = pool_avail(cs->pool);
+		struct client *c;
+		size_t quantum;
+
+		if (avail == 0) {
+			pool_want(cs->pool);
+			break;
+		}
+		quantum = avail / cs->nhungry;
+		quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
+		c = TAILQ_FIRST(&cs->hungry);
+		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
+		cs->nhungry--;
+		c->hungry = false;
+		if (client_give(c, quantum) == 0) {
+			client_kick(c);
+		}
+	}
+	cs->serving = false;
+}
 
 static void set_reading(struct client *c, bool on)
 {
@@ -128,7 +158,12 @@ static int parse_input(struct client *c)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
-	clients_partial_update(c, partial, off > 0);
+	if (c->partial.armed && (!partial || off > 0)) {
+		deadline_stop(&c->cs->partial, &c->partial);
+	}
+	if (partial) {
+		deadline_start(&c->cs->partial, &c->partial);
+	}
 	return 0;
 }
 
@@ -176,7 +211,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	client_kick(c);
-	clients_serve(cs);
+	client_rotate(cs);
 }
 
 int client_input(struct client *c, const uint8_t *buf, size_t n)
@@ -214,7 +249,7 @@ int client_input(struct client *c, const uint8_t *buf, size_t n)
 		return -1;
 	}
 	client_kick(c);
-	clients_serve(cs);
+	client_rotate(cs);
 	return 0;
 }
 
@@ -235,7 +270,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 
 	c->write_blocked = false;
 	client_kick(c);
-	clients_serve(cs);
+	client_rotate(cs);
 }
 
 static void primer_cb(evutil_socket_t fd, short what, void *arg)
@@ -251,7 +286,7 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
 		    c->opts.primer);
 	reqq_push(&c->q, REQQ_BLOCK, c->opts.primer);
 	client_kick(c);
-	clients_serve(cs);
+	client_rotate(cs);
 }
 
 /* Write buf; returns bytes written, or -1 if the client was closed. Arms wev on a short
@@ -305,12 +340,12 @@ static bool owes_pool_bytes(struct client *c)
 
 /* Answer every queued request that needs no pool bytes, up to the first 0x02; then join the
  * rotation if bytes are owed. */
-void client_kick(struct client *c)
+static void client_kick(struct client *c)
 {
 	struct pool *pool = c->cs->pool;
 	struct reqq_op *op;
 
-	if (c->closing || c->write_blocked || c->rate_wait) {
+	if (c->closing || c->write_blocked || c->pacer.waiting) {
 		return;
 	}
 	for (;;) {
@@ -327,7 +362,7 @@ void client_kick(struct client *c)
 		case REQQ_LEVEL: {
 			uint64_t bits = (uint64_t)pool_avail(pool) * 8;
 
-			if (clients_pace(c, 4, 4) == 0) {
+			if (pacer_take(&c->pacer, 4, 4) == 0) {
 				return;
 			}
 			egd_encode_level(bits > UINT32_MAX ? UINT32_MAX : (uint32_t)bits, c->out);
@@ -337,14 +372,14 @@ void client_kick(struct client *c)
 		case REQQ_PID: {
 			size_t len = egd_encode_pid((long)getpid(), c->out, sizeof(c->out));
 
-			if (clients_pace(c, len, len) == 0) {
+			if (pacer_take(&c->pacer, len, len) == 0) {
 				return;
 			}
 			c->outlen = len;
 			break;
 		}
 		case REQQ_NONBLOCK: {
-			size_t k = clients_pace(c, 1 + (size_t)op->n, 1);
+			size_t k = pacer_take(&c->pacer, 1 + (size_t)op->n, 1);
 
 			if (k == 0) {
 				return;
@@ -352,10 +387,8 @@ void client_kick(struct client *c)
 			c->out[0] = (uint8_t)pool_take(pool, c->out + 1, k - 1);
 			c->outlen = 1u + c->out[0];
 			c->served += c->out[0];
-			c->delayed += c->paced ? c->out[0] : 0;
-			if (c->rated) {
-				rate_return(&c->rate, k - c->outlen);
-			}
+			c->pacer.delayed += c->pacer.paced ? c->out[0] : 0;
+			pacer_return(&c->pacer, k - c->outlen);
 			break;
 		}
 		case REQQ_BLOCK:
@@ -370,10 +403,14 @@ void client_kick(struct client *c)
 		}
 	}
 	if (!owes_pool_bytes(c) && c->q.count == 0) {
-		c->paced = false;
+		c->pacer.paced = false;
 	}
 	if (owes_pool_bytes(c)) {
-		clients_join(c);
+		if (!c->hungry) {
+			c->hungry = true;
+			TAILQ_INSERT_TAIL(&c->cs->hungry, c, hungry_link);
+			c->cs->nhungry++;
+		}
 	} else if (c->eof) {
 		client_close(c, NULL, "peer closed the connection; everything owed was sent");
 	}
@@ -381,7 +418,7 @@ void client_kick(struct client *c)
 
 /* Give client c up to quantum bytes of the pool for its head 0x02 (or raw stream);
  * returns -1 if the client was closed. */
-int client_give(struct client *c, size_t quantum)
+static int client_give(struct client *c, size_t quantum)
 {
 	struct pool *pool = c->cs->pool;
 	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
@@ -400,7 +437,7 @@ int client_give(struct client *c, size_t quantum)
 	if (cnt == 0) {
 		return 0;
 	}
-	allowed = clients_pace(c, have, 1);
+	allowed = pacer_take(&c->pacer, have, 1);
 	if (allowed == 0) {
 		return 0;
 	}
@@ -412,15 +449,15 @@ int client_give(struct client *c, size_t quantum)
 	if (w < 0) {
 		return -1; /* c is gone */
 	}
-	if (c->rated && (size_t)w < have) {
-		rate_return(&c->rate, have - (size_t)w);
+	if ((size_t)w < have) {
+		pacer_return(&c->pacer, have - (size_t)w);
 	}
 	if (w == 0) {
 		return 0;
 	}
 	pool_consume(pool, (size_t)w);
 	c->served += (uint64_t)w;
-	c->delayed += c->paced ? (uint64_t)w : 0;
+	c->pacer.delayed += c->pacer.paced ? (uint64_t)w : 0;
 	if (op != NULL) {
 		op->n -= (uint64_t)w;
 		if (op->n == 0) {
@@ -428,6 +465,16 @@ int client_give(struct client *c, size_t quantum)
 		}
 	}
 	return 0;
+}
+
+/* A paced client has tokens again. */
+static void rate_cb(void *arg)
+{
+	struct client *c = arg;
+	struct clients *cs = c->cs;
+
+	client_kick(c);
+	client_rotate(cs);
 }
 
 static void free_events(struct client *c)
@@ -441,9 +488,7 @@ static void free_events(struct client *c)
 	if (c->primer_ev != NULL) {
 		event_free(c->primer_ev);
 	}
-	if (c->rate_ev != NULL) {
-		event_free(c->rate_ev);
-	}
+	pacer_free(&c->pacer);
 }
 
 struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,
@@ -474,14 +519,15 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		c->primer_ev = evtimer_new(cs->base, primer_cb, c);
 	}
 	if ((c->rev == NULL && tr->read != NULL) || c->wev == NULL ||
-	    (primer && c->primer_ev == NULL) || clients_rate_init(c) < 0) {
+	    (primer && c->primer_ev == NULL) ||
+	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, rate_cb, c) < 0) {
 		log_warnx("client %s: cannot create events; closing", peer);
 		free_events(c);
 		tr->close(ctx, fd);
 		free(c);
 		return NULL;
 	}
-	clients_add(c);
+	LIST_INSERT_HEAD(&cs->all, c, all_link);
 	set_reading(c, true);
 	if (c->primer_ev != NULL) {
 		struct timeval tv = {0, CLIENT_PRIMER_DELAY_US};
@@ -491,7 +537,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	log_debug("client %s: connected (%s)", peer, tr->name);
 	if (opts->raw) {
 		client_kick(c);
-		clients_serve(cs);
+		client_rotate(cs);
 	}
 	return c;
 }
@@ -500,6 +546,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
  * (logged as a debug line, or as information when rate= delayed some of its bytes). */
 void client_close(struct client *c, struct log_limit *lim, const char *why)
 {
+	struct clients *cs = c->cs;
 	client_closed_fn cb = c->on_closed;
 	void *arg = c->on_closed_arg;
 	char delayed[64] = "";
@@ -508,22 +555,27 @@ void client_close(struct client *c, struct log_limit *lim, const char *why)
 		return;
 	}
 	c->closing = true;
-	if (c->delayed > 0) {
+	if (c->pacer.delayed > 0) {
 		snprintf(delayed, sizeof(delayed),
-			 ", %llu of them delayed by rate=", (unsigned long long)c->delayed);
+			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
 	}
 	if (lim != NULL) {
 		log_limited(lim, LOG_WARNING,
 			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
 			    (unsigned long long)c->served, delayed);
-	} else if (c->delayed > 0) {
+	} else if (c->pacer.delayed > 0) {
 		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
 			 (unsigned long long)c->served, delayed);
 	} else {
 		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
 			  (unsigned long long)c->served);
 	}
-	clients_remove(c);
+	deadline_stop(&cs->partial, &c->partial);
+	if (c->hungry) {
+		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
+		cs->nhungry--;
+	}
+	LIST_REMOVE(c, all_link);
 	free_events(c);
 	gate_free(c->wgate);
 	c->tr->close(c->tr_ctx, c->fd);

@@ -1,13 +1,14 @@
-/* client_impl: the state shared by client.c (one peer's state machine: reading, parsing,
- * answering, writing, closing) and clients.c (all peers: the registry, the rotation and
- * rate pacing that share the pool, the deadline for half-sent commands). Only those two
- * files include it. */
+/* client_impl: what client.c (every peer's state machine and the rotation that shares the
+ * pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
+ * deadline for half-sent commands) share. clients.c calls into client.c, never the
+ * reverse. Only those two files include it. */
 #ifndef ENTROPYD_CLIENT_IMPL_H
 #define ENTROPYD_CLIENT_IMPL_H
 
 #include "client.h"
+#include "deadline.h"
 #include "log.h"
-#include "rate.h"
+#include "pacer.h"
 #include "reqq.h"
 #include "transport.h"
 
@@ -46,17 +47,10 @@ struct client {
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
 	uint64_t served;
 
-	bool partial;		/* in cs->partial: an incomplete command is buffered */
-	uint64_t partial_since; /* when that command's first byte was buffered (ms) */
-	bool rated;		/* rate= applies: answers take tokens from `rate` */
-	struct rate rate;
-	struct event *rate_ev; /* wakes a paced client when tokens are back */
-	bool rate_wait;	       /* out of tokens: rate_ev armed, client out of the rotation */
-	bool paced;	       /* had to wait for tokens since it last owed nothing */
-	uint64_t delayed;      /* bytes sent later than asked because of rate= */
+	struct deadline_item partial; /* an incomplete command is buffered, since */
+	struct pacer pacer;	      /* rate= */
 
 	TAILQ_ENTRY(client) hungry_link;
-	TAILQ_ENTRY(client) partial_link;
 	LIST_ENTRY(client) all_link;
 };
 
@@ -72,34 +66,14 @@ struct clients {
 	size_t nhungry;
 	struct client_list all;
 	bool serving;
-	struct client_queue partial; /* oldest incomplete command first */
-	struct event *partial_ev;
+	struct deadlines partial; /* half-sent commands, oldest first */
 	/* per-category limits for the lines peers cause */
 	struct log_limit lim_io, lim_proto, lim_timeout, lim_primer, lim_other;
 };
 
-/* client.c: answer what needs no pool bytes, then join the rotation if bytes are owed. */
-void client_kick(struct client *c);
-/* client.c: write up to quantum pool bytes for c's head 0x02; -1 if c was closed. */
-int client_give(struct client *c, size_t quantum);
-/* client.c: close c; lim is the log category of a close the peer caused, or NULL. */
+/* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
+void client_rotate(struct clients *cs);
+/* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
-
-/* clients.c: add c to the registry. */
-void clients_add(struct client *c);
-/* clients.c: take c out of the registry, the rotation and the deadline list. */
-void clients_remove(struct client *c);
-/* clients.c: put c in the rotation (it owes pool bytes). */
-void clients_join(struct client *c);
-/* clients.c: share the pool among the clients in the rotation. */
-void clients_serve(struct clients *cs);
-/* clients.c: after parsing c's input: partial says an incomplete command is buffered,
- * progressed that it is a new one (its deadline starts now). */
-void clients_partial_update(struct client *c, bool partial, bool progressed);
-/* clients.c: the rate= bucket of a new client (nothing without rate=); -1 if out of memory. */
-int clients_rate_init(struct client *c);
-/* clients.c: take up to want bytes of c's rate (all without rate=); fewer than min gives
- * none, and c leaves the rotation until a timer brings it back. */
-size_t clients_pace(struct client *c, size_t want, size_t min);
 
 #endif
