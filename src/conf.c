@@ -1,6 +1,8 @@
-/* conf: the command line and the `KIND[:ADDRESS][,key=value…]` specs of sources and
- * endpoints, parsed through the option tables of conf_opts.c. Every error is one line that
- * names the offending text; the lists of known options in it come from the tables. */
+/* conf: the command line (its option table and getopt loop) and the
+ * `KIND[:ADDRESS][,key=value…]` specs of sources and endpoints, parsed through the option
+ * tables of conf_opts.c. Every error is one line that names the offending text; the lists of
+ * known options in it come from the tables. Calls conf_opts.c, never conf_doc.c: --help and
+ * --version are only recorded (conf.show) for main() to print. */
 #include "conf.h"
 
 #include "conf_opts.h"
@@ -222,7 +224,8 @@ out:
 	return rc;
 }
 
-int conf_add_endpoint(struct conf *c, const char *spec, bool connect, char *err, size_t errlen)
+/* Parse one endpoint spec and append it to c; -1 with a message in err. */
+static int add_endpoint(struct conf *c, const char *spec, bool connect, char *err, size_t errlen)
 {
 	struct endpoint_conf *v = realloc(c->endpoints, (c->nendpoints + 1) * sizeof(*v));
 
@@ -248,9 +251,153 @@ void conf_default_endpoints(struct conf *c)
 	} else {
 		snprintf(path, sizeof(path), "unix:%s/entropyd/egd.sock", run);
 	}
-	(void)conf_add_endpoint(c, CONF_DEFAULT_TCP, false, err, sizeof(err));
-	(void)conf_add_endpoint(c, path, false, err, sizeof(err));
+	(void)add_endpoint(c, CONF_DEFAULT_TCP, false, err, sizeof(err));
+	(void)add_endpoint(c, path, false, err, sizeof(err));
 }
+
+/* ---- Command-line options ---- */
+
+static int cli_source(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	struct source_conf *s = realloc(c->sources, (c->nsources + 1) * sizeof(*s));
+
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	c->sources = s;
+	if (conf_parse_source(arg, (int)c->nsources, &s[c->nsources], err, errlen) < 0) {
+		return -1;
+	}
+	c->nsources++;
+	return 0;
+}
+
+static int cli_listen(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	return add_endpoint(c, arg, false, err, errlen);
+}
+
+static int cli_connect(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	return add_endpoint(c, arg, true, err, errlen);
+}
+
+static int cli_foreground(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->foreground = true;
+	return 0;
+}
+
+static int cli_verbose(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->verbose = true;
+	return 0;
+}
+
+static int cli_check(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->check = true;
+	return 0;
+}
+
+static int cli_list_sources(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->list_sources = true;
+	return 0;
+}
+
+static int cli_alpha(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	long v;
+
+	if (conf_parse_long(arg, 1, 64, 10, &v) < 0) {
+		snprintf(err, errlen, "--alpha %s: expected 1..64", arg);
+		return -1;
+	}
+	c->alpha_log2 = (unsigned)v;
+	return 0;
+}
+
+static int cli_pool_size(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	long v;
+
+	if (conf_parse_long(arg, 4096, 1L << 30, 10, &v) < 0) {
+		snprintf(err, errlen, "--pool-size %s: expected 4096..2^30", arg);
+		return -1;
+	}
+	c->pool_size = (size_t)v;
+	return 0;
+}
+
+/* --help, --help-man, --version: recorded, and the parse stops there; main() prints. */
+static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->show = CONF_SHOW_HELP;
+	return 0;
+}
+
+static int cli_help_man(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->show = CONF_SHOW_MAN;
+	return 0;
+}
+
+static int cli_version(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	c->show = CONF_SHOW_VERSION;
+	return 0;
+}
+
+const struct conf_cli_opt conf_cli_opts[] = {
+    {"source", 's', "SPEC", "a source, repeatable, in priority order (failover to the next)",
+     "KIND[:ARG]: one of the source kinds (below)\n"
+     "followed by source options (below)\n"
+     "default: /dev/hwrng if it delivers, else rdseed or darn,\n"
+     "else getrandom",
+     "The kinds of source are described under SOURCES, their options under SOURCE OPTIONS. "
+     "Only the best-priority healthy sources feed; the others pass their start-up test and "
+     "wait as standbys. At start, a fallback waits up to 10 s for a better source's first "
+     "start-up test. Without --source: /dev/hwrng if it delivers, else rdseed or darn, else "
+     "getrandom, with one log line saying which and why.",
+     cli_source},
+    {"listen", 'l', "EP", "accept clients on EP, repeatable",
+     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
+     "followed by endpoint options (below)\n"
+     "default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX,
+     "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
+     "OPTIONS. Default (no --listen nor --connect): " CONF_DEFAULT_TCP
+     " and unix:" CONF_DEFAULT_UNIX ".",
+     cli_listen},
+    {"connect", 'c', "EP", "dial EP (a QEMU chardev with server=on) and redial forever",
+     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
+     "    udp:HOST:PORT (QEMU's chardev udp)\n"
+     "followed by endpoint options (below)",
+     "Redials after a failure or a drop with exponential backoff from 0.1 s to 5 s; see "
+     "ENDPOINTS.",
+     cli_connect},
+    {"foreground", 'f', NULL, "stay in the foreground and log to stderr (else syslog)", NULL, NULL,
+     cli_foreground},
+    {"verbose", 'v', NULL, "log debug lines too (every connection)", NULL, NULL, cli_verbose},
+    {"check", 'n', NULL, "check the configuration (open sources, bind endpoints), exit", NULL, NULL,
+     cli_check},
+    {"list-sources", 0, NULL, "list the sources this machine offers and why any is unusable", NULL,
+     NULL, cli_list_sources},
+    {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha},
+    {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
+     "They are locked in memory.", cli_pool_size},
+    {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help},
+    {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version},
+    /* Hidden: prints the man page's option sections (make man). */
+    {"help-man", 0, NULL, NULL, NULL, NULL, cli_help_man},
+};
+const size_t conf_ncli_opts = sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]);
+_Static_assert(sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]) <= CONF_MAX_CLI_OPTS,
+	       "raise CONF_MAX_CLI_OPTS");
+
+/* ---- The getopt loop ---- */
 
 /* The command-line option of getopt's answer ch (a letter, or 256 + the table index). */
 static const struct conf_cli_opt *cli_opt(int ch)
@@ -311,6 +458,9 @@ int conf_parse(struct conf *c, int argc, char **argv)
 		if (o->handle(c, optarg, err, sizeof(err)) < 0) {
 			fprintf(stderr, "entropyd: %s\n", err);
 			return -1;
+		}
+		if (c->show != CONF_RUN) {
+			return 0;
 		}
 	}
 	if (optind < argc) {

@@ -1,6 +1,8 @@
 /* conf: the command line, turned into one struct that main() acts on. Parsing only: nothing
- * is opened here, so `-n` can check a configuration without side effects. The options
- * themselves are the tables of conf_opts.c. */
+ * is opened or printed here, so `-n` can check a configuration without side effects. The
+ * command-line options are the table of conf.c; the source and endpoint options, the tables
+ * of conf_opts.c. Layers, each calling only those below it: conf_opts.c, then conf.c, then
+ * conf_doc.c (--help and the man page), then main(). */
 #ifndef ENTROPYD_CONF_H
 #define ENTROPYD_CONF_H
 
@@ -17,6 +19,14 @@
 #define CONF_DEFAULT_ALPHA 30u
 #define CONF_DEFAULT_POOL (1024u * 1024u)
 
+/* What the command line asks besides running: main() prints it and exits. */
+enum conf_show {
+	CONF_RUN = 0,
+	CONF_SHOW_HELP,	   /* --help */
+	CONF_SHOW_MAN,	   /* --help-man */
+	CONF_SHOW_VERSION, /* --version */
+};
+
 struct conf {
 	struct source_conf *sources;
 	size_t nsources;
@@ -25,10 +35,31 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
+	enum conf_show show;
 };
 
+/* One command-line option. */
+struct conf_cli_opt {
+	const char *name;   /* long name, without the dashes */
+	char letter;	    /* short option letter, or 0 */
+	const char *arg;    /* argument name, or NULL for a flag */
+	const char *help;   /* one line, in --help and the man page; NULL: hidden */
+	const char *detail; /* --help only: further lines (\n-separated), or NULL */
+	const char *man;    /* man page only: further sentences, or NULL */
+	/* Act on the option (arg is NULL for a flag); -1 with a message in err. */
+	int (*handle)(struct conf *c, const char *arg, char *err, size_t errlen);
+};
+
+/* The command-line table's size bound (checked when it is compiled). */
+#define CONF_MAX_CLI_OPTS 32
+
+/* The command-line options, in --help order (conf_doc.c prints them). */
+extern const struct conf_cli_opt conf_cli_opts[];
+/* The number of entries of conf_cli_opts. */
+extern const size_t conf_ncli_opts;
+
 /* Parse argv into c; on a bad argument print one line and return -1. --help, --help-man
- * and --version print and exit(0). */
+ * and --version stop the parse there: 0 with c->show set, the rest of argv unread. */
 int conf_parse(struct conf *c, int argc, char **argv);
 /* Add the default endpoints (used when none was given). */
 void conf_default_endpoints(struct conf *c);

@@ -1,7 +1,9 @@
-/* conf_doc: the text generated from the option tables of conf_opts.c: --help, the roff of
- * the man page's option sections (--help-man, spliced into doc/entropyd.8 by `make man` and
- * compared with it by a test), and the lists of names and endpoints in the parser's error
- * messages. Nothing here knows a particular option. */
+/* conf_doc: the text generated from the option tables (conf.c's command line, conf_opts.c's
+ * source and endpoint options, the source drivers' syntax and help): --help, --version and
+ * the roff of the man page's option sections (--help-man, spliced into doc/entropyd.8 by
+ * `make man` and compared with it by a test). Nothing here knows a particular option. */
+#include "conf_doc.h"
+
 #include "conf_opts.h"
 #include "src_driver.h"
 
@@ -11,66 +13,6 @@
 #define HELP_COL 23   /* --help: where an option's text starts */
 #define HELP_WIDTH 86 /* --help: the widest line */
 #define ROFF_WIDTH 90 /* man page source: where lines are broken */
-
-void conf_opt_names(const struct conf_spec_opt *table, size_t n, char *buf, size_t len)
-{
-	size_t at = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n && at < len; i++) {
-		int w = snprintf(buf + at, len - at, "%s%s", i ? ", " : "", table[i].name);
-
-		at += w > 0 ? (size_t)w : 0;
-	}
-}
-
-/* Append "a, b and c KIND_WORD" for the kinds whose bit is set in mask (bit(kind)). */
-static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf, size_t len)
-{
-	/* Display order, not the enum's. */
-	static const struct {
-		enum endpoint_kind kind;
-		const char *name;
-	} kinds[] = {{EP_TCP, "tcp"}, {EP_UDP, "udp"}, {EP_UNIX, "unix"}, {EP_FIFO, "fifo"}};
-	size_t total = 0, seen = 0, at = 0;
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		total +=
-		    (mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) != 0;
-	}
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && at < len; i++) {
-		if ((mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) == 0) {
-			continue;
-		}
-		seen++;
-		int w = snprintf(buf + at, len - at, "%s%s",
-				 seen == 1 ? "" : (seen == total ? " and " : ", "), kinds[i].name);
-		at += w > 0 ? (size_t)w : 0;
-	}
-	if (total > 0 && at < len) {
-		int w = snprintf(buf + at, len - at, " %s", word);
-		at += w > 0 ? (size_t)w : 0;
-	}
-	return at;
-}
-
-void conf_applies_phrase(unsigned applies, char *buf, size_t len)
-{
-	size_t at;
-
-	buf[0] = '\0';
-	if ((applies & CONF_ANY_ENDPOINT) == CONF_ANY_ENDPOINT) {
-		snprintf(buf, len, "any endpoint");
-		return;
-	}
-	at = kinds_phrase(applies, false, "listeners", buf, len);
-	if (at > 0 && at < len && (applies & (CONF_ANY_ENDPOINT & ~0xffu)) != 0) {
-		at += (size_t)snprintf(buf + at, len - at, " and ");
-	}
-	if (at < len) {
-		(void)kinds_phrase(applies, true, "--connect endpoints", buf + at, len - at);
-	}
-}
 
 /* Print text word-wrapped from HELP_COL (already reached) to HELP_WIDTH, continuation
  * lines indented to HELP_COL. */
@@ -308,4 +250,21 @@ void conf_print_man(FILE *out)
 	      "An option given to an endpoint it does not apply to is an error.\n",
 	      out);
 	man_spec_opts(out, conf_endpoint_opts, conf_nendpoint_opts);
+}
+
+void conf_doc_show(enum conf_show show, FILE *out)
+{
+	switch (show) {
+	case CONF_SHOW_HELP:
+		conf_print_help(out);
+		break;
+	case CONF_SHOW_MAN:
+		conf_print_man(out);
+		break;
+	case CONF_SHOW_VERSION:
+		fprintf(out, "entropyd %s\n", ENTROPYD_VERSION);
+		break;
+	case CONF_RUN:
+		break;
+	}
 }

@@ -1,7 +1,8 @@
-/* conf_opts: the option tables (see conf_opts.h) and the function that applies each
- * option. Adding an option is one table entry plus its parse function here: --help, the man
- * page (make man) and the error messages pick it up from the entry. Text in the tables is
- * plain (no roff); conf_doc.c escapes it. */
+/* conf_opts: the option tables of source and endpoint specs (see conf_opts.h), the function
+ * that applies each option, and the phrases that describe the tables. Adding an option is one
+ * table entry plus its parse function here: --help, the man page (make man) and the error
+ * messages pick it up from the entry. Text in the tables is plain (no roff); conf_doc.c
+ * escapes it. */
 #include "conf_opts.h"
 
 #include "netaddr.h"
@@ -11,6 +12,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,147 +25,6 @@ int conf_parse_long(const char *v, long min, long max, int base, long *out)
 	*out = strtol(v, &end, base);
 	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
 }
-
-/* ---- Command-line options ---- */
-
-static int cli_source(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	struct source_conf *s = realloc(c->sources, (c->nsources + 1) * sizeof(*s));
-
-	if (s == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	c->sources = s;
-	if (conf_parse_source(arg, (int)c->nsources, &s[c->nsources], err, errlen) < 0) {
-		return -1;
-	}
-	c->nsources++;
-	return 0;
-}
-
-static int cli_listen(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	return conf_add_endpoint(c, arg, false, err, errlen);
-}
-
-static int cli_connect(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	return conf_add_endpoint(c, arg, true, err, errlen);
-}
-
-static int cli_foreground(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	c->foreground = true;
-	return 0;
-}
-
-static int cli_verbose(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	c->verbose = true;
-	return 0;
-}
-
-static int cli_check(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	c->check = true;
-	return 0;
-}
-
-static int cli_list_sources(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	c->list_sources = true;
-	return 0;
-}
-
-static int cli_alpha(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	long v;
-
-	if (conf_parse_long(arg, 1, 64, 10, &v) < 0) {
-		snprintf(err, errlen, "--alpha %s: expected 1..64", arg);
-		return -1;
-	}
-	c->alpha_log2 = (unsigned)v;
-	return 0;
-}
-
-static int cli_pool_size(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	long v;
-
-	if (conf_parse_long(arg, 4096, 1L << 30, 10, &v) < 0) {
-		snprintf(err, errlen, "--pool-size %s: expected 4096..2^30", arg);
-		return -1;
-	}
-	c->pool_size = (size_t)v;
-	return 0;
-}
-
-static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	conf_print_help(stdout);
-	exit(0);
-}
-
-static int cli_help_man(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	conf_print_man(stdout);
-	exit(0);
-}
-
-static int cli_version(struct conf *c, const char *arg, char *err, size_t errlen)
-{
-	printf("entropyd %s\n", ENTROPYD_VERSION);
-	exit(0);
-}
-
-const struct conf_cli_opt conf_cli_opts[] = {
-    {"source", 's', "SPEC", "a source, repeatable, in priority order (failover to the next)",
-     "KIND[:ARG]: one of the source kinds (below)\n"
-     "followed by source options (below)\n"
-     "default: /dev/hwrng if it delivers, else rdseed or darn,\n"
-     "else getrandom",
-     "The kinds of source are described under SOURCES, their options under SOURCE OPTIONS. "
-     "Only the best-priority healthy sources feed; the others pass their start-up test and "
-     "wait as standbys. At start, a fallback waits up to 10 s for a better source's first "
-     "start-up test. Without --source: /dev/hwrng if it delivers, else rdseed or darn, else "
-     "getrandom, with one log line saying which and why.",
-     cli_source},
-    {"listen", 'l', "EP", "accept clients on EP, repeatable",
-     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
-     "followed by endpoint options (below)\n"
-     "default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX,
-     "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
-     "OPTIONS. Default (no --listen nor --connect): " CONF_DEFAULT_TCP
-     " and unix:" CONF_DEFAULT_UNIX ".",
-     cli_listen},
-    {"connect", 'c', "EP", "dial EP (a QEMU chardev with server=on) and redial forever",
-     "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-     "    udp:HOST:PORT (QEMU's chardev udp)\n"
-     "followed by endpoint options (below)",
-     "Redials after a failure or a drop with exponential backoff from 0.1 s to 5 s; see "
-     "ENDPOINTS.",
-     cli_connect},
-    {"foreground", 'f', NULL, "stay in the foreground and log to stderr (else syslog)", NULL, NULL,
-     cli_foreground},
-    {"verbose", 'v', NULL, "log debug lines too (every connection)", NULL, NULL, cli_verbose},
-    {"check", 'n', NULL, "check the configuration (open sources, bind endpoints), exit", NULL, NULL,
-     cli_check},
-    {"list-sources", 0, NULL, "list the sources this machine offers and why any is unusable", NULL,
-     NULL, cli_list_sources},
-    {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha},
-    {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
-     "They are locked in memory.", cli_pool_size},
-    {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help},
-    {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version},
-    /* Hidden: prints the man page's option sections (make man). */
-    {"help-man", 0, NULL, NULL, NULL, NULL, cli_help_man},
-};
-const size_t conf_ncli_opts = sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]);
-_Static_assert(sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]) <= CONF_MAX_CLI_OPTS,
-	       "raise CONF_MAX_CLI_OPTS");
 
 /* ---- Source options (target: struct source_conf) ---- */
 
@@ -454,4 +316,66 @@ const struct conf_spec_opt *conf_find_opt(const struct conf_spec_opt *table, siz
 		}
 	}
 	return NULL;
+}
+
+/* ---- Phrases that describe the tables (in --help, the man page and error messages) ---- */
+
+void conf_opt_names(const struct conf_spec_opt *table, size_t n, char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && at < len; i++) {
+		int w = snprintf(buf + at, len - at, "%s%s", i ? ", " : "", table[i].name);
+
+		at += w > 0 ? (size_t)w : 0;
+	}
+}
+
+/* Append "a, b and c KIND_WORD" for the kinds whose bit is set in mask (bit(kind)). */
+static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf, size_t len)
+{
+	/* Display order, not the enum's. */
+	static const struct {
+		enum endpoint_kind kind;
+		const char *name;
+	} kinds[] = {{EP_TCP, "tcp"}, {EP_UDP, "udp"}, {EP_UNIX, "unix"}, {EP_FIFO, "fifo"}};
+	size_t total = 0, seen = 0, at = 0;
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		total +=
+		    (mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) != 0;
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && at < len; i++) {
+		if ((mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) == 0) {
+			continue;
+		}
+		seen++;
+		int w = snprintf(buf + at, len - at, "%s%s",
+				 seen == 1 ? "" : (seen == total ? " and " : ", "), kinds[i].name);
+		at += w > 0 ? (size_t)w : 0;
+	}
+	if (total > 0 && at < len) {
+		int w = snprintf(buf + at, len - at, " %s", word);
+		at += w > 0 ? (size_t)w : 0;
+	}
+	return at;
+}
+
+void conf_applies_phrase(unsigned applies, char *buf, size_t len)
+{
+	size_t at;
+
+	buf[0] = '\0';
+	if ((applies & CONF_ANY_ENDPOINT) == CONF_ANY_ENDPOINT) {
+		snprintf(buf, len, "any endpoint");
+		return;
+	}
+	at = kinds_phrase(applies, false, "listeners", buf, len);
+	if (at > 0 && at < len && (applies & (CONF_ANY_ENDPOINT & ~0xffu)) != 0) {
+		at += (size_t)snprintf(buf + at, len - at, " and ");
+	}
+	if (at < len) {
+		(void)kinds_phrase(applies, true, "--connect endpoints", buf + at, len - at);
+	}
 }

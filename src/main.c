@@ -9,6 +9,7 @@
  * endpoints -> clients -> sources (woken, joined, closed) -> pool, loop, configuration. */
 #include "client.h"
 #include "conf.h"
+#include "conf_doc.h"
 #include "endpoint.h"
 #include "log.h"
 #include "pool.h"
@@ -109,6 +110,12 @@ int main(int argc, char **argv)
 		conf_free(&conf);
 		free(args);
 		return 1;
+	}
+	if (conf.show != CONF_RUN) {
+		conf_doc_show(conf.show, stdout);
+		conf_free(&conf);
+		free(args);
+		return 0;
 	}
 	log_init("entropyd", true, conf.verbose);
 	signal(SIGPIPE, SIG_IGN);

@@ -7,11 +7,13 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
+#include "conf_doc.h"
 #include "conf_opts.h"
 #include "src_driver.h"
 
@@ -424,6 +426,76 @@ static void test_endpoint_options_are_refused_where_they_do_not_apply(void **sta
 	assert_true(refused >= 6);
 }
 
+/* conf_parse on argv (NULL-terminated, without the program name) from a fresh getopt. */
+static int parse_argv(struct conf *c, const char *const *args)
+{
+	char *argv[16] = {"entropyd"};
+	int argc = 1, rc;
+
+	for (; args[argc - 1] != NULL; argc++) {
+		assert_true(argc < 15);
+		argv[argc] = strdup(args[argc - 1]);
+		assert_non_null(argv[argc]);
+	}
+	optind = 0;
+	rc = conf_parse(c, argc, argv);
+	for (int i = 1; i < argc; i++) {
+		free(argv[i]);
+	}
+	return rc;
+}
+
+static void test_help_and_version_stop_the_parse_and_are_left_to_main(void **state)
+{
+	static const struct {
+		const char *args[6];
+		int rc;
+		enum conf_show show;
+	} cases[] = {
+	    {{"--help", "--bogus", "extra", NULL}, 0, CONF_SHOW_HELP},
+	    {{"-h", NULL}, 0, CONF_SHOW_HELP},
+	    {{"--help-man", "--help", NULL}, 0, CONF_SHOW_MAN},
+	    {{"--source", "getrandom", "-V", "--help", NULL}, 0, CONF_SHOW_VERSION},
+	    {{"--alpha", "0", "--help", NULL}, -1, CONF_RUN},
+	    {{"--foreground", NULL}, 0, CONF_RUN},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct conf c;
+		int rc = parse_argv(&c, cases[i].args);
+
+		if (rc != cases[i].rc || (rc == 0 && c.show != cases[i].show)) {
+			fail_msg("%s...: rc %d show %d, expected rc %d show %d", cases[i].args[0],
+				 rc, (int)c.show, cases[i].rc, (int)cases[i].show);
+		}
+		conf_free(&c);
+	}
+}
+
+static void test_show_prints_help_man_page_and_version(void **state)
+{
+	char *got = NULL, *want = NULL;
+	size_t got_len = 0, want_len = 0;
+	FILE *g = open_memstream(&got, &got_len);
+	FILE *w = open_memstream(&want, &want_len);
+
+	assert_non_null(g);
+	assert_non_null(w);
+	conf_doc_show(CONF_RUN, g);
+	conf_doc_show(CONF_SHOW_VERSION, g);
+	conf_doc_show(CONF_SHOW_HELP, g);
+	conf_doc_show(CONF_SHOW_MAN, g);
+	fprintf(w, "entropyd %s\n", ENTROPYD_VERSION);
+	conf_print_help(w);
+	conf_print_man(w);
+	assert_int_equal(fclose(g), 0);
+	assert_int_equal(fclose(w), 0);
+	assert_true(want_len > 1000);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +514,8 @@ int main(void)
 	    cmocka_unit_test(test_cli_table_names_and_letters_are_unique),
 	    cmocka_unit_test(test_unknown_option_messages_name_every_option),
 	    cmocka_unit_test(test_endpoint_options_are_refused_where_they_do_not_apply),
+	    cmocka_unit_test(test_help_and_version_stop_the_parse_and_are_left_to_main),
+	    cmocka_unit_test(test_show_prints_help_man_page_and_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
