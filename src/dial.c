@@ -139,7 +139,7 @@ static void dial_udp(struct dialer *d, const struct sockaddr_storage *ss, sockle
 	struct endpoint *ep = d->ep;
 	struct udp_prefix only;
 	char host[INET6_ADDRSTRLEN];
-	int fd = endpoints_adopt_peer(ep->eps, (const struct sockaddr *)ss);
+	int fd = inherit_take_peer(ep->inherited, (const struct sockaddr *)ss);
 
 	if (fd < 0) {
 		fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -259,14 +259,14 @@ static int open_dialer(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-static size_t keep_dialer(const struct endpoint *ep, struct endpoint_kept *out, size_t room)
+static size_t keep_dialer(const struct endpoint *ep, struct inherit_kept *out, size_t room)
 {
 	const struct dialer *d = ep->impl;
 
 	if (d == NULL || d->udp_fd < 0 || room == 0) {
 		return 0;
 	}
-	out[0] = (struct endpoint_kept){.fd = d->udp_fd};
+	out[0] = (struct inherit_kept){.fd = d->udp_fd};
 	return 1;
 }
 

@@ -1,6 +1,7 @@
 /* endpoint: the registry of configured endpoints and their lifetime. Sockets passed in by
- * systemd (socket activation) or kept by the previous image across a SIGHUP re-exec are
- * adopted by address; a re-exec hands every listening socket and pipe on. Each endpoint
+ * systemd (socket activation) or kept by the previous image across a SIGHUP re-exec
+ * (inherit.c) are taken by the endpoint of the same address; a re-exec hands every
+ * listening socket and pipe on. Each endpoint
  * kind lives in a module of its own behind struct endpoint_ops (listen.c: tcp, unix, udp
  * and fifo listeners; dial.c: connecting endpoints, redialed with backoff); the registry
  * never looks at the kind. Every connection becomes a client of the same state machine. */
@@ -8,9 +9,9 @@
 #define ENTROPYD_ENDPOINT_H
 
 #include "client.h"
+#include "inherit.h"
 #include "udp.h"
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -48,14 +49,12 @@ void endpoints_free(struct endpoints *eps);
 /* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
  * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
 int endpoints_reexec(struct endpoints *eps, char *const argv[]);
-/* The signals kept blocked across a re-exec until the new image handles them. */
-void endpoints_reload_signals(sigset_t *set);
 
 /* ---- For the endpoint kind modules (listen.c, dial.c) ---- */
 
 /* One configured endpoint; impl is its kind module's state. */
 struct endpoint {
-	struct endpoints *eps;
+	struct inherited *inherited; /* sockets passed in, for the kind module to take */
 	struct event_base *base;
 	struct clients *cs;
 	struct endpoint_conf conf;
@@ -64,32 +63,14 @@ struct endpoint {
 	struct endpoint *next;
 };
 
-/* A descriptor handed to the next image at a re-exec; a unix listener also passes the
- * identity of its socket file, so the next image can tell a removed path. */
-struct endpoint_kept {
-	int fd;
-	bool has_id;
-	dev_t dev;
-	ino_t ino;
-};
-
 /* What a kind module does for its endpoints. */
 struct endpoint_ops {
 	/* Bind or start dialing; -1 with a one-line message in err. */
 	int (*open)(struct endpoint *ep, char *err, size_t errlen);
 	/* Fill out[0..room) with the descriptors to keep across a re-exec; returns how many. */
-	size_t (*keep)(const struct endpoint *ep, struct endpoint_kept *out, size_t room);
+	size_t (*keep)(const struct endpoint *ep, struct inherit_kept *out, size_t room);
 	/* Release everything the module holds (ep->impl included). */
 	void (*close)(struct endpoint *ep);
 };
-
-/* An inherited socket bound to local (type SOCK_STREAM or SOCK_DGRAM), taken; -1 if none. */
-int endpoints_adopt_inet(struct endpoints *eps, int type, const struct sockaddr *local);
-/* An inherited datagram socket connected to peer, taken; -1 if none. */
-int endpoints_adopt_peer(struct endpoints *eps, const struct sockaddr *peer);
-/* An inherited unix listener (or fifo) bound to path, taken; -1 if none. For a unix
- * listener, *has_id tells whether the previous image recorded its socket file in dev/ino. */
-int endpoints_adopt_path(struct endpoints *eps, const char *path, bool fifo, bool *has_id,
-			 dev_t *dev, ino_t *ino);
 
 #endif

@@ -184,7 +184,7 @@ static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, 
 {
 	int one = 1;
 	bool stream = ai->ai_socktype == SOCK_STREAM;
-	int fd = endpoints_adopt_inet(ep->eps, ai->ai_socktype, ai->ai_addr);
+	int fd = inherit_take_inet(ep->inherited, ai->ai_socktype, ai->ai_addr);
 
 	if (fd >= 0) {
 		evutil_make_socket_nonblocking(fd);
@@ -294,7 +294,7 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	li = listener_of(ep);
-	li->fd = endpoints_adopt_path(ep->eps, c->path, true, &has_id, &dev, &ino);
+	li->fd = inherit_take_path(ep->inherited, c->path, true, &has_id, &dev, &ino);
 	if (li->fd < 0) {
 		if (mkfifo(c->path, c->has_mode ? c->mode : 0600) < 0 && errno != EEXIST) {
 			snprintf(err, errlen, "%s: mkfifo: %s", c->spec, strerror(errno));
@@ -384,7 +384,8 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", c->spec);
 		return -1;
 	}
-	fd = endpoints_adopt_path(ep->eps, c->path, false, &has_id, &li->path.dev, &li->path.ino);
+	fd =
+	    inherit_take_path(ep->inherited, c->path, false, &has_id, &li->path.dev, &li->path.ino);
 	if (fd >= 0 && has_id && unixpath_state(&li->path, c->path) == UNIXPATH_FREE) {
 		/* Adopted by its bound name, but the file is gone: the socket is unreachable. */
 		log_warnx("unix:%s: socket file was removed or replaced; binding it again",
@@ -412,7 +413,7 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-static size_t keep(const struct endpoint *ep, struct endpoint_kept *out, size_t room)
+static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t room)
 {
 	const struct listener *li = listener_of(ep);
 	size_t n = 0;
@@ -421,13 +422,13 @@ static size_t keep(const struct endpoint *ep, struct endpoint_kept *out, size_t 
 		return 0;
 	}
 	for (size_t i = 0; i < li->nlev && n < room; i++, n++) {
-		out[n] = (struct endpoint_kept){.fd = evconnlistener_get_fd(li->lev[i]),
-						.has_id = ep->conf.kind == EP_UNIX,
-						.dev = li->path.dev,
-						.ino = li->path.ino};
+		out[n] = (struct inherit_kept){.fd = evconnlistener_get_fd(li->lev[i]),
+					       .has_id = ep->conf.kind == EP_UNIX,
+					       .dev = li->path.dev,
+					       .ino = li->path.ino};
 	}
 	if (li->fd >= 0 && n < room) {
-		out[n++] = (struct endpoint_kept){.fd = li->fd};
+		out[n++] = (struct inherit_kept){.fd = li->fd};
 	}
 	return n;
 }

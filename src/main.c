@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "conf_doc.h"
 #include "endpoint.h"
+#include "inherit.h"
 #include "log.h"
 #include "pool.h"
 #include "src.h"
@@ -95,7 +96,7 @@ int main(int argc, char **argv)
 
 	/* Blocked until the signal events are in place (a re-exec arrives with them blocked
 	 * already): a SIGHUP, SIGTERM or SIGINT in between stays pending, and is acted on. */
-	endpoints_reload_signals(&sigs);
+	inherit_reload_signals(&sigs);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 
 	/* getopt may reorder argv; a reload re-executes the command line as given. */
