@@ -510,7 +510,11 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	c->opts = *opts;
 	c->on_closed = on_closed;
 	c->on_closed_arg = arg;
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	if (tr->peer != NULL) {
+		tr->peer(ctx, fd, peer, c->peer, sizeof(c->peer));
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	}
 	if (tr->read != NULL) {
 		c->rev = event_new(cs->base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	}

@@ -27,6 +27,9 @@ struct transport {
 	ssize_t (*read)(void *ctx, int fd, void *buf, size_t n);
 	/* Send like writev, -1 with errno (EAGAIN: full); a datagram goes whole or not at all. */
 	ssize_t (*writev)(void *ctx, int fd, const struct iovec *iov, int cnt);
+	/* Optional: name the peer for log lines into out (for instance with the subject of its
+	 * certificate); NULL: the name the endpoint gave (its address) is used. */
+	void (*peer)(void *ctx, int fd, const char *given, char *out, size_t outlen);
 	/* The client is gone: release ctx, and fd unless the endpoint owns it. */
 	void (*close)(void *ctx, int fd);
 	/* Largest single send (a datagram), 0 = no limit. */

@@ -304,6 +304,78 @@ static void test_clients_share_scarce_bytes_and_never_the_same_byte(void **state
 	close(b);
 }
 
+/* A transport that records what the client asks of it: client.c must reach the peer only
+ * through its table, and respect max_send. */
+static struct {
+	int reads, writes, closes;
+	size_t largest;
+	char named[64];
+} seen;
+
+static ssize_t rec_read(void *ctx, int fd, void *buf, size_t n)
+{
+	seen.reads++;
+	return read(fd, buf, n);
+}
+
+static ssize_t rec_writev(void *ctx, int fd, const struct iovec *iov, int cnt)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < cnt; i++) {
+		len += iov[i].iov_len;
+	}
+	seen.writes++;
+	seen.largest = len > seen.largest ? len : seen.largest;
+	return writev(fd, iov, cnt);
+}
+
+static void rec_close(void *ctx, int fd)
+{
+	seen.closes++;
+	close(fd);
+}
+
+static void rec_peer(void *ctx, int fd, const char *given, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s+named", given);
+	snprintf(seen.named, sizeof(seen.named), "%s", out);
+}
+
+static const struct transport recording = {.name = "recording",
+					   .read = rec_read,
+					   .writev = rec_writev,
+					   .close = rec_close,
+					   .peer = rec_peer,
+					   .max_send = 100};
+
+static void test_client_speaks_only_through_its_transport(void **state)
+{
+	struct fixture *f = *state;
+	struct client_opts opts = {0};
+	const uint8_t req[] = {0x02, 0xff};
+	uint8_t got[255];
+	int sv[2];
+
+	memset(&seen, 0, sizeof(seen));
+	fill(f, 4096);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	assert_non_null(client_new(f->cs, &recording, NULL, sv[0], &opts, "t", NULL, NULL));
+	assert_string_equal(seen.named, "t+named");
+	send_all(sv[1], req, sizeof(req));
+	assert_int_equal(recv_n(f, sv[1], got, sizeof(got)), sizeof(got));
+	assert_memory_equal(got, f->pattern, sizeof(got));
+	assert_true(seen.reads >= 1);
+	assert_true(seen.writes >= 3); /* 255 bytes in sends of at most max_send */
+	assert_true(seen.largest <= 100);
+	close(sv[1]); /* the peer leaves: the client closes through the transport, once */
+	for (int i = 0; i < 2000 && seen.closes == 0; i++) {
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(seen.closes, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +394,8 @@ int main(void)
 		test_client_queue_full_pushes_back_and_every_request_is_answered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_clients_share_scarce_bytes_and_never_the_same_byte,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_client_speaks_only_through_its_transport, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
