@@ -5,6 +5,7 @@
  * path that now names something else is left alone. */
 #include "listen.h"
 
+#include "clock.h"
 #include "log.h"
 #include "netaddr.h"
 #include "peercap.h"
@@ -29,13 +30,20 @@
 #define LISTEN_MAX_ADDRS 4
 #define PATH_CHECK_S 1
 #define DEFAULT_MAX_PER_PEER_TCP 64
+#define STARVED_QUIET_MS 10000	 /* after accept() recovers, a relapse this soon is quiet */
+#define STARVED_RELAPSE_PAUSES 5 /* ... unless it lasts this many pauses */
 
 struct listener {
 	struct evconnlistener *lev[LISTEN_MAX_ADDRS];
 	size_t nlev;
 	struct event *relisten;
-	struct peercap *peers; /* tcp, unix: connections per peer (max-per-peer=) */
-	struct unixpath path;  /* unix: the socket file as bound */
+	bool starved;		      /* accept() is failing: paused, retried each second */
+	bool reported;		      /* this episode was logged */
+	unsigned long pauses;	      /* in this episode */
+	long long quiet_until;	      /* clock_ms(): a relapse before then is not logged */
+	struct log_limit lim_starved; /* episodes that are logged are limited too */
+	struct peercap *peers;	      /* tcp, unix: connections per peer (max-per-peer=) */
+	struct unixpath path;	      /* unix: the socket file as bound */
 	struct event *path_check;
 	/* udp and fifo */
 	struct udp_ep *udp;
@@ -51,12 +59,22 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      void *arg)
 {
 	struct endpoint *ep = arg;
+	struct listener *li = listener_of(ep);
 	struct peercap_entry *counted;
 	const struct transport *tr;
 	void *ctx = NULL;
 	bool refused;
 	char peer[160], err[256];
 
+	if (li->starved) {
+		li->starved = false;
+		li->quiet_until = clock_ms() + STARVED_QUIET_MS;
+		if (li->reported) {
+			log_limited(&li->lim_starved, LOG_WARNING,
+				    "%s: accepting connections again after %lu pause(s) of 1 s",
+				    ep->conf.spec, li->pauses);
+		}
+	}
 	if (ep->conf.kind == EP_UNIX) {
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
@@ -97,14 +115,31 @@ static void relisten_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* accept() failed (for instance out of descriptors): pause this endpoint for a second
- * instead of spinning, and say so once per pause. */
+ * instead of spinning, and try again. One line when an episode starts and one when a
+ * connection is accepted again, not one per pause. Right after a recovery the backlog that
+ * piled up can hit the limit once more: such a relapse is logged only if it lasts
+ * STARVED_RELAPSE_PAUSES. Logged episodes go through a log_limit. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct endpoint *ep = arg;
 	struct listener *li = listener_of(ep);
 	struct timeval tv = {1, 0};
+	int err = EVUTIL_SOCKET_ERROR();
 
-	log_warn("%s: accept failed; pausing this endpoint for 1 s", ep->conf.spec);
+	if (!li->starved) {
+		li->starved = true;
+		li->pauses = 0;
+		li->reported = false;
+	}
+	li->pauses++;
+	if (!li->reported &&
+	    (clock_ms() >= li->quiet_until || li->pauses >= STARVED_RELAPSE_PAUSES)) {
+		li->reported = true;
+		log_limited(&li->lim_starved, LOG_WARNING,
+			    "%s: accept failed: %s; pausing this endpoint 1 s at a time until a "
+			    "connection is accepted again",
+			    ep->conf.spec, evutil_socket_error_to_string(err));
+	}
 	for (size_t i = 0; i < li->nlev; i++) {
 		evconnlistener_disable(li->lev[i]);
 	}
