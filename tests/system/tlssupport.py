@@ -144,10 +144,19 @@ class Pki:
         return ctx
 
 
-def tls_connect(address, ctx, timeout=10.0):
+def tls_connect(address, ctx, timeout=10.0, rcvbuf=None):
     """A TLS socket to address; the handshake done (the server's certificate checked
-    against 127.0.0.1). Raises ssl.SSLError / OSError when refused."""
-    raw = socket.create_connection(address, timeout=timeout)
+    against 127.0.0.1). rcvbuf: a small receive buffer (set before connecting). Raises
+    ssl.SSLError / OSError when refused."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    raw.settimeout(timeout)
+    try:
+        raw.connect(address)
+    except BaseException:
+        raw.close()
+        raise
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         return ctx.wrap_socket(raw, server_hostname=address[0])
