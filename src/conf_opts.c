@@ -155,14 +155,14 @@ const struct conf_spec_opt conf_source_opts[] = {
      "does not count; each source's deadline is in its description line at start.",
      src_stall},
     {"tls", "DIR", 0,
-     "egd:tcp: sources: mutual TLS to the upstream with DIR's ca-cert.pem, client-cert.pem "
-     "and client-key.pem",
+     "mutual TLS to an egd:tcp: upstream, with DIR's ca-cert.pem, client-cert.pem and "
+     "client-key.pem",
      "DIR uses QEMU's x509 layout; an optional ca-crl.pem is honoured. The upstream's "
      "certificate must be signed by the CA and name HOST (an IP address must be an IP "
      "subjectAltName). Files are read at each connect.",
      src_tls},
     {"verify-peer", "on|off", 0,
-     "egd: sources with tls=: check the upstream's certificate (default on)", NULL,
+     "with tls= on an egd: source: check the upstream's certificate (default on)", NULL,
      src_verify_peer},
 };
 const size_t conf_nsource_opts = sizeof(conf_source_opts) / sizeof(conf_source_opts[0]);
