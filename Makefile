@@ -84,6 +84,7 @@ check: deps-test build
 
 bench: deps-test build
 	$(PYTHON) bench/bench_egd.py
+	$(PYTHON) bench/bench_tls.py
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_ppc64.py
 
