@@ -12,8 +12,8 @@ FUZZ_SECONDS ?= 60
 APT := scripts/apt-ensure
 
 DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev \
-	libftdi1-dev libusb-1.0-0-dev
-DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ \
+	libftdi1-dev libusb-1.0-0-dev libssl-dev
+DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ openssl \
 	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev
@@ -84,6 +84,7 @@ check: deps-test build
 
 bench: deps-test build
 	$(PYTHON) bench/bench_egd.py
+	$(PYTHON) bench/bench_tls.py
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_ppc64.py
 

@@ -61,6 +61,40 @@ void client_rotate(struct clients *cs)
 	cs->serving = false;
 }
 
+static void read_cb(evutil_socket_t fd, short what, void *arg);
+
+/* True if the transport holds input already read from fd (TLS records decrypted). */
+static bool read_pending(struct client *c)
+{
+	return c->tr->read_pending != NULL && c->tr->read_pending(c->tr_ctx);
+}
+
+/* Why the last transport call failed, and the log category of that close: the transport's
+ * own words (a refused TLS handshake) or errno's. */
+static const char *io_why(struct client *c, struct log_limit **lim)
+{
+	const char *why = c->tr->error != NULL ? c->tr->error(c->tr_ctx) : NULL;
+
+	*lim = why != NULL ? &c->cs->lim_proto : &c->cs->lim_io;
+	return why != NULL ? why : strerror(errno);
+}
+
+/* Point ev (cb's event) at the readiness of fd the transport's last blocked call in
+ * direction dir waits for (a TLS handshake may have to write while the client reads);
+ * flags: EV_PERSIST or 0. Returns true if ev had to change (it is then not added). */
+static bool wait_for(struct client *c, struct event *ev, short dir, short flags,
+		     event_callback_fn cb)
+{
+	short want = c->tr->waits != NULL ? c->tr->waits(c->tr_ctx, dir) : dir;
+
+	if ((event_get_events(ev) & (EV_READ | EV_WRITE)) == want) {
+		return false;
+	}
+	event_del(ev);
+	event_assign(ev, c->cs->base, c->fd, (short)(want | flags), cb, c);
+	return true;
+}
+
 static void set_reading(struct client *c, bool on)
 {
 	if (on == c->reading || c->eof) {
@@ -72,6 +106,9 @@ static void set_reading(struct client *c, bool on)
 	}
 	if (on) {
 		event_add(c->rev, NULL);
+		if (read_pending(c)) {
+			event_active(c->rev, EV_READ, 0);
+		}
 	} else {
 		event_del(c->rev);
 	}
@@ -171,6 +208,16 @@ static void mark_spoke(struct client *c)
 {
 	if (!c->spoke) {
 		c->spoke = true;
+		if (c->tr->peer != NULL) {
+			/* Now the transport may know more (a certificate's subject). */
+			char given[sizeof(c->peer)];
+
+			snprintf(given, sizeof(given), "%s", c->peer);
+			c->tr->peer(c->tr_ctx, c->fd, given, c->peer, sizeof(c->peer));
+			if (strcmp(given, c->peer) != 0) {
+				log_debug("client %s: identified (%s)", c->peer, c->tr->name);
+			}
+		}
 		if (c->primer_ev != NULL) {
 			event_del(c->primer_ev);
 		}
@@ -184,13 +231,22 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	uint8_t sink[CLIENT_INBUF];
 	uint8_t *dst = c->opts.raw ? sink : c->in + c->inlen;
 	size_t room = c->opts.raw ? sizeof(sink) : sizeof(c->in) - c->inlen;
-	ssize_t r = c->tr->read(c->tr_ctx, fd, dst, room);
+	struct log_limit *lim;
+	ssize_t r;
 
+	if (!c->reading || c->closing || room == 0) {
+		return; /* made active (read_pending) before reading stopped */
+	}
+	r = c->tr->read(c->tr_ctx, fd, dst, room);
+	if (c->tr->waits != NULL && wait_for(c, c->rev, EV_READ, EV_PERSIST, read_cb)) {
+		event_add(c->rev, NULL);
+	}
 	if (r < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
 			return;
 		}
-		client_close(c, &cs->lim_io, strerror(errno));
+		const char *why = io_why(c, &lim);
+		client_close(c, lim, why);
 		return;
 	}
 	if (r == 0) {
@@ -204,11 +260,17 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	mark_spoke(c);
 	if (c->opts.raw) {
+		if (read_pending(c)) {
+			event_active(c->rev, EV_READ, 0);
+		}
 		return;
 	}
 	c->inlen += (size_t)r;
 	if (parse_input(c) < 0) {
 		return;
+	}
+	if (c->reading && read_pending(c)) {
+		event_active(c->rev, EV_READ, 0); /* more is held: read it without fd's help */
 	}
 	client_kick(c);
 	client_rotate(cs);
@@ -267,8 +329,20 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 	struct clients *cs = c->cs;
+	struct log_limit *lim;
 
 	c->write_blocked = false;
+	if (c->tr->flush != NULL && c->tr->flush(c->tr_ctx, fd) < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			c->write_blocked = true;
+			wait_for(c, c->wev, EV_WRITE, 0, write_cb);
+			event_add(c->wev, NULL);
+			return;
+		}
+		const char *why = io_why(c, &lim);
+		client_close(c, lim, why);
+		return;
+	}
 	client_kick(c);
 	client_rotate(cs);
 }
@@ -290,20 +364,24 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Write buf; returns bytes written, or -1 if the client was closed. Arms wev on a short
- * write. */
+ * write, and while the transport still holds bytes it counted as written. */
 static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want)
 {
 	ssize_t w = c->tr->writev(c->tr_ctx, c->fd, iov, cnt);
+	struct log_limit *lim;
 
 	if (w < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
-			client_close(c, &c->cs->lim_io, strerror(errno));
+			const char *why = io_why(c, &lim);
+
+			client_close(c, lim, why);
 			return -1;
 		}
 		w = 0;
 	}
-	if ((size_t)w < want) {
+	if ((size_t)w < want || (c->tr->write_pending != NULL && c->tr->write_pending(c->tr_ctx))) {
 		c->write_blocked = true;
+		wait_for(c, c->wev, EV_WRITE, 0, write_cb);
 		event_add(c->wev, NULL);
 	}
 	return w;

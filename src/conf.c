@@ -7,6 +7,7 @@
 
 #include "conf_opts.h"
 #include "netaddr.h"
+#include "tls.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -168,7 +169,38 @@ void conf_endpoint_free(struct endpoint_conf *e)
 	free(e->path);
 	free(e->local_host);
 	free(e->local_port);
+	free(e->tls_dir);
+	free(e->authz);
+	tls_conf_free(e->tls);
+	e->tls = NULL;
 	e->spec = e->host = e->port = e->path = e->local_host = e->local_port = NULL;
+	e->tls_dir = e->authz = NULL;
+}
+
+/* tls=, verify-peer= and authz= together: load the credentials now (start-up, as the user
+ * that can read them); -1 with a message. */
+static int load_tls(struct endpoint_conf *e, const char *spec, char *err, size_t errlen)
+{
+	char why[400];
+
+	if (e->tls_dir == NULL) {
+		if (e->authz != NULL || e->tls_no_verify) {
+			return fail(err, errlen, "endpoint %s: %s= needs tls=DIR", spec,
+				    e->authz != NULL ? "authz" : "verify-peer");
+		}
+		return 0;
+	}
+	if (e->authz != NULL && e->tls_no_verify) {
+		return fail(err, errlen,
+			    "endpoint %s: authz= needs client certificates (not verify-peer=off)",
+			    spec);
+	}
+	e->tls =
+	    tls_conf_new(e->tls_dir, !e->connect, !e->tls_no_verify, e->authz, why, sizeof(why));
+	if (e->tls == NULL) {
+		return fail(err, errlen, "endpoint %s: %s", spec, why);
+	}
+	return 0;
 }
 
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
@@ -219,6 +251,9 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	rc = apply_options(conf_endpoint_opts, conf_nendpoint_opts, e,
 			   connect ? CONF_DIAL(e->kind) : CONF_LISTEN(e->kind), "endpoint", spec,
 			   opts, err, errlen);
+	if (rc == 0) {
+		rc = load_tls(e, spec, err, errlen);
+	}
 out:
 	free(s);
 	return rc;

@@ -94,6 +94,48 @@ static int src_stall(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
+/* egd: sources take tls= and verify-peer= as part of their argument (the driver reads them
+ * from it: "tcp:HOST:PORT,tls=DIR"), so that each (re)connect loads them itself. */
+static int src_egd_opt(struct source_conf *s, const char *key, const char *val, char *why,
+		       size_t whylen)
+{
+	size_t len;
+	char *arg;
+
+	if (s->kind == NULL || strcmp(s->kind, "egd") != 0 || s->arg == NULL) {
+		snprintf(why, whylen, "applies to egd: sources only");
+		return -1;
+	}
+	if (strchr(val, ',') != NULL || val[0] == '\0') {
+		snprintf(why, whylen, "empty, or holds a comma");
+		return -1;
+	}
+	len = strlen(s->arg) + strlen(key) + strlen(val) + 3;
+	arg = malloc(len);
+	if (arg == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	snprintf(arg, len, "%s,%s=%s", s->arg, key, val);
+	free(s->arg);
+	s->arg = arg;
+	return 0;
+}
+
+static int src_tls(void *target, char *val, char *why, size_t whylen)
+{
+	return src_egd_opt(target, "tls", val, why, whylen);
+}
+
+static int src_verify_peer(void *target, char *val, char *why, size_t whylen)
+{
+	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+		snprintf(why, whylen, "expected on or off");
+		return -1;
+	}
+	return src_egd_opt(target, "verify-peer", val, why, whylen);
+}
+
 const struct conf_spec_opt conf_source_opts[] = {
     {"h", "BITS", 0, "assumed min-entropy per byte, 0 < BITS <= 8 (default 4)",
      "It sets the cutoffs of the health tests.", src_h},
@@ -112,6 +154,16 @@ const struct conf_spec_opt conf_source_opts[] = {
      "its start-up test and takes its place back. Time spent waiting for room in the pool "
      "does not count; each source's deadline is in its description line at start.",
      src_stall},
+    {"tls", "DIR", 0,
+     "mutual TLS to an egd:tcp: upstream, with DIR's ca-cert.pem, client-cert.pem and "
+     "client-key.pem",
+     "DIR uses QEMU's x509 layout; an optional ca-crl.pem is honoured. The upstream's "
+     "certificate must be signed by the CA and name HOST (an IP address must be an IP "
+     "subjectAltName). Files are read at each connect.",
+     src_tls},
+    {"verify-peer", "on|off", 0,
+     "with tls= on an egd: source: check the upstream's certificate (default on)", NULL,
+     src_verify_peer},
 };
 const size_t conf_nsource_opts = sizeof(conf_source_opts) / sizeof(conf_source_opts[0]);
 
@@ -269,6 +321,44 @@ static int ep_group(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
+static int ep_tls(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	free(e->tls_dir);
+	e->tls_dir = strdup(val);
+	if (e->tls_dir == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int ep_verify_peer(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+		snprintf(why, whylen, "expected on or off");
+		return -1;
+	}
+	e->tls_no_verify = strcmp(val, "off") == 0;
+	return 0;
+}
+
+static int ep_authz(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	free(e->authz);
+	e->authz = strdup(val);
+	if (e->authz == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 #define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX))
 #define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO))
 
@@ -304,6 +394,24 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
      ep_owner},
     {"group", "GROUP", FILE_LISTENERS, "group of the socket or pipe file (name or gid)", NULL,
      ep_group},
+    {"tls", "DIR", CONF_LISTEN(EP_TCP) | CONF_DIAL(EP_TCP),
+     "TLS with QEMU's x509 directory DIR (tls-creds-x509): ca-cert.pem, and server-cert.pem "
+     "+ server-key.pem to listen, client-cert.pem + client-key.pem to connect",
+     "An optional ca-crl.pem is honoured. TLS 1.2 or newer (OpenSSL). The files are read at "
+     "start-up (and at each SIGHUP re-exec). A refused peer (plain text, unknown CA, expired or "
+     "revoked certificate, subject not allowed, wrong host name) gets one log line and no "
+     "byte. See TLS.",
+     ep_tls},
+    {"verify-peer", "on|off", CONF_LISTEN(EP_TCP) | CONF_DIAL(EP_TCP),
+     "with tls=: a listener requires a client certificate signed by the CA, a connecting side "
+     "checks the server's against the CA and the host dialed (default on)",
+     NULL, ep_verify_peer},
+    {"authz", "FILE", CONF_LISTEN(EP_TCP),
+     "with tls=: serve only client certificates whose subject FILE lists",
+     "One subject per line in RFC 2253 form, as `openssl x509 -noout -subject -nameopt "
+     "RFC2253` prints it (a leading subject= is ignored), e.g. CN=hv1,O=example; # comments "
+     "and blank lines are skipped. Read at start-up and at each SIGHUP re-exec.",
+     ep_authz},
 };
 const size_t conf_nendpoint_opts = sizeof(conf_endpoint_opts) / sizeof(conf_endpoint_opts[0]);
 

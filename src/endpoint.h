@@ -19,6 +19,7 @@
 
 struct event_base;
 struct endpoints;
+struct tls_conf;
 
 enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO };
 
@@ -37,6 +38,10 @@ struct endpoint_conf {
 	uid_t owner;
 	gid_t group;
 	struct client_opts opts;
+	char *tls_dir;	      /* tcp: tls=DIR, QEMU's x509 directory layout, or NULL */
+	bool tls_no_verify;   /* verify-peer=off */
+	char *authz;	      /* listeners with tls=: authz=FILE, the subjects allowed */
+	struct tls_conf *tls; /* loaded from tls_dir when the spec is parsed (owned here) */
 };
 
 /* The set of endpoints whose peers become clients of cs. */

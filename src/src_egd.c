@@ -2,6 +2,12 @@
  * server of the protocol), so that one entropyd can feed another.
  *
  *   egd:tcp:HOST:PORT   egd:tcp:[V6ADDR]:PORT   egd:unix:PATH
+ *   egd:tcp:HOST:PORT,tls=DIR[,verify-peer=off]   (the source options tls= and verify-peer=
+ *                                                   arrive appended to the argument)
+ *
+ * With tls=, open() makes a mutual TLS connection (tls.c: DIR's ca-cert.pem,
+ * client-cert.pem, client-key.pem, optional ca-crl.pem; the upstream's certificate must name
+ * HOST) and finishes the handshake before the first request, within the connect deadline.
  *
  * open() connects (within EGD_CONNECT_TIMEOUT_MS) and sends its first requests at once: an
  * entropyd upstream then never takes us for a reconnected QEMU waiting for primer bytes.
@@ -16,8 +22,10 @@
 
 #include "clock.h"
 #include "netaddr.h"
+#include "tls.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -43,6 +51,8 @@ struct egd_where {
 	char host[256]; /* without brackets */
 	char port[8];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char tls_dir[4096]; /* tls=DIR, or "" */
+	bool verify;	    /* verify-peer= (default on) */
 };
 
 struct egd_src {
@@ -51,18 +61,56 @@ struct egd_src {
 	unsigned long long owed, received;
 	uint8_t out[2 * EGD_DEPTH]; /* requests not yet written */
 	size_t outlen;
+	struct tls_conf *tls_conf; /* tls=: the credentials, and the connection */
+	struct tls_conn *tls;
 };
 
-/* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH; -1 with a message naming what is wrong. */
+/* The ",tls=DIR,verify-peer=on|off" tail of the argument (opts, cut up in place). */
+static int options_parse(char *opts, struct egd_where *w, char *err, size_t errlen)
+{
+	char *save = NULL;
+
+	for (char *o = strtok_r(opts, ",", &save); o != NULL; o = strtok_r(NULL, ",", &save)) {
+		if (strncmp(o, "tls=", 4) == 0 && o[4] != '\0') {
+			snprintf(w->tls_dir, sizeof(w->tls_dir), "%s", o + 4);
+		} else if (strcmp(o, "verify-peer=on") == 0 || strcmp(o, "verify-peer=off") == 0) {
+			w->verify = strcmp(o, "verify-peer=on") == 0;
+		} else {
+			snprintf(err, errlen, "egd: unknown option '%s'", o);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH, then options; -1 with a message naming what
+ * is wrong. */
 static int upstream_parse(const char *arg, struct egd_where *w, char *err, size_t errlen)
 {
 	static const char *const kinds[] = {"tcp", "unix", NULL};
 	struct netaddr_spec a;
-	char why[200];
+	char why[200], addr[600], *comma;
 
 	memset(w, 0, sizeof(*w));
-	if (netaddr_parse(arg, kinds, false, &a, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "egd: '%s': %s", arg, why);
+	w->verify = true;
+	snprintf(addr, sizeof(addr), "%s", arg);
+	comma = strchr(addr, ',');
+	if (comma != NULL) {
+		*comma = '\0';
+		if (options_parse(comma + 1, w, err, errlen) < 0) {
+			return -1;
+		}
+	}
+	if (netaddr_parse(addr, kinds, false, &a, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "egd: '%s': %s", addr, why);
+		return -1;
+	}
+	if (a.is_path && w->tls_dir[0] != '\0') {
+		snprintf(err, errlen, "egd: '%s': tls= needs egd:tcp:HOST:PORT", addr);
+		return -1;
+	}
+	if (!w->verify && w->tls_dir[0] == '\0') {
+		snprintf(err, errlen, "egd: '%s': verify-peer= needs tls=DIR", addr);
 		return -1;
 	}
 	w->unix_path = a.is_path;
@@ -170,19 +218,89 @@ static void top_up(struct egd_src *s)
 	}
 }
 
-/* Write what the socket takes of the queued requests; -1 on an error. */
+/* Write what the socket (or the TLS connection) takes of the queued requests; -1 on an
+ * error. */
 static int flush(struct egd_src *s)
 {
 	while (s->outlen > 0) {
-		ssize_t w = send(s->fd, s->out, s->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct iovec v = {s->out, s->outlen};
+		ssize_t w = s->tls != NULL
+				? tls_writev(s->tls, &v, 1)
+				: send(s->fd, s->out, s->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (w < 0) {
-			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+		if (w <= 0) {
+			return w == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+				   ? 0
+				   : -1;
 		}
 		memmove(s->out, s->out + w, s->outlen - (size_t)w);
 		s->outlen -= (size_t)w;
 	}
+	if (s->tls != NULL && tls_flush(s->tls) < 0 && errno != EAGAIN) {
+		return -1;
+	}
 	return 0;
+}
+
+/* Why the last I/O on s failed. */
+static const char *io_why(const struct egd_src *s)
+{
+	const char *why = s->tls != NULL ? tls_error(s->tls) : NULL;
+
+	return why != NULL ? why : strerror(errno);
+}
+
+/* poll() events for a TLS connection's readiness (tls_waits) in direction dir. */
+static short poll_for(const struct egd_src *s, short dir)
+{
+	return tls_waits(s->tls, dir) == EV_WRITE ? POLLOUT : POLLIN;
+}
+
+/* tls=: load the credentials and finish the handshake by the deadline; -1 with a message. */
+static int tls_start(struct egd_src *s, const struct egd_where *w, long long deadline, char *err,
+		     size_t errlen)
+{
+	char why[400];
+
+	s->tls_conf = tls_conf_new(w->tls_dir, false, w->verify, NULL, why, sizeof(why));
+	if (s->tls_conf == NULL) {
+		snprintf(err, errlen, "%s: %s", s->where, why);
+		return -1;
+	}
+	s->tls = tls_conn_new(s->tls_conf, s->fd, false, w->host, why, sizeof(why));
+	if (s->tls == NULL) {
+		snprintf(err, errlen, "%s: %s", s->where, why);
+		return -1;
+	}
+	for (;;) {
+		struct pollfd p = {.fd = s->fd, .events = poll_for(s, EV_READ)};
+		long long left = deadline - clock_ms();
+
+		if (tls_handshake(s->tls) == 1) {
+			return 0;
+		}
+		if (errno != EAGAIN) {
+			snprintf(err, errlen, "%s: %s", s->where, io_why(s));
+			return -1;
+		}
+		if (left <= 0 || src_stopping()) {
+			snprintf(err, errlen, "%s: %s", s->where,
+				 left <= 0 ? "TLS handshake timed out" : "stopping");
+			return -1;
+		}
+		(void)poll(&p, 1, (int)left);
+	}
+}
+
+/* Release what s holds (the descriptor included). */
+static void egd_free(struct egd_src *s)
+{
+	tls_conn_free(s->tls);
+	tls_conf_free(s->tls_conf);
+	if (s->fd >= 0) {
+		close(s->fd);
+	}
+	free(s);
 }
 
 static void *egd_open(const char *arg, char *err, size_t errlen)
@@ -199,19 +317,24 @@ static void *egd_open(const char *arg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	s->fd = -1;
 	snprintf(s->where, sizeof(s->where), "%s", arg);
+	s->where[strcspn(s->where, ",")] = '\0'; /* the address, without tls= */
 	s->fd = w.unix_path ? connect_unix(&w, deadline, err, errlen)
 			    : connect_tcp(&w, deadline, err, errlen);
 	if (s->fd < 0) {
 		free(s);
 		return NULL;
 	}
+	if (w.tls_dir[0] != '\0' && tls_start(s, &w, deadline, err, errlen) < 0) {
+		egd_free(s);
+		return NULL;
+	}
 	/* The first requests go out now: silence would earn us unrequested primer bytes. */
 	top_up(s);
 	if (flush(s) < 0) {
-		snprintf(err, errlen, "sending requests to %s: %s", s->where, strerror(errno));
-		close(s->fd);
-		free(s);
+		snprintf(err, errlen, "sending requests to %s: %s", s->where, io_why(s));
+		egd_free(s);
 		return NULL;
 	}
 	return s;
@@ -229,8 +352,7 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 
 		top_up(s);
 		if (flush(s) < 0) {
-			snprintf(err, errlen, "sending requests to %s: %s", s->where,
-				 strerror(errno));
+			snprintf(err, errlen, "sending requests to %s: %s", s->where, io_why(s));
 			return -1;
 		}
 		left = deadline - clock_ms();
@@ -239,15 +361,22 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 				 s->where, egd_stall_ms / 1000, s->owed);
 			return -1;
 		}
-		p.events |= s->outlen > 0 ? POLLOUT : 0;
-		if (poll(&p, 1, (int)left) <= 0) {
+		if (s->tls != NULL) {
+			p.events = poll_for(s, EV_READ);
+			if (s->outlen > 0 || tls_write_pending(s->tls)) {
+				p.events |= poll_for(s, EV_WRITE);
+			}
+		} else {
+			p.events |= s->outlen > 0 ? POLLOUT : 0;
+		}
+		if ((s->tls == NULL || !tls_read_pending(s->tls)) && poll(&p, 1, (int)left) <= 0) {
 			if (src_stopping()) {
 				snprintf(err, errlen, "stopping");
 				return -1;
 			}
 			continue; /* a timeout or EINTR: the deadline decides */
 		}
-		r = recv(s->fd, buf, n, MSG_DONTWAIT);
+		r = s->tls != NULL ? tls_read(s->tls, buf, n) : recv(s->fd, buf, n, MSG_DONTWAIT);
 		if (r > 0) {
 			s->received += (unsigned long long)r;
 			s->owed =
@@ -261,7 +390,7 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 			return -1;
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			snprintf(err, errlen, "reading from %s: %s", s->where, strerror(errno));
+			snprintf(err, errlen, "reading from %s: %s", s->where, io_why(s));
 			return -1;
 		}
 	}
@@ -269,10 +398,7 @@ static long egd_read(void *st, uint8_t *buf, size_t n, char *err, size_t errlen)
 
 static void egd_close(void *st)
 {
-	struct egd_src *s = st;
-
-	close(s->fd);
-	free(s);
+	egd_free(st);
 }
 
 static int egd_check(const char *arg, char *err, size_t errlen)
@@ -286,7 +412,8 @@ const struct src_driver src_egd_driver = {
     .kind = "egd",
     .syntax = "egd:EP",
     .help = "an upstream EGD server such as another entropyd: egd:tcp:HOST:PORT, "
-	    "egd:tcp:[V6ADDR]:PORT or egd:unix:PATH; retried with backoff while it is down",
+	    "egd:tcp:[V6ADDR]:PORT or egd:unix:PATH (tcp over TLS with tls=DIR); retried with "
+	    "backoff while it is down",
     .what = "an upstream EGD server (its bytes are tested here again)",
     .needs_arg = true,
     .takes_arg = true,

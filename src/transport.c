@@ -2,6 +2,8 @@
  * endpoint can use, most specific first; the plain stream serves every endpoint. */
 #include "transport.h"
 
+#include "tls.h"
+
 #include <unistd.h>
 
 static ssize_t fd_read(void *ctx, int fd, void *buf, size_t n)
@@ -26,7 +28,7 @@ const struct transport transport_pipe = {.name = "pipe", .writev = fd_writev, .c
 
 const struct transport *transport_for(const struct endpoint_conf *c)
 {
-	static const struct transport *const table[] = {&transport_stream};
+	static const struct transport *const table[] = {&transport_tls, &transport_stream};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (table[i]->wants == NULL || table[i]->wants(c)) {

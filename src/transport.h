@@ -1,8 +1,8 @@
 /* transport: how a client's bytes travel. One table of operations per kind: a stream
  * socket of its own (tcp, unix), the write end of a named pipe (fifo), a datagram peer on
- * its endpoint's socket (udp.c); later TLS and vhost-user. client.c calls nothing else, so
- * a new transport is one new file and one entry in transport_for()'s table. Every fd is
- * non-blocking. */
+ * its endpoint's socket (udp.c), TLS over a tcp socket (tls.c); later vhost-user. client.c calls
+ * nothing else, so a new transport is one new file and one entry in transport_for()'s table. Every
+ * fd is non-blocking. */
 #ifndef ENTROPYD_TRANSPORT_H
 #define ENTROPYD_TRANSPORT_H
 
@@ -34,6 +34,27 @@ struct transport {
 	void (*close)(void *ctx, int fd);
 	/* Largest single send (a datagram), 0 = no limit. */
 	size_t max_send;
+
+	/* The hooks below let a transport that keeps state of its own between the socket and
+	 * the client (TLS records, a handshake) be driven by the same state machine. Each is
+	 * optional; without it the transport is a plain socket. */
+
+	/* The readiness of fd (EV_READ or EV_WRITE) that the last read (dir EV_READ) or
+	 * writev (dir EV_WRITE) that returned EAGAIN, or took less, waits for: a handshake may
+	 * need to write while the client reads. NULL: dir itself. */
+	short (*waits)(void *ctx, short dir);
+	/* True if read has bytes to return now without fd being readable (decrypted bytes
+	 * held by the transport): the client reads again at once. */
+	bool (*read_pending)(void *ctx);
+	/* True while bytes writev counted as sent are still held by the transport (a record
+	 * OpenSSL must finish): the client keeps waiting to write and calls flush. */
+	bool (*write_pending)(void *ctx);
+	/* Send what write_pending says is held: 0 when nothing is left, -1 with errno (EAGAIN:
+	 * wait again for waits(ctx, EV_WRITE)). */
+	int (*flush)(void *ctx, int fd);
+	/* Why the last read, writev or flush failed, when errno alone does not say (a refused
+	 * TLS handshake: which check refused the peer); NULL: strerror(errno). */
+	const char *(*error)(void *ctx);
 };
 
 /* A connected socket of its own (tcp, unix), read and written directly. */

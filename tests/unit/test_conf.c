@@ -48,8 +48,23 @@ static void source_fails(const char *spec, ...)
 static void test_unknown_source_option_is_named(void **state)
 {
 	source_fails("getrandom,bogus=1", "source getrandom,bogus=1:", "unknown option 'bogus'",
-		     "(known: h, prio, init, baud, stall)", NULL);
+		     "(known: h, prio, init, baud, stall, tls, verify-peer)", NULL);
 	source_fails("file:/dev/hwrng,h=2,speed=9600", "unknown option 'speed'", NULL);
+}
+
+static void test_tls_source_options_go_to_egd_sources_only(void **state)
+{
+	struct source_conf c;
+
+	assert_int_equal(conf_parse_source("egd:tcp:127.0.0.1:8888,tls=/etc/pki/x,verify-peer=off",
+					   0, &c, err, sizeof(err)),
+			 0);
+	assert_string_equal(c.kind, "egd");
+	assert_string_equal(c.arg, "tcp:127.0.0.1:8888,tls=/etc/pki/x,verify-peer=off");
+	conf_source_free(&c);
+	source_fails("getrandom,tls=/etc/pki/x", "option 'tls=/etc/pki/x'",
+		     "applies to egd: sources only", NULL);
+	source_fails("egd:tcp:127.0.0.1:8888,verify-peer=maybe", "expected on or off", NULL);
 }
 
 static void test_source_option_without_value_is_named(void **state)
@@ -500,6 +515,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_unknown_source_option_is_named),
+	    cmocka_unit_test(test_tls_source_options_go_to_egd_sources_only),
 	    cmocka_unit_test(test_source_option_without_value_is_named),
 	    cmocka_unit_test(test_bad_source_option_values_are_named),
 	    cmocka_unit_test(test_error_after_init_frees_everything),
