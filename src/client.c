@@ -15,9 +15,11 @@
  * - A command left half-sent for CLIENT_PARTIAL_TIMEOUT_MS closes the peer (deadline.c). */
 #include "client_impl.h"
 
+#include "answer.h"
 #include "egd.h"
 #include "gate.h"
 #include "pool.h"
+#include "written.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -29,7 +31,6 @@
 #include <unistd.h>
 
 #define CLIENT_PRIMER_DELAY_US 100000
-#define CLIENT_WRITE_H 4.0 /* min-entropy assumed for bytes clients write with 0x03 */
 static void client_kick(struct client *c);
 static int client_give(struct client *c, size_t quantum);
 
@@ -114,84 +115,33 @@ static void set_reading(struct client *c, bool on)
 	}
 }
 
-static void wgate_out(void *arg, const uint8_t *p, size_t n)
-{
-	struct client *c = arg;
-
-	/* Written entropy is a bonus: when the pool is full it is dropped, never waited for. */
-	(void)pool_put(c->cs->pool, p, n);
-}
-
-/* Handle 0x03 on an endpoint with write=on. */
-static void accept_written(struct client *c, const struct egd_req *req)
-{
-	struct gate_result r;
-
-	if (c->wgate == NULL) {
-		c->wgate = gate_new(CLIENT_WRITE_H, c->cs->alpha_log2);
-		if (c->wgate == NULL) {
-			return;
-		}
-	}
-	gate_feed(c->wgate, req->data, req->len, wgate_out, c, &r);
-	if (r.failed) {
-		log_warnx("client %s: bytes written with 0x03 failed the %s health test; %zu "
-			  "bytes discarded",
-			  c->peer, r.failed_rct ? "repetition count" : "adaptive proportion",
-			  r.discarded);
-	}
-}
-
 /* Parse what is buffered into requests. Returns -1 if the client was closed. */
 static int parse_input(struct client *c)
 {
-	size_t off = 0;
-	bool partial = false;
+	size_t off = 0, used;
+	bool partial;
+	struct egd_req w;
+	enum reqq_stop stop;
 
-	while (off < c->inlen) {
-		struct egd_req req;
-		int used = egd_parse(c->in + off, c->inlen - off, &req);
-		bool queued = true;
-
-		if (used == 0) {
-			partial = true;
-			break;
-		}
-		if (used < 0) {
-			char why[64];
-
-			snprintf(why, sizeof(why), "unknown command 0x%02x", (unsigned)c->in[off]);
-			client_close(c, &c->cs->lim_proto, why);
+	while ((stop = reqq_parse(&c->q, c->in + off, c->inlen - off, &used, &partial, &w)),
+	       off += used, stop == REQQ_WRITE) {
+		if (!c->opts.allow_write) {
+			client_close(c, &c->cs->lim_proto,
+				     "refused command 0x03 (write entropy): not enabled on this "
+				     "endpoint (write=on)");
 			return -1;
 		}
-		switch (req.cmd) {
-		case EGD_BLOCK:
-			queued = req.len == 0 || reqq_push(&c->q, REQQ_BLOCK, req.len);
-			break;
-		case EGD_NONBLOCK:
-			queued = reqq_push(&c->q, REQQ_NONBLOCK, req.len);
-			break;
-		case EGD_LEVEL:
-			queued = reqq_push(&c->q, REQQ_LEVEL, 0);
-			break;
-		case EGD_PID:
-			queued = reqq_push(&c->q, REQQ_PID, 0);
-			break;
-		case EGD_WRITE:
-			if (!c->opts.allow_write) {
-				client_close(c, &c->cs->lim_proto,
-					     "refused command 0x03 (write entropy): not enabled "
-					     "on this endpoint (write=on)");
-				return -1;
-			}
-			accept_written(c, &req);
-			break;
-		}
-		if (!queued) {
-			set_reading(c, false); /* queue full: let TCP push back */
-			break;
-		}
-		off += (size_t)used;
+		written_feed(&c->wgate, c->cs->alpha_log2, c->cs->pool, w.data, w.len, c->peer);
+	}
+	if (stop == REQQ_UNKNOWN) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "unknown command 0x%02x", (unsigned)c->in[off]);
+		client_close(c, &c->cs->lim_proto, why);
+		return -1;
+	}
+	if (stop == REQQ_FULL) {
+		set_reading(c, false); /* queue full: let TCP push back */
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
@@ -279,7 +229,6 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 int client_input(struct client *c, const uint8_t *buf, size_t n)
 {
 	struct clients *cs = c->cs;
-	size_t off = 0;
 
 	mark_spoke(c);
 	if (c->opts.raw) {
@@ -287,17 +236,8 @@ int client_input(struct client *c, const uint8_t *buf, size_t n)
 	}
 	/* A datagram is a request set of its own: one that ends inside a command is dropped
 	 * whole (never joined with the next), so the buffer only ever holds whole commands. */
-	while (off < n) {
-		struct egd_req req;
-		int used = egd_parse(buf + off, n - off, &req);
-
-		if (used == 0) {
-			return 1;
-		}
-		if (used < 0) {
-			break; /* parse_input closes the client, as for a stream */
-		}
-		off += (size_t)used;
+	if (!reqq_whole(buf, n)) {
+		return 1;
 	}
 	if (n > sizeof(c->in) - c->inlen || !c->reading) {
 		/* A datagram peer that outruns its queue: drop what does not fit, as the
@@ -420,7 +360,6 @@ static bool owes_pool_bytes(struct client *c)
  * rotation if bytes are owed. */
 static void client_kick(struct client *c)
 {
-	struct pool *pool = c->cs->pool;
 	struct reqq_op *op;
 
 	if (c->closing || c->write_blocked || c->pacer.waiting) {
@@ -436,41 +375,10 @@ static void client_kick(struct client *c)
 		if (op == NULL || op->kind == REQQ_BLOCK) {
 			break;
 		}
-		switch (op->kind) {
-		case REQQ_LEVEL: {
-			uint64_t bits = (uint64_t)pool_avail(pool) * 8;
-
-			if (pacer_take(&c->pacer, 4, 4) == 0) {
-				return;
-			}
-			egd_encode_level(bits > UINT32_MAX ? UINT32_MAX : (uint32_t)bits, c->out);
-			c->outlen = 4;
-			break;
-		}
-		case REQQ_PID: {
-			size_t len = egd_encode_pid((long)getpid(), c->out, sizeof(c->out));
-
-			if (pacer_take(&c->pacer, len, len) == 0) {
-				return;
-			}
-			c->outlen = len;
-			break;
-		}
-		case REQQ_NONBLOCK: {
-			size_t k = pacer_take(&c->pacer, 1 + (size_t)op->n, 1);
-
-			if (k == 0) {
-				return;
-			}
-			c->out[0] = (uint8_t)pool_take(pool, c->out + 1, k - 1);
-			c->outlen = 1u + c->out[0];
-			c->served += c->out[0];
-			c->pacer.delayed += c->pacer.paced ? c->out[0] : 0;
-			pacer_return(&c->pacer, k - c->outlen);
-			break;
-		}
-		case REQQ_BLOCK:
-			break;
+		c->outlen =
+		    answer_build(op, c->cs->pool, &c->pacer, c->out, sizeof(c->out), &c->served);
+		if (c->outlen == 0) {
+			return; /* paced: a timer brings it back */
 		}
 		reqq_pop(&c->q);
 		if (c->q.count < REQQ_SLOTS / 2 && !c->reading && !c->eof) {

@@ -1,6 +1,8 @@
 /* reqq: see reqq.h. A ring of REQQ_SLOTS entries. */
 #include "reqq.h"
 
+#include "egd.h"
+
 #include <stddef.h>
 
 struct reqq_op *reqq_head(struct reqq *q)
@@ -29,5 +31,67 @@ bool reqq_push(struct reqq *q, enum reqq_kind kind, uint64_t n)
 	}
 	q->ops[(q->head + q->count) % REQQ_SLOTS] = (struct reqq_op){kind, n};
 	q->count++;
+	return true;
+}
+
+enum reqq_stop reqq_parse(struct reqq *q, const uint8_t *in, size_t n, size_t *used, bool *partial,
+			  struct egd_req *write)
+{
+	*used = 0;
+	*partial = false;
+	while (*used < n) {
+		struct egd_req req;
+		int len = egd_parse(in + *used, n - *used, &req);
+		bool queued = true;
+
+		if (len == 0) {
+			*partial = true;
+			return REQQ_END;
+		}
+		if (len < 0) {
+			return REQQ_UNKNOWN;
+		}
+		switch (req.cmd) {
+		case EGD_BLOCK:
+			queued = req.len == 0 || reqq_push(q, REQQ_BLOCK, req.len);
+			break;
+		case EGD_NONBLOCK:
+			queued = reqq_push(q, REQQ_NONBLOCK, req.len);
+			break;
+		case EGD_LEVEL:
+			queued = reqq_push(q, REQQ_LEVEL, 0);
+			break;
+		case EGD_PID:
+			queued = reqq_push(q, REQQ_PID, 0);
+			break;
+		case EGD_WRITE:
+			*write = req;
+			*used += (size_t)len;
+			return REQQ_WRITE;
+		}
+		if (!queued) {
+			return REQQ_FULL;
+		}
+		*used += (size_t)len;
+	}
+	return REQQ_END;
+}
+
+bool reqq_whole(const uint8_t *buf, size_t n)
+{
+	size_t off = 0;
+
+	while (off < n) {
+		struct egd_req req;
+		int len = egd_parse(buf + off, n - off, &req);
+
+		if (len == 0) {
+			return false;
+		}
+		if (len < 0) {
+			return true; /* unknown: the parse proper refuses it, as for a stream */
+		}
+		off += (size_t)len;
+	}
 	return true;
 }

@@ -6,7 +6,10 @@
 #define ENTROPYD_REQQ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct egd_req;
 
 #define REQQ_SLOTS 64u
 
@@ -28,5 +31,20 @@ struct reqq_op *reqq_head(struct reqq *q);
 void reqq_pop(struct reqq *q);
 /* Queue a request (a BLOCK joins a BLOCK at the tail); false when the queue is full. */
 bool reqq_push(struct reqq *q, enum reqq_kind kind, uint64_t n);
+
+/* Why reqq_parse stopped. */
+enum reqq_stop {
+	REQQ_END,     /* all input taken, or the rest is an incomplete command */
+	REQQ_FULL,    /* the queue is full: stop reading the peer */
+	REQQ_UNKNOWN, /* an unknown command starts at in[*used] */
+	REQQ_WRITE,   /* a 0x03 ends at in[*used]: *write holds it; call again after */
+};
+
+/* Parse in[0..n) into q. *used is how many bytes were taken; *partial is set when the
+ * input ends inside a command. A 0x03 request stops the parse with its data in *write. */
+enum reqq_stop reqq_parse(struct reqq *q, const uint8_t *in, size_t n, size_t *used, bool *partial,
+			  struct egd_req *write);
+/* True if buf[0..n) holds only whole commands (a datagram that ends inside one is refused). */
+bool reqq_whole(const uint8_t *buf, size_t n);
 
 #endif
