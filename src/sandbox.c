@@ -367,7 +367,7 @@ int sandbox_filter(struct sandbox *sb, char *err, size_t errlen)
 	if (rc < 0) {
 		return -1;
 	}
-	log_info("system-call filter installed (%s%s%s)", "base", sb->exec ? " + exec" : "",
+	log_info("system-call filter in place (%s%s%s)", "base", sb->exec ? " + exec" : "",
 		 sb->qng ? " + qng" : "");
 	/* TEST ONLY (tests/system/test_sandbox.py): a call that is not on the list, to show
 	 * that it kills the process with SIGSYS. ptrace of nobody, harmless if it returned. */
