@@ -12,9 +12,9 @@ FUZZ_SECONDS ?= 60
 APT := scripts/apt-ensure
 
 DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev \
-	libftdi1-dev libusb-1.0-0-dev libssl-dev
+	libftdi1-dev libusb-1.0-0-dev libssl-dev libseccomp-dev
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ openssl \
-	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux \
+	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux systemd \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev
 ENTROPYD_ARGS ?=

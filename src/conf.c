@@ -366,6 +366,21 @@ static int cli_pool_size(struct conf *c, const char *arg, char *err, size_t errl
 	return 0;
 }
 
+static int cli_user(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	if (arg[0] == '\0') {
+		snprintf(err, errlen, "--user: expected a user name, root or none");
+		return -1;
+	}
+	free(c->user);
+	c->user = strdup(arg);
+	if (c->user == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* --help, --help-man, --version: recorded, and the parse stops there; main() prints. */
 static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
 {
@@ -423,6 +438,22 @@ const struct conf_cli_opt conf_cli_opts[] = {
     {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha},
     {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
      "They are locked in memory.", cli_pool_size},
+    {"user", 'u', "USER",
+     "after opening sources and binding endpoints, run as USER (default: entropyd)",
+     "with no capability, no-new-privs and a system-call filter;\n"
+     "default: the entropyd user if it exists and entropyd starts as root;\n"
+     "root or none: keep the user entropyd was started as",
+     "entropyd opens its sources, binds its endpoints and creates the directory of a unix "
+     "socket as root, then takes USER's groups, gid and uid, drops every capability (the "
+     "bounding set too), sets no-new-privs and installs a seccomp allow-list of the system "
+     "calls the configuration needs; a call outside it kills the process (SIGSYS). Without "
+     "--user, a daemon started as root becomes the user entropyd if that user exists, and "
+     "otherwise stays root. --user root or --user none keeps the user entropyd was started "
+     "as (with a warning if that is root); the filter is installed in every case. A source "
+     "that re-opens its device after a fault (a tty, the QNG) does so as USER: give USER's "
+     "group access to the device (see SECURITY and the README). A SIGHUP reload re-executes "
+     "entropyd as USER, which adopts the open sockets.",
+     cli_user},
     {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help},
     {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version},
     /* Hidden: prints the man page's option sections (make man). */
@@ -515,4 +546,5 @@ void conf_free(struct conf *c)
 	}
 	free(c->sources);
 	free(c->endpoints);
+	free(c->user);
 }

@@ -35,6 +35,7 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
+	char *user; /* --user, or NULL: the default (sandbox.c) */
 	enum conf_show show;
 };
 

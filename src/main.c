@@ -2,8 +2,9 @@
  * programs over the EGD protocol.
  *
  * Start-up order: configuration -> sources (opened and checked) -> endpoints (bound) ->
- * daemonise -> memory locked -> source threads -> event loop. Any failure before the loop
- * is one line and exit status 1; nothing has been served yet.
+ * daemonise -> memory locked -> privilege drop (--user) -> seccomp filter -> source
+ * threads -> event loop. The pool is locked before the drop, while locking is allowed. Any failure
+ * before the loop is one line and exit status 1; nothing has been served yet.
  *
  * Shutdown (SIGTERM, SIGINT; `-n` too) takes one path that frees everything and returns 0:
  * endpoints -> clients -> sources (woken, joined, closed) -> pool, loop, configuration. */
@@ -14,6 +15,7 @@
 #include "inherit.h"
 #include "log.h"
 #include "pool.h"
+#include "sandbox.h"
 #include "src.h"
 #include "src_detect.h"
 
@@ -70,10 +72,26 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* Lock memory so tested bytes never reach swap; best effort with a clear warning. */
-static void lock_memory(void)
+/* Lock memory so tested bytes never reach swap; best effort with a clear warning. As root,
+ * the lock limit is lifted first (it takes CAP_SYS_RESOURCE). Once the limit binds (after
+ * the drop to --user, or when not root), later mappings are locked only if the limit is
+ * infinite: else each new mapping (a thread's stack, a buffer) would fail past the limit.
+ * The pool, allocated before, is locked in every case that the limit allows. */
+static void lock_memory(bool dropping)
 {
-	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	int flags = MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT;
+
+	if (geteuid() == 0) {
+		(void)setrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+	if ((dropping || geteuid() != 0) && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY) {
+		flags = MCL_CURRENT;
+		log_debug("memory mapped later is not locked (RLIMIT_MEMLOCK is finite; "
+			  "LimitMEMLOCK=infinity locks it too)");
+	}
+	if (mlockall(flags) < 0) {
 		log_warn("cannot lock memory (mlockall); the pool alone is locked if the limit "
 			 "allows (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)");
 	}
@@ -88,6 +106,7 @@ int main(int argc, char **argv)
 	struct clients *cs;
 	struct endpoints *eps;
 	struct event *sigev[3];
+	struct sandbox *sb;
 	struct reload reload;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
@@ -146,6 +165,10 @@ int main(int argc, char **argv)
 	if (conf.nendpoints == 0) {
 		conf_default_endpoints(&conf);
 	}
+	sb = sandbox_new(&conf, err, sizeof(err));
+	if (sb == NULL) {
+		fatalx("%s", err);
+	}
 
 	base = event_base_new();
 	if (base == NULL) {
@@ -176,8 +199,11 @@ int main(int argc, char **argv)
 			fatalx("cannot re-initialise the event loop after fork");
 		}
 	}
-	lock_memory();
+	lock_memory(sandbox_drops(sb));
 	raise_fd_limit();
+	if (sandbox_drop(sb, err, sizeof(err)) < 0 || sandbox_filter(sb, err, sizeof(err)) < 0) {
+		fatalx("%s", err);
+	}
 
 	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
 	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);
@@ -210,6 +236,7 @@ out:
 	 * connecting endpoints are then closed without redialing. */
 	endpoints_free(eps);
 	clients_free(cs);
+	sandbox_free(sb);
 	if (!conf.check) {
 		sources_log_stats(srcs);
 	}

@@ -133,8 +133,8 @@ static int node_access(libusb_device *dev, char *node, size_t nodelen)
 
 #define QNG_UDEV_HINT                                                                              \
 	"permission denied: install entropyd's udev rule for QNGs (src/qng/"                       \
-	"60-entropyd-qng.rules: ATTRS{serial}==\"QWR*\", GROUP=\"plugdev\"), run entropyd "        \
-	"in that group, and re-plug the device"
+	"60-entropyd-qng.rules: ATTRS{serial}==\"QWR*\", GROUP=\"entropyd\"), run entropyd "       \
+	"as a user in that group (--user entropyd), and re-plug the device"
 
 static void setup_error(struct qng_ftdi *f, const char *what, char *err, size_t errlen)
 {
