@@ -131,7 +131,8 @@ static int parse_input(struct client *c)
 				     "endpoint (write=on)");
 			return -1;
 		}
-		written_feed(&c->wgate, c->cs->alpha_log2, c->cs->pool, w.data, w.len, c->peer);
+		written_feed(&c->wgate, c->cs->alpha_log2, c->cs->pool, w.data, w.len, c->peer,
+			     &c->cs->lim_proto);
 	}
 	if (stop == REQQ_UNKNOWN) {
 		char why[64];

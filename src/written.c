@@ -13,7 +13,7 @@ static void to_pool(void *arg, const uint8_t *p, size_t n)
 }
 
 void written_feed(struct gate **g, unsigned alpha_log2, struct pool *pool, const uint8_t *p,
-		  size_t n, const char *peer)
+		  size_t n, const char *peer, struct log_limit *lim)
 {
 	struct gate_result r;
 
@@ -22,9 +22,10 @@ void written_feed(struct gate **g, unsigned alpha_log2, struct pool *pool, const
 	}
 	gate_feed(*g, p, n, to_pool, pool, &r);
 	if (r.failed) {
-		log_warnx("client %s: bytes written with 0x03 failed the %s health test; %zu "
-			  "bytes discarded",
-			  peer, r.failed_rct ? "repetition count" : "adaptive proportion",
-			  r.discarded);
+		log_limited(lim, LOG_WARNING,
+			    "client %s: bytes written with 0x03 failed the %s health test; %zu "
+			    "bytes discarded",
+			    peer, r.failed_rct ? "repetition count" : "adaptive proportion",
+			    r.discarded);
 	}
 }

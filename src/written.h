@@ -9,11 +9,12 @@
 #include <stdint.h>
 
 struct gate;
+struct log_limit;
 struct pool;
 
 /* Test p[0..n) written by peer through *g (created at first use with false-positive rate
- * 2^-alpha_log2) and put the windows that pass into pool. */
+ * 2^-alpha_log2) and put the windows that pass into pool; a failure is logged through lim. */
 void written_feed(struct gate **g, unsigned alpha_log2, struct pool *pool, const uint8_t *p,
-		  size_t n, const char *peer);
+		  size_t n, const char *peer, struct log_limit *lim);
 
 #endif

@@ -39,8 +39,9 @@ static int parse_num(const char *key, const char *v, long min, long max, long *o
 		mult = 1024 * 1024;
 		end++;
 	}
-	if (errno != 0 || end == v || *end != '\0' || *out > max / mult || *out * mult < min ||
-	    *out * mult > max) {
+	/* Compare before multiplying: a huge negative value times mult would overflow. */
+	if (errno != 0 || end == v || *end != '\0' || *out > max / mult || *out < min / mult ||
+	    *out * mult < min) {
 		snprintf(err, errlen, "qng: %s=%s: expected a number in %ld..%ld", key, v, min,
 			 max);
 		return -1;
