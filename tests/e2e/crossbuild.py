@@ -162,6 +162,9 @@ def _generated_cross_file(sysroot: Path) -> str:
             f"pkg_config_libdir = [{', '.join(repr(str(p)) for p in pc)}]\n"
             f"sys_root = {str(sysroot)!r}\n"
             "\n[built-in options]\n"
+            # Multiarch headers (openssl/opensslconf.h) live under include/TRIPLET, which the
+            # cross compiler searches only in its own tree, not in the sysroot.
+            f"c_args = ['-isystem', {str(sysroot / 'usr' / 'include' / TRIPLET)!r}]\n"
             f"c_link_args = ['-Wl,-rpath-link,{rpath_link}']\n")
 
 
