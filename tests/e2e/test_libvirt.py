@@ -15,6 +15,12 @@ parser silently ignores unknown elements and attributes, the RNG schema does not
   * A `<qemu:commandline>` block goes into a `<domain>` that carries the
     `xmlns:qemu` the doc names next to it (a ppc64 `pseries` domain when it is
     about spapr-rng); its `<qemu:arg>` values must appear in order, verbatim.
+  * A ```conf block in a section is the qemu.conf its snippets need (TLS:
+    `chardev_tls`, `chardev_tls_x509_cert_dir`). Those snippets get their own
+    embedded libvirt whose ROOT/etc/qemu.conf is that text, with every absolute
+    `*_dir` path moved under ROOT (libvirt refuses a directory that does not
+    exist, and nothing on the host is made); the generated command line is read
+    with ROOT taken off those paths again, so the doc's paths are compared.
 
 libvirt runs in-process through the embedded QEMU driver (`qemu:///embed?root=DIR`,
 libvirt >= 6.1): no libvirtd, no socket, nothing on the host configuration is
@@ -73,6 +79,7 @@ class Snippet:
     xml: str
     expectation: str | None           # the text of "→ `…`", if any
     domain_tag: str | None = None     # a `<domain …>` named in the section's prose
+    qemu_conf: str | None = None      # the ```conf block of its section, if any
 
     @property
     def ident(self) -> str:
@@ -87,6 +94,7 @@ def parse_doc(text: str) -> list[Snippet]:
     section = "(no section)"
     section_start = 0
     fence = re.compile(r"^```xml[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+    conf_fence = re.compile(r"^```conf[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
     heading = re.compile(r"^## +(.+)$", re.M)
     headings = [(m.start(), m.group(1).strip()) for m in heading.finditer(text)]
     blocks = list(fence.finditer(text))
@@ -106,11 +114,14 @@ def parse_doc(text: str) -> list[Snippet]:
         arrow = re.search(r"→\s*`([^`]+)`", after)
         prose = text[section_start:m.start()]
         dom = re.search(r"`(<domain\b[^`]*>)`", prose)
+        section_end = next((pos for pos, _ in headings if pos > m.start()), len(text))
+        conf = conf_fence.search(text, section_start, section_end)
         snippets.append(Snippet(
             section=section, index=i + 1, line=text.count("\n", 0, m.start()) + 1,
             xml=m.group(1),
             expectation=" ".join(arrow.group(1).split()) if arrow else None,
-            domain_tag=dom.group(1) if dom else None))
+            domain_tag=dom.group(1) if dom else None,
+            qemu_conf=conf.group(1) if conf else None))
     return snippets
 
 
@@ -234,11 +245,36 @@ def parse_argv(out: str) -> Argv:
 # libvirt: the embedded QEMU driver, run by virsh, bounded in time
 # --------------------------------------------------------------------------
 
+CONF_DIR = re.compile(r'^(\s*\w+_dir\s*=\s*")(/[^"]*)(")', re.M)
+
+
 class Libvirt:
     def __init__(self, root: Path, as_user: tuple[int, int] | None):
         self.root = root
         self.as_user = as_user
         self.uri = f"qemu:///embed?root={root}"
+        self.moved: dict[str, str] = {}     # ROOT/path -> path, for `*_dir` settings
+
+    def configure(self, qemu_conf: str) -> None:
+        """Write ROOT/etc/qemu.conf, every absolute `*_dir` path moved under ROOT (made)."""
+        def move(m: re.Match) -> str:
+            inside = f"{self.root}{m.group(2)}"
+            Path(inside).mkdir(parents=True, exist_ok=True)
+            self.moved[inside] = m.group(2)
+            return f"{m.group(1)}{inside}{m.group(3)}"
+
+        conf = self.root / "etc" / "qemu.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(CONF_DIR.sub(move, qemu_conf), encoding="utf-8")
+        if self.as_user:
+            for p in [conf.parent, *conf.parent.rglob("*")]:
+                os.chown(p, *self.as_user)
+
+    def unmove(self, out: str) -> str:
+        """The generated command line with the moved `*_dir` paths as the doc writes them."""
+        for inside, outside in sorted(self.moved.items(), key=lambda kv: -len(kv[0])):
+            out = out.replace(inside, outside)
+        return out
 
     def _cmd(self, *args: str) -> list[str]:
         cmd = ["virsh", "--quiet", "-c", self.uri, *args]
@@ -304,35 +340,51 @@ def _missing_tools() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def libvirt():
+def libvirt_for():
+    """libvirt_for(qemu_conf) -> a started embedded libvirt (one per distinct qemu.conf,
+    None: libvirt's defaults), each under its own temporary ROOT."""
     missing = _missing_tools()
     if missing:
         pytest.fail(f"libvirt cannot be run: missing {', '.join(missing)}; "
                     f"apt-get install --no-install-recommends {PACKAGES}", pytrace=False)
-    base = Path(tempfile.mkdtemp(prefix="entropyd-libvirt-"))
-    root = base / "root"
-    root.mkdir()
-    as_user = None
-    if os.geteuid() == 0:
-        try:
-            pw = pwd.getpwnam("nobody")
-            as_user = (pw.pw_uid, pw.pw_gid)
-        except KeyError:
-            as_user = (65534, 65534)
-        os.chmod(base, 0o755)
-        os.chown(root, *as_user)
-    lv = Libvirt(root, as_user)
-    try:
+    made: dict[str | None, Libvirt] = {}
+    bases: list[Path] = []
+
+    def get(qemu_conf: str | None) -> Libvirt:
+        if qemu_conf in made:
+            return made[qemu_conf]
+        base = Path(tempfile.mkdtemp(prefix="entropyd-libvirt-"))
+        bases.append(base)
+        root = base / "root"
+        root.mkdir()
+        as_user = None
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam("nobody")
+                as_user = (pw.pw_uid, pw.pw_gid)
+            except KeyError:
+                as_user = (65534, 65534)
+            os.chmod(base, 0o755)
+            os.chown(root, *as_user)
+        lv = Libvirt(root, as_user)
+        made[qemu_conf] = lv
+        if qemu_conf is not None:
+            lv.configure(qemu_conf)
         p = lv.virsh("version")
         if p.returncode != 0:
             pytest.fail(f"libvirt's embedded QEMU driver does not start "
-                        f"(`{shlex.join(p.args)}`, exit {p.returncode}):\n{p.stderr}{p.stdout}",
-                        pytrace=False)
+                        f"(`{shlex.join(p.args)}`, exit {p.returncode}):\n{p.stderr}{p.stdout}"
+                        + (f"\nqemu.conf:\n{qemu_conf}" if qemu_conf else ""), pytrace=False)
         print(p.stdout)
-        yield lv
+        return lv
+
+    try:
+        yield get
     finally:
-        lv.kill_probes()
-        shutil.rmtree(base, ignore_errors=True)
+        for lv in made.values():
+            lv.kill_probes()
+        for base in bases:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -403,8 +455,11 @@ def test_doc_has_snippets():
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.ident for s in SNIPPETS])
-def test_snippet(libvirt: Libvirt, snippet: Snippet):
+def test_snippet(libvirt_for, snippet: Snippet):
     where = f"{DOC.name}:{snippet.line} ({snippet.section})"
+    libvirt = libvirt_for(snippet.qemu_conf)
+    if snippet.qemu_conf:
+        print(f"--- qemu.conf for {where}\n{snippet.qemu_conf}")
     name = f"doc{snippet.index}"
     try:
         dom, arch = wrap(snippet, name)
@@ -427,7 +482,7 @@ def test_snippet(libvirt: Libvirt, snippet: Snippet):
         pytest.fail(f"{where}: libvirt rejects the snippet (`virsh domxml-to-native "
                     f"qemu-argv`):\n{p.stderr.strip()}\n{dom}", pytrace=False)
     try:
-        argv = parse_argv(p.stdout)
+        argv = parse_argv(libvirt.unmove(p.stdout))
     except ValueError as e:
         pytest.fail(f"{where}: {e}", pytrace=False)
     print(f"--- generated command line\n{argv.raw}")
