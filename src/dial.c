@@ -6,6 +6,7 @@
  * would make QEMU stop reading its chardev for good. */
 #include "dial.h"
 
+#include "clock.h"
 #include "log.h"
 #include "netaddr.h"
 #include "transport.h"
@@ -24,6 +25,7 @@
 #define DIAL_BACKOFF_MIN_MS 100
 #define DIAL_BACKOFF_MAX_MS 5000
 #define DIAL_TIMEOUT_S 5
+#define DIAL_STABLE_MS 5000 /* a connection this old was a good one */
 
 struct dialer {
 	struct endpoint *ep;
@@ -31,6 +33,8 @@ struct dialer {
 	int dial_fd;
 	unsigned backoff_ms;
 	int last_errno;
+	long long connected_ms; /* when the last connection was made (clock_ms) */
+	struct log_limit lines; /* connected / lost lines: a peer that drops us at once */
 	/* udp: the socket kept for life, and its one peer */
 	struct udp_ep *udp;
 	int udp_fd;
@@ -67,13 +71,19 @@ static void dial_failed(struct dialer *d, int err)
 	schedule_dial(d);
 }
 
+/* The connection ended. One that lasted DIAL_STABLE_MS starts the backoff afresh; one that
+ * the peer dropped at once (a refused handshake, a peer that closes on accept) keeps
+ * lengthening it, so that such a peer is not redialed ten times a second. */
 static void connection_closed(void *arg)
 {
 	struct dialer *d = arg;
 
-	log_info("%s: connection lost; redialing", d->ep->conf.spec);
+	if (clock_ms() - d->connected_ms >= DIAL_STABLE_MS) {
+		d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	}
+	log_limited(&d->lines, LOG_INFO, "%s: connection lost; redialing in %u ms",
+		    d->ep->conf.spec, d->backoff_ms);
 	d->last_errno = 0;
-	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
 	schedule_dial(d);
 }
 
@@ -96,8 +106,8 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	d->dial_fd = -1;
 	d->last_errno = 0;
-	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
-	log_info("connected to %s", ep->conf.spec);
+	d->connected_ms = clock_ms();
+	log_limited(&d->lines, LOG_INFO, "connected to %s", ep->conf.spec);
 	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}

@@ -428,9 +428,12 @@ static const char *tr_error(void *ctx)
 static void tr_peer(void *ctx, int fd, const char *given, char *out, size_t outlen)
 {
 	const char *s = tls_subject(ctx);
+	char tail[300];
 
-	if (s != NULL) {
-		snprintf(out, outlen, "%s (%s)", given, s);
+	snprintf(tail, sizeof(tail), " (%s)", s != NULL ? s : "");
+	if (s != NULL && (strlen(given) < strlen(tail) ||
+			  strcmp(given + strlen(given) - strlen(tail), tail) != 0)) {
+		snprintf(out, outlen, "%s%s", given, tail); /* named once, not at every call */
 	} else {
 		snprintf(out, outlen, "%s", given);
 	}
