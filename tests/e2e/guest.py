@@ -475,12 +475,15 @@ class GuestRun(QemuRun):
     proc: subprocess.Popen | None = None
     t_start: float = 0.0
     _own_workdir: bool = False
+    # Words put before QEMU's own command (e.g. `ip netns exec NS`); the prefix must exec
+    # QEMU in place, so that the PID started is QEMU's and kill() reaches it.
+    prefix: list[str] = field(default_factory=list)
 
     def command(self) -> list[str]:
         assert self.workdir is not None
         append = (f"console=ttyS0 quiet panic=-1 rngbytes={self.nbytes} "
                   f"rngchunk={self.chunk} rngdump={1 if self.dump else 0}")
-        return [QEMU, "-accel", "tcg", "-m", str(self.memory_mb), "-nographic",
+        return [*self.prefix, QEMU, "-accel", "tcg", "-m", str(self.memory_mb), "-nographic",
                 "-nodefaults", "-no-reboot",
                 "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
                 "-append", append,
