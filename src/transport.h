@@ -55,6 +55,10 @@ struct transport {
 	/* Why the last read, writev or flush failed, when errno alone does not say (a refused
 	 * TLS handshake: which check refused the peer); NULL: strerror(errno). */
 	const char *(*error)(void *ctx);
+	/* False while the connection cannot carry requests yet (a TLS handshake under way):
+	 * one not ready CLIENT_PARTIAL_TIMEOUT_MS after it was accepted or connected is
+	 * closed. NULL: ready at once. */
+	bool (*ready)(void *ctx);
 };
 
 /* A connected socket of its own (tcp, unix), read and written directly. */
