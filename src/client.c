@@ -12,7 +12,10 @@
  *   client whose socket is full leaves the rotation until it is writable, so it never
  *   delays another; with rate= (pacer.c) every answer takes tokens first, and a client out
  *   of tokens leaves the rotation until they are back.
- * - A command left half-sent for CLIENT_PARTIAL_TIMEOUT_MS closes the peer (deadline.c). */
+ * - A command left half-sent for CLIENT_PARTIAL_TIMEOUT_MS closes the peer (deadline.c),
+ *   and so does a transport not ready that long after the client was created (a TLS
+ *   handshake that never finishes): the same deadline item, started at creation and
+ *   stopped when the transport becomes ready, so a stuck handshake costs no timer. */
 #include "client_impl.h"
 
 #include "answer.h"
@@ -64,10 +67,20 @@ void client_rotate(struct clients *cs)
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 
-/* True if the transport holds input already read from fd (TLS records decrypted). */
-static bool read_pending(struct client *c)
+/* After a transport call: once the transport is ready (its handshake done), the deadline
+ * item is free for half-sent commands. */
+static void check_ready(struct client *c)
 {
-	return c->tr->read_pending != NULL && c->tr->read_pending(c->tr_ctx);
+	if (c->unready && c->tr->ready(c->tr_ctx)) {
+		struct timeval tv = {0, CLIENT_PRIMER_DELAY_US};
+
+		c->unready = false;
+		deadline_stop(&c->cs->partial, &c->partial);
+		if (c->primer_ev != NULL && !c->spoke) {
+			evtimer_add(c->primer_ev,
+				    &tv); /* silence counts from the handshake's end */
+		}
+	}
 }
 
 /* Why the last transport call failed, and the log category of that close: the transport's
@@ -107,7 +120,7 @@ static void set_reading(struct client *c, bool on)
 	}
 	if (on) {
 		event_add(c->rev, NULL);
-		if (read_pending(c)) {
+		if (transport_read_pending(c->tr, c->tr_ctx)) {
 			event_active(c->rev, EV_READ, 0);
 		}
 	} else {
@@ -146,6 +159,9 @@ static int parse_input(struct client *c)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	if (c->unready) {
+		return 0; /* the handshake's deadline runs (no bytes come before it ends) */
+	}
 	if (c->partial.armed && (!partial || off > 0)) {
 		deadline_stop(&c->cs->partial, &c->partial);
 	}
@@ -189,6 +205,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		return; /* made active (read_pending) before reading stopped */
 	}
 	r = c->tr->read(c->tr_ctx, fd, dst, room);
+	check_ready(c);
 	if (c->tr->waits != NULL && wait_for(c, c->rev, EV_READ, EV_PERSIST, read_cb)) {
 		event_add(c->rev, NULL);
 	}
@@ -211,7 +228,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	mark_spoke(c);
 	if (c->opts.raw) {
-		if (read_pending(c)) {
+		if (transport_read_pending(c->tr, c->tr_ctx)) {
 			event_active(c->rev, EV_READ, 0);
 		}
 		return;
@@ -220,7 +237,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	if (parse_input(c) < 0) {
 		return;
 	}
-	if (c->reading && read_pending(c)) {
+	if (c->reading && transport_read_pending(c->tr, c->tr_ctx)) {
 		event_active(c->rev, EV_READ, 0); /* more is held: read it without fd's help */
 	}
 	client_kick(c);
@@ -311,6 +328,7 @@ static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt,
 	ssize_t w = c->tr->writev(c->tr_ctx, c->fd, iov, cnt);
 	struct log_limit *lim;
 
+	check_ready(c);
 	if (w < 0) {
 		if (errno != EAGAIN && errno != EINTR) {
 			const char *why = io_why(c, &lim);
@@ -519,8 +537,12 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		return NULL;
 	}
 	LIST_INSERT_HEAD(&cs->all, c, all_link);
+	if (tr->ready != NULL && !tr->ready(ctx)) {
+		c->unready = true;
+		deadline_start(&cs->partial, &c->partial);
+	}
 	set_reading(c, true);
-	if (c->primer_ev != NULL) {
+	if (c->primer_ev != NULL && !c->unready) { /* else from the handshake's end */
 		struct timeval tv = {0, CLIENT_PRIMER_DELAY_US};
 
 		evtimer_add(c->primer_ev, &tv);

@@ -47,8 +47,11 @@ struct client {
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
 	uint64_t served;
 
-	struct deadline_item partial; /* an incomplete command is buffered, since */
-	struct pacer pacer;	      /* rate= */
+	/* an incomplete command is buffered, or (unready) the transport's handshake is under
+	 * way, since */
+	struct deadline_item partial;
+	bool unready;	    /* partial runs for the handshake (transport.h ready) */
+	struct pacer pacer; /* rate= */
 
 	TAILQ_ENTRY(client) hungry_link;
 	LIST_ENTRY(client) all_link;

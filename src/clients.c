@@ -1,23 +1,34 @@
 /* clients: the registry of clients: created and freed with the daemon, woken when the pool
- * has bytes for those owed some, and closing those whose half-sent command outlived its
- * deadline. The state machine itself is client.c. */
+ * has bytes for those owed some, and closing those whose half-sent command (or whose
+ * transport's handshake) outlived its deadline. The state machine itself is client.c. */
 #include "client_impl.h"
 
 #include "pool.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-/* A half-sent command outlived its deadline. */
+/* A half-sent command, or a transport's handshake, outlived its deadline. */
 static void partial_expired(struct deadline_item *it, void *arg)
 {
 	struct client *c = (struct client *)((char *)it - offsetof(struct client, partial));
-	char why[96];
+	char why[96], name[16];
+	size_t i;
 
-	snprintf(why, sizeof(why), "sent %zu byte(s) of a command and not the rest in %u s",
-		 c->inlen, CLIENT_PARTIAL_TIMEOUT_MS / 1000);
+	if (c->unready) {
+		for (i = 0; c->tr->name[i] != '\0' && i + 1 < sizeof(name); i++) {
+			name[i] = (char)toupper((unsigned char)c->tr->name[i]);
+		}
+		name[i] = '\0';
+		snprintf(why, sizeof(why), "%s handshake not finished in %u s", name,
+			 CLIENT_PARTIAL_TIMEOUT_MS / 1000);
+	} else {
+		snprintf(why, sizeof(why), "sent %zu byte(s) of a command and not the rest in %u s",
+			 c->inlen, CLIENT_PARTIAL_TIMEOUT_MS / 1000);
+	}
 	client_close(c, &c->cs->lim_timeout, why);
 }
 

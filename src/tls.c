@@ -425,6 +425,13 @@ static const char *tr_error(void *ctx)
 	return tls_error(ctx);
 }
 
+static bool tr_ready(void *ctx)
+{
+	const struct tls_conn *c = ctx;
+
+	return c->done;
+}
+
 static void tr_peer(void *ctx, int fd, const char *given, char *out, size_t outlen)
 {
 	const char *s = tls_subject(ctx);
@@ -458,4 +465,5 @@ const struct transport transport_tls = {
     .read_pending = tr_read_pending,
     .waits = tr_waits,
     .error = tr_error,
+    .ready = tr_ready,
 };

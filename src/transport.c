@@ -37,3 +37,8 @@ const struct transport *transport_for(const struct endpoint_conf *c)
 	}
 	return &transport_stream;
 }
+
+bool transport_read_pending(const struct transport *tr, void *ctx)
+{
+	return tr->read_pending != NULL && tr->read_pending(ctx);
+}

@@ -55,12 +55,19 @@ struct transport {
 	/* Why the last read, writev or flush failed, when errno alone does not say (a refused
 	 * TLS handshake: which check refused the peer); NULL: strerror(errno). */
 	const char *(*error)(void *ctx);
+	/* False while the connection cannot carry requests yet (a TLS handshake under way):
+	 * one not ready CLIENT_PARTIAL_TIMEOUT_MS after it was accepted or connected is
+	 * closed. NULL: ready at once. */
+	bool (*ready)(void *ctx);
 };
 
 /* A connected socket of its own (tcp, unix), read and written directly. */
 extern const struct transport transport_stream;
 /* The write end of a pipe: written, never read. */
 extern const struct transport transport_pipe;
+
+/* True if tr holds input it already read from its fd (decrypted TLS records). */
+bool transport_read_pending(const struct transport *tr, void *ctx);
 
 /* The transport for a connection of the stream endpoint c (accepted or dialed). */
 const struct transport *transport_for(const struct endpoint_conf *c);

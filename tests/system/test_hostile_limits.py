@@ -1,10 +1,14 @@
 """Hostile peers at the daemon's limits, over every stream transport: connections opened
 until entropyd runs out of descriptors, clients that pipeline requests and never read, and
 a command trickled in one byte at a time. Each test runs once per kind in STREAM_KINDS;
-a transport is one more entry there (a listen spec and a way to open a connection)."""
+a transport is one more entry there (a listen spec and a way to open a connection). Then
+TLS handshakes that are slow or never finish (section 4)."""
 
+import re
 import selectors
 import socket
+import ssl
+import threading
 import time
 from contextlib import contextmanager
 
@@ -12,6 +16,7 @@ import pytest
 
 from egdsupport import EgdClient, PeerClosed, req_block, req_level, req_pid, req_write, rss_kib
 from entropyd_proc import Daemon, build_args, require_binary
+from tlssupport import BioTls, Pki, client_context_for
 
 PARTIAL_TIMEOUT = 10.0  # CLIENT_PARTIAL_TIMEOUT_MS
 
@@ -28,7 +33,16 @@ def _unix_spec(tmp_path, opts):
     return "unix:%s" % (tmp_path / "egd.sock") + opts
 
 
-STREAM_KINDS = {"tcp": _tcp_spec, "unix": _unix_spec}
+def _tls_spec(tmp_path, opts):
+    """TLS over tcp with certificates made in tmp_path (tlssupport.py): clients present
+    CN=hv1,O=example (open_peer finds them from the spec)."""
+    server = tmp_path / "pki" / "server"
+    if not (server / "server-cert.pem").exists():
+        Pki(tmp_path)
+    return "tcp:127.0.0.1:0,tls=%s" % server + opts
+
+
+STREAM_KINDS = {"tcp": _tcp_spec, "unix": _unix_spec, "tls": _tls_spec}
 
 
 def listen_spec(kind, tmp_path, opts=""):
@@ -36,16 +50,30 @@ def listen_spec(kind, tmp_path, opts=""):
     return STREAM_KINDS[kind](tmp_path, opts)
 
 
-def open_peer(d, i=0, label="peer"):
+def open_peer(d, i=0, label="peer", handshake=5.0):
     """A new connection to d's endpoint; a TCP one comes from 127.0.0.(2 + i % 200), so a
-    flood is spread over many source addresses."""
+    flood is spread over many source addresses. On a TLS endpoint (tls= in its spec) the
+    handshake is done, waiting up to `handshake` seconds (0: not started; a connection
+    entropyd has not accepted cannot finish it); if it has not finished by then it goes
+    on when the connection is first used."""
     e = d.ep()
+    tls = re.search(r",tls=([^,]+)", e.spec or "")
     s = socket.socket(e.family, socket.SOCK_STREAM)
     try:
         s.settimeout(5)
         if e.kind == "tcp":
             s.bind(("127.0.0.%d" % (2 + i % 200), 0))
         s.connect(e.address)
+        if tls:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s = client_context_for(tls.group(1)).wrap_socket(
+                s, server_hostname=e.address[0], do_handshake_on_connect=False)
+            if handshake > 0:
+                s.settimeout(handshake)
+                try:
+                    s.do_handshake()
+                except socket.timeout:
+                    pass
     except BaseException:
         s.close()
         raise
@@ -77,10 +105,10 @@ def limited_entropyd(spec, nofile):
 
 def is_served(c, timeout=2.0):
     try:
-        c.send(req_pid())
+        c.send(req_pid(), timeout)
         c.read_pid_reply(timeout)
         return True
-    except (PeerClosed, ConnectionResetError, BrokenPipeError, AssertionError):
+    except (PeerClosed, ConnectionResetError, BrokenPipeError, AssertionError, ssl.SSLError):
         return False
 
 
@@ -103,14 +131,15 @@ def test_running_out_of_descriptors_logs_once_keeps_serving_and_accepts_again(ki
             mark = d.mark()
             # Open connections until entropyd's accept() fails (EMFILE).
             for i in range(2 * NOFILE):
-                flood.append(open_peer(d, i, "flood %d" % i))
+                flood.append(open_peer(d, i, "flood %d" % i, handshake=1.0))
                 if d.count_log(ACCEPT_FAILED, mark) > 0:
                     break
             d.wait_log(ACCEPT_FAILED, 5, start=mark)
             held = len(flood)
             # More that wait in the backlog: every retry (once a second) fails again.
             for i in range(10):
-                flood.append(open_peer(d, held + i, "flood, beyond the limit %d" % i))
+                flood.append(open_peer(d, held + i, "flood, beyond the limit %d" % i,
+                                       handshake=0))
             assert not is_served(flood[-1], 1.0), "a connection past the limit was served"
             # The established client is served all along, through several retries.
             t0 = time.monotonic()
@@ -205,7 +234,7 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
                     h = key.data
                     try:
                         n = h["c"].sock.send(h["buf"])
-                    except BlockingIOError:
+                    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                         continue
                     h["sent"] += n
                     h["last_sent"] = time.monotonic()
@@ -296,3 +325,167 @@ def test_command_trickled_a_byte_every_2_s_is_closed_at_10_s_but_slow_whole_comm
         assert d.count_log(r"not the rest in 10 s", mark) == 1
         whole.assert_in_sync(d.pid)
         split.assert_in_sync(d.pid)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. TLS handshakes that are slow or never finish
+
+HANDSHAKE_TIMEOUT = 10.0  # CLIENT_PARTIAL_TIMEOUT_MS, started when the connection is made
+HANDSHAKE_LINE = r"TLS handshake not finished in 10 s; connection closed \(served 0 bytes\)"
+
+
+def _closed_at(sock, t0, box, key, limit):
+    """In a thread: the time (since t0) at which the daemon closes sock, and what it sent
+    before (box[key] = (seconds or None, bytes))."""
+    got = bytearray()
+    end = t0 + limit
+    try:
+        while time.monotonic() < end:
+            sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                chunk = sock.recv(4096)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            got += chunk
+        else:
+            box[key] = (None, bytes(got))
+            return
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    box[key] = (time.monotonic() - t0, bytes(got))
+
+
+def _timed(fn):
+    t = time.monotonic()
+    fn()
+    return time.monotonic() - t
+
+
+@pytest.mark.time_limit(60)
+def test_tls_handshake_that_never_finishes_is_closed_at_10_s_and_delays_nobody(
+        entropyd, tmp_path):
+    """Three peers never finish a handshake: one accepted that says nothing, one accepted
+    that sends half a ClientHello, and a TLS server that entropyd dials (--connect) and
+    that never answers. Each is closed 10 s after its connection was made, with one line
+    naming it; meanwhile an established TLS client, a plain client and new TLS clients
+    (a full handshake each) are served at once."""
+    server = tmp_path / "pki" / "server"
+    Pki(tmp_path)
+    ctx = client_context_for(server)
+    mute = socket.socket()  # the TLS server entropyd dials: accepts, never answers
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(1)
+    mute.settimeout(10)
+    d = entropyd(listen=("tcp:127.0.0.1:0,tls=%s" % server, "tcp:127.0.0.1:0"),
+                 connect=("tcp:127.0.0.1:%d,tls=%s" % (mute.getsockname()[1],
+                                                        server.parent / "client-hv1"),))
+    dialed, _ = mute.accept()
+    t_dialed = time.monotonic()
+    addr = d.ep(0).address
+    established = open_peer(d, 0, "established TLS client")
+    plain = d.connect(1, label="plain client")
+    silent = socket.create_connection(addr, timeout=5)
+    half = socket.create_connection(addr, timeout=5)
+    t0 = time.monotonic()
+    hello = BioTls(half, ctx).client_hello()
+    half.sendall(hello[:len(hello) // 2])
+    ports = {"silent": silent.getsockname()[1], "half": half.getsockname()[1],
+             "mute": mute.getsockname()[1]}
+    box = {}
+    watchers = [threading.Thread(target=_closed_at, args=(sock, t, box, key, 14.0))
+                for sock, t, key in ((silent, t0, "silent"), (half, t0, "half a ClientHello"),
+                                     (dialed, t_dialed, "dialed server"))]
+    for w in watchers:
+        w.start()
+    lat = {"established TLS client": [], "plain client": [], "new TLS client": []}
+    try:
+        assert established.pid() == d.pid and plain.pid() == d.pid
+        while time.monotonic() - t0 < 13.0:
+            lat["established TLS client"].append(_timed(lambda: established.block(255)))
+            lat["plain client"].append(_timed(lambda: plain.block(255)))
+
+            def fresh():
+                with open_peer(d, 5, "new TLS client") as c:
+                    assert c.pid() == d.pid
+
+            lat["new TLS client"].append(_timed(fresh))
+            time.sleep(0.25)
+        for w in watchers:
+            w.join(5)
+        established.assert_in_sync(d.pid)
+        plain.assert_in_sync(d.pid)
+    finally:
+        for sock in (silent, half, dialed, mute):
+            sock.close()
+        established.close()
+        plain.close()
+    for who, (at, got) in sorted(box.items()):
+        print("%s: closed %s s after its connection was made, %d bytes received"
+              % (who, "%.2f" % at if at is not None else "(never)", len(got)))
+    for who, v in lat.items():
+        print("%s: %d round trips while the handshakes hung, latency max %.1f ms, "
+              "median %.1f ms" % (who, len(v), 1000 * max(v), 1000 * sorted(v)[len(v) // 2]))
+    for who in ("silent", "half a ClientHello", "dialed server"):
+        at, got = box[who]
+        assert at is not None, "%s: still connected 14 s after its connection was made" % who
+        assert HANDSHAKE_TIMEOUT - 1.0 <= at <= HANDSHAKE_TIMEOUT + 2.0, (
+            "%s: closed %.1f s after its connection was made" % (who, at))
+        if who != "dialed server":
+            assert got == b"", "%s: received %d bytes" % (who, len(got))
+    for who, v in lat.items():
+        assert max(v) < 0.5, "%s waited %.2f s while handshakes hung" % (who, max(v))
+    handshake_lines = [ln for ln in d.log_lines() if re.search(HANDSHAKE_LINE, ln)]
+    for ln in handshake_lines:
+        print("  " + ln)
+    for who, peer in (("silent", "tcp:127.0.0.1:%d: " % ports["silent"]),
+                      ("half a ClientHello", "tcp:127.0.0.1:%d: " % ports["half"]),
+                      ("dialed server", "tcp:127.0.0.1:%d,tls=" % ports["mute"])):
+        n = sum(1 for ln in handshake_lines if peer in ln)
+        assert n == 1, "%s: %d log lines naming %s, expected 1" % (who, n, peer)
+    assert len(handshake_lines) == 3, handshake_lines
+
+
+@pytest.mark.time_limit(60)
+def test_tls_handshake_sent_in_pieces_over_3_s_succeeds_and_is_served_past_the_deadline(
+        entropyd, tmp_path):
+    """A ClientHello sent in four pieces a second apart: the handshake finishes, the peer
+    is served at once and still 13 s after its connection was made (the handshake's
+    deadline stopped when it finished), and no line says it timed out."""
+    server = tmp_path / "pki" / "server"
+    Pki(tmp_path)
+    # primer=0: a peer silent for 100 ms (this one, whose handshake takes 3 s) would get
+    # 128 unrequested bytes first; not what this test is about.
+    d = entropyd(listen=("tcp:127.0.0.1:0,tls=%s,primer=0" % server,))
+    mark = d.mark()
+    sock = socket.create_connection(d.ep().address, timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t0 = time.monotonic()
+    try:
+        tls = BioTls(sock, client_context_for(server))
+        hello = tls.client_hello()
+        cut = [0, len(hello) // 4, len(hello) // 2, 3 * len(hello) // 4, len(hello)]
+        for k in range(4):
+            time.sleep(max(0.0, t0 + k - time.monotonic()))
+            sock.sendall(hello[cut[k]:cut[k + 1]])
+        version = tls.finish()
+        done = time.monotonic() - t0
+        pid = str(d.pid).encode()
+        t1 = time.monotonic()
+        tls.send(req_block(64) + req_pid())
+        got = tls.recv_exact(64 + 1 + len(pid))
+        first = time.monotonic() - t1
+        assert got[64:] == bytes([len(pid)]) + pid
+        time.sleep(max(0.0, t0 + HANDSHAKE_TIMEOUT + 3.0 - time.monotonic()))
+        tls.send(req_block(255) + req_pid())
+        got = tls.recv_exact(255 + 1 + len(pid))
+        assert got[255:] == bytes([len(pid)]) + pid
+        late = time.monotonic() - t0
+    finally:
+        sock.close()
+    print("ClientHello (%d bytes) in 4 pieces over 3 s: %s handshake done %.2f s after "
+          "connecting; first reply in %.1f ms; served again %.1f s after connecting"
+          % (len(hello), version, done, 1000 * first, late))
+    assert 3.0 <= done < 4.0
+    assert d.count_log(r"handshake not finished", mark) == 0

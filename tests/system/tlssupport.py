@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 CA_CONF = """
@@ -142,6 +143,79 @@ class Pki:
         ctx.load_verify_locations(str(self.ca.cert))
         ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
+
+
+def client_context_for(server_dir, name="hv1"):
+    """A client context presenting `name`'s certificate from the Pki that holds the
+    server directory server_dir (its sibling client-NAME), checking the server against
+    server_dir's ca-cert.pem. An EOF without close_notify reads as an ordinary end."""
+    server_dir = Path(server_dir)
+    client_dir = server_dir.parent / ("client-" + name)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(server_dir / "ca-cert.pem"))
+    ctx.load_cert_chain(str(client_dir / "client-cert.pem"), str(client_dir / "client-key.pem"))
+    ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
+    return ctx
+
+
+class BioTls:
+    """TLS driven by hand over a connected socket (ssl.MemoryBIO), so that a test chooses
+    how the handshake's bytes travel: client_hello() returns the first flight without
+    sending it; finish() completes the handshake; send() and recv_exact() then carry
+    application bytes. Every step is bounded by a deadline."""
+
+    def __init__(self, sock, ctx, server_hostname="127.0.0.1"):
+        self.sock = sock
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname)
+
+    def client_hello(self):
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return self.out.read()
+
+    def _pump_in(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("TLS peer: nothing from the server in time")
+        self.sock.settimeout(left)
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        self.inc.write(data)
+
+    def finish(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.obj.do_handshake()
+                self.sock.sendall(self.out.read())
+                return self.obj.version()
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.out.read())
+                self._pump_in(deadline)
+
+    def send(self, data):
+        self.obj.write(data)
+        self.sock.sendall(self.out.read())
+
+    def recv_exact(self, n, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.obj.read(n - len(buf))
+            except ssl.SSLWantReadError:
+                self._pump_in(deadline)
+                continue
+            if not chunk:
+                raise ConnectionResetError("the server ended the session after %d of %d "
+                                           "bytes" % (len(buf), n))
+            buf += chunk
+        self.sock.sendall(self.out.read())  # whatever the session had to answer
+        return bytes(buf)
 
 
 def tls_connect(address, ctx, timeout=10.0, rcvbuf=None):
