@@ -3,6 +3,7 @@ refused with one log line and no byte, and that bytes over TLS still reach one c
 each. Certificates are made by the `openssl` command in tmp_path (tlssupport.py)."""
 
 import re
+import signal
 import socket
 import ssl
 import threading
@@ -268,3 +269,23 @@ def test_tls_options_are_checked_at_start(pki, tmp_path):
         r = run_entropyd(["-n", "--source", "getrandom", "--listen", spec])
         out = r.stderr.decode("utf-8", "replace")
         assert r.returncode != 0 and re.search(msg, out), (spec, r.returncode, out)
+
+
+def test_authz_file_is_read_again_at_sighup(entropyd, pki, tmp_path):
+    authz = tmp_path / "authz"
+    authz.write_text("%s\n" % pki.subject("hv1"))
+    d = entropyd(listen=("tcp:127.0.0.1:0,tls=%s,authz=%s" % (pki.server, authz),))
+    _, got = refused_attempt(d.ep().address, pki.client_context("hv2"))
+    assert got == b""
+    d.wait_log(r"subject CN=hv2,O=example not allowed by authz=")
+    # The operator allows hv2 and reloads: the re-executed daemon reads the file again.
+    authz.write_text("%s\n%s\n" % (pki.subject("hv1"), pki.subject("hv2")))
+    mark = d.mark()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(r"\bready\b", 20, start=mark)
+    s = tls_connect(d.ep().address, pki.client_context("hv2"))
+    try:
+        s.sendall(req_block(100) + req_pid())
+        assert recv_exact(s, 100 + len(pid_reply(d)))[100:] == pid_reply(d)
+    finally:
+        s.close()
