@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* At most this many descriptors are passed across a re-exec. */
-#define ENDPOINTS_MAX_KEPT 64
-
 struct endpoints {
 	struct event_base *base;
 	struct clients *cs;
@@ -102,11 +99,11 @@ void endpoints_free(struct endpoints *eps)
 
 int endpoints_reexec(struct endpoints *eps, char *const argv[])
 {
-	struct inherit_kept kept[ENDPOINTS_MAX_KEPT];
+	struct inherit_kept kept[INHERIT_MAX];
 	size_t n = 0;
 
 	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
-		n += ep->ops->keep(ep, kept + n, ENDPOINTS_MAX_KEPT - n);
+		n += ep->ops->keep(ep, kept + n, INHERIT_MAX - n);
 	}
 	return inherit_reexec(kept, n, argv);
 }

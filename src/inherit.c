@@ -12,18 +12,17 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define MAX_INHERITED 64
 /* Across a re-exec: "FD:DEV:INO,…" for each unix listener, the socket file it was bound to. */
 #define UNIX_IDS_ENV "ENTROPYD_UNIX_IDS"
 
 struct inherited {
-	int fds[MAX_INHERITED]; /* -1 once taken */
+	int fds[INHERIT_MAX]; /* -1 once taken */
 	size_t n;
 	struct {
 		int fd;
 		dev_t dev;
 		ino_t ino;
-	} unix_ids[MAX_INHERITED]; /* from UNIX_IDS_ENV */
+	} unix_ids[INHERIT_MAX]; /* from UNIX_IDS_ENV */
 	size_t nunix_ids;
 };
 
@@ -32,7 +31,7 @@ static void read_unix_ids(struct inherited *in, bool inherited)
 {
 	const char *p = getenv(UNIX_IDS_ENV);
 
-	while (inherited && p != NULL && *p != '\0' && in->nunix_ids < MAX_INHERITED) {
+	while (inherited && p != NULL && *p != '\0' && in->nunix_ids < INHERIT_MAX) {
 		int fd, used = 0;
 		unsigned long long dev, ino;
 
@@ -58,9 +57,9 @@ struct inherited *inherit_new(void)
 		return NULL;
 	}
 	n = sd_listen_fds(1);
-	if (n > MAX_INHERITED) {
-		log_warnx("%d sockets passed; using the first %d", n, MAX_INHERITED);
-		n = MAX_INHERITED;
+	if (n > INHERIT_MAX) {
+		log_warnx("%d sockets passed; using the first %d", n, INHERIT_MAX);
+		n = INHERIT_MAX;
 	}
 	for (int i = 0; i < n; i++) {
 		in->fds[in->n++] = SD_LISTEN_FDS_START + i;
@@ -147,13 +146,13 @@ int inherit_take_path(struct inherited *in, const char *path, bool fifo, bool *h
 
 int inherit_reexec(const struct inherit_kept *kept, size_t n, char *const argv[])
 {
-	int fds[MAX_INHERITED];
-	char count[24], pid[24], ids[MAX_INHERITED * 48] = "";
+	int fds[INHERIT_MAX];
+	char count[24], pid[24], ids[INHERIT_MAX * 48] = "";
 	size_t idlen = 0;
 	sigset_t sigs, old;
 	int e;
 
-	n = n > MAX_INHERITED ? MAX_INHERITED : n;
+	n = n > INHERIT_MAX ? INHERIT_MAX : n;
 	for (size_t i = 0; i < n; i++) {
 		if (kept[i].has_id && idlen < sizeof(ids)) {
 			idlen += (size_t)snprintf(
@@ -167,8 +166,7 @@ int inherit_reexec(const struct inherit_kept *kept, size_t n, char *const argv[]
 	}
 	/* Move them to 3, 4, … (first out of the way, so that no move overwrites another). */
 	for (size_t i = 0; i < n; i++) {
-		fds[i] =
-		    fcntl(kept[i].fd, F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + MAX_INHERITED + 1);
+		fds[i] = fcntl(kept[i].fd, F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + INHERIT_MAX + 1);
 		if (fds[i] < 0) {
 			return -1;
 		}

@@ -13,6 +13,9 @@
 
 struct inherited;
 
+/* The most descriptors passed in, or on at a re-exec. */
+#define INHERIT_MAX 64
+
 /* A descriptor to hand to the next image; a unix listener also passes the identity of its
  * socket file, so the next image can tell a removed path. */
 struct inherit_kept {
