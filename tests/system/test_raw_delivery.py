@@ -8,8 +8,10 @@ test and are discarded; then bytes are released in 512-byte windows, only window
 passed; with h=4 the Repetition Count cutoff is 9 equal bytes in a row, the Adaptive
 Proportion cutoff 71 occurrences of a window's first value in the window."""
 
+import os
 import random
 import re
+import threading
 
 import pytest
 
@@ -17,15 +19,17 @@ from egdsupport import (STARTUP_BYTES, WINDOW_BYTES, align_streams, block_reques
                         coverage_summary, random_file_bytes, read_many, req_nonblock)
 
 
-def serve_all(d, sizes, timeout=60):
-    """Connect one client per size, each sending its 02 requests at once; return the
-    streams, labelled."""
+def serve_all(d, sizes, timeout=60, before_reading=None):
+    """Connect one client per size, each sending its 02 requests at once; call
+    `before_reading` (if given) once all are sent; return the streams, labelled."""
     clients = []
     try:
         for i, n in enumerate(sizes):
             c = d.connect(label="client %d" % i)
             clients.append(c)
             c.send(block_requests(n))  # at once: strict EGD, no primer
+        if before_reading:
+            before_reading()
         got = read_many({c.sock: n for c, n in zip(clients, sizes)}, timeout=timeout)
         return {c.label: got[c.sock] for c in clients}
     finally:
@@ -48,12 +52,25 @@ def test_single_client_receives_the_file_after_its_startup_bytes_in_order(entrop
 
 
 @pytest.mark.time_limit(180)
-def test_concurrent_clients_never_receive_the_same_byte(entropyd, random_file):
-    path, data = random_file(8 << 20)
-    d = entropyd(sources=["file:%s" % path])
-    # 8 clients ask for almost all the file can give: 8 MB of 8 MiB - 1024.
-    want = 1_000_000
-    streams = serve_all(d, [want] * 8, timeout=120)
+def test_concurrent_clients_never_receive_the_same_byte(entropyd, random_file, tmp_path):
+    _path, data = random_file(8 << 20)
+    # The file reaches entropyd through a FIFO that the test fills only once all eight
+    # clients wait with their requests sent: a plain file is read so fast that the first
+    # client can be served whole before the next one connects, and then nothing here
+    # would be concurrent.
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)
+    writer = threading.Thread(target=_write_all, args=(wfd, data))
+    try:
+        d = entropyd(sources=["file:%s,stall=0" % fifo])
+        # 8 clients ask for almost all the file can give: 8 MB of 8 MiB - 1024.
+        want = 1_000_000
+        streams = serve_all(d, [want] * 8, timeout=120, before_reading=writer.start)
+    finally:
+        if writer.is_alive():
+            writer.join(30)
+        os.close(wfd)
     placed = align_streams(data, streams, min_offset=STARTUP_BYTES)
     lo, hi, total = coverage_summary(placed)
     assert total == 8 * want
@@ -63,6 +80,12 @@ def test_concurrent_clients_never_receive_the_same_byte(entropyd, random_file):
     # Each client got bytes from all over the file, not one contiguous block each: the
     # check above really looked at interleaved delivery.
     assert pieces > 8, "each client got one contiguous block: no concurrency exercised"
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 @pytest.mark.time_limit(120)
