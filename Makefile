@@ -12,11 +12,13 @@ FUZZ_SECONDS ?= 60
 APT := scripts/apt-ensure
 
 DEPS_BUILD := gcc make meson ninja-build pkg-config libevent-dev libsystemd-dev libcmocka-dev \
-	libftdi1-dev libusb-1.0-0-dev libssl-dev libseccomp-dev
+	libftdi1-dev libusb-1.0-0-dev libssl-dev libseccomp-dev libjson-c-dev
 DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ openssl \
 	qemu-system-x86 qemu-system-ppc busybox-static cpio procps iproute2 util-linux systemd \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
-	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev
+	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev \
+	libjs-chart.js chromium chromium-driver python3-selenium prometheus entropybroker \
+	systemd-container debhelper lintian mmdebstrap
 ENTROPYD_ARGS ?=
 
 .PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install man
