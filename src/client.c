@@ -37,31 +37,42 @@
 static void client_kick(struct client *c);
 static int client_give(struct client *c, size_t quantum);
 
+/* Serve queue q's clients (0: owed pool bytes, 1: owed DRBG output) round-robin until
+ * none is owed or their supply runs out. */
+static void rotate_queue(struct clients *cs, int q)
+{
+	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
+		size_t avail = pool_avail(cs->pool);
+		struct client *c;
+		size_t quantum = CLIENT_DRBG_QUANTUM;
+
+		if (q == 0 && avail == 0) {
+			pool_want(cs->pool);
+			break;
+		}
+		if (q == 0) {
+			quantum = avail / cs->nhungry[0];
+			quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
+		}
+		c = TAILQ_FIRST(&cs->hungry[q]);
+		TAILQ_REMOVE(&cs->hungry[q], c, hungry_link);
+		cs->nhungry[q]--;
+		c->hungry = false;
+		if (client_give(c, quantum) == 0) {
+			client_kick(c);
+		}
+	}
+}
+
 void client_rotate(struct clients *cs)
 {
 	if (cs->serving) {
 		return; /* re-entered from a close inside the loop */
 	}
 	cs->serving = true;
-	while (!TAILQ_EMPTY(&cs->hungry)) {
-		size_t avail = pool_avail(cs->pool);
-		struct client *c;
-		size_t quantum;
-
-		if (avail == 0) {
-			pool_want(cs->pool);
-			break;
-		}
-		quantum = avail / cs->nhungry;
-		quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
-		c = TAILQ_FIRST(&cs->hungry);
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-		c->hungry = false;
-		if (client_give(c, quantum) == 0) {
-			client_kick(c);
-		}
-	}
+	cs->drbg_starved = false;
+	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
+	rotate_queue(cs, 0);
 	cs->serving = false;
 }
 
@@ -394,8 +405,9 @@ static void client_kick(struct client *c)
 		if (op == NULL || op->kind == REQQ_BLOCK) {
 			break;
 		}
-		c->outlen =
-		    answer_build(op, c->cs->pool, &c->pacer, c->out, sizeof(c->out), &c->served);
+		c->outlen = c->opts.drbg ? client_drbg_answer(c, op)
+					 : answer_build(op, c->cs->pool, &c->pacer, c->out,
+							sizeof(c->out), &c->served);
 		if (c->outlen == 0) {
 			return; /* paced: a timer brings it back */
 		}
@@ -413,8 +425,8 @@ static void client_kick(struct client *c)
 	if (owes_pool_bytes(c)) {
 		if (!c->hungry) {
 			c->hungry = true;
-			TAILQ_INSERT_TAIL(&c->cs->hungry, c, hungry_link);
-			c->cs->nhungry++;
+			TAILQ_INSERT_TAIL(&c->cs->hungry[c->opts.drbg], c, hungry_link);
+			c->cs->nhungry[c->opts.drbg]++;
 		}
 	} else if (c->eof) {
 		client_close(c, NULL, "peer closed the connection; everything owed was sent");
@@ -434,7 +446,7 @@ static int client_give(struct client *c, size_t quantum)
 		want = c->tr->max_send;
 	}
 	struct iovec iov[2];
-	int cnt = pool_peek(pool, want, iov);
+	int cnt = c->opts.drbg ? client_drbg_peek(c, want, iov) : pool_peek(pool, want, iov);
 	size_t have = iov[0].iov_len + (cnt == 2 ? iov[1].iov_len : 0);
 	size_t allowed;
 	ssize_t w;
@@ -448,7 +460,7 @@ static int client_give(struct client *c, size_t quantum)
 	}
 	if (allowed < have) {
 		have = allowed;
-		cnt = pool_peek(pool, have, iov);
+		cnt = c->opts.drbg ? client_drbg_peek(c, have, iov) : pool_peek(pool, have, iov);
 	}
 	w = client_writev(c, iov, cnt, have);
 	if (w < 0) {
@@ -460,7 +472,11 @@ static int client_give(struct client *c, size_t quantum)
 	if (w == 0) {
 		return 0;
 	}
-	pool_consume(pool, (size_t)w);
+	if (c->opts.drbg) {
+		client_drbg_consume(c, (size_t)w);
+	} else {
+		pool_consume(pool, (size_t)w);
+	}
 	c->served += (uint64_t)w;
 	c->pacer.delayed += c->pacer.paced ? (uint64_t)w : 0;
 	if (op != NULL) {
@@ -469,6 +485,7 @@ static int client_give(struct client *c, size_t quantum)
 			reqq_pop(&c->q);
 		}
 	}
+	c->pr_fresh = c->pr_fresh && op != NULL && op->n > 0; /* a request (raw: a write) done */
 	return 0;
 }
 
@@ -480,20 +497,6 @@ static void rate_cb(void *arg)
 
 	client_kick(c);
 	client_rotate(cs);
-}
-
-static void free_events(struct client *c)
-{
-	if (c->rev != NULL) {
-		event_free(c->rev);
-	}
-	if (c->wev != NULL) {
-		event_free(c->wev);
-	}
-	if (c->primer_ev != NULL) {
-		event_free(c->primer_ev);
-	}
-	pacer_free(&c->pacer);
 }
 
 struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,
@@ -513,6 +516,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	c->tr_ctx = ctx;
 	c->fd = fd;
 	c->opts = *opts;
+	c->q.nomerge = opts->pr; /* prediction-resistance=on: each 0x02 gets its own seed */
 	c->on_closed = on_closed;
 	c->on_closed_arg = arg;
 	if (tr->peer != NULL) {
@@ -531,7 +535,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	    (primer && c->primer_ev == NULL) ||
 	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, rate_cb, c) < 0) {
 		log_warnx("client %s: cannot create events; closing", peer);
-		free_events(c);
+		client_free_events(c);
 		tr->close(ctx, fd);
 		free(c);
 		return NULL;
@@ -553,48 +557,4 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		client_rotate(cs);
 	}
 	return c;
-}
-
-/* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
- * (logged as a debug line, or as information when rate= delayed some of its bytes). */
-void client_close(struct client *c, struct log_limit *lim, const char *why)
-{
-	struct clients *cs = c->cs;
-	client_closed_fn cb = c->on_closed;
-	void *arg = c->on_closed_arg;
-	char delayed[64] = "";
-
-	if (c->closing) {
-		return;
-	}
-	c->closing = true;
-	if (c->pacer.delayed > 0) {
-		snprintf(delayed, sizeof(delayed),
-			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
-	}
-	if (lim != NULL) {
-		log_limited(lim, LOG_WARNING,
-			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
-			    (unsigned long long)c->served, delayed);
-	} else if (c->pacer.delayed > 0) {
-		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
-			 (unsigned long long)c->served, delayed);
-	} else {
-		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
-			  (unsigned long long)c->served);
-	}
-	deadline_stop(&cs->partial, &c->partial);
-	if (c->hungry) {
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-	}
-	LIST_REMOVE(c, all_link);
-	free_events(c);
-	gate_free(c->wgate);
-	c->tr->close(c->tr_ctx, c->fd);
-	explicit_bzero(c, sizeof(*c));
-	free(c);
-	if (cb != NULL) {
-		cb(arg);
-	}
 }

@@ -35,7 +35,15 @@ struct client_opts {
 	uint64_t rate_bytes, rate_ms; /* rate=BYTES/MS: answers paced per client; 0 = none */
 	bool has_max_per_peer;	      /* max-per-peer= was given (else the kind's default) */
 	unsigned max_per_peer;	      /* listeners: connections per peer address/uid; 0 = any */
+	bool drbg;		      /* mode=drbg: serve the DRBG's output (clients_drbg) */
+	bool pr;		      /* prediction-resistance=on: reseed before every request */
+	uint64_t reseed_bytes;	      /* reseed=: output per seed at most (0: the default) */
+	uint64_t reseed_ms;	      /* reseed-ms=: a seed's lifetime at most (0: the default) */
 };
+
+/* Defaults of reseed= and reseed-ms=. */
+#define CLIENT_RESEED_BYTES (1u << 20)
+#define CLIENT_RESEED_MS 1000u
 
 /* A peer that sent part of a command and not the rest within this time is closed. */
 #define CLIENT_PARTIAL_TIMEOUT_MS 10000u
@@ -45,6 +53,9 @@ typedef void (*client_closed_fn)(void *arg);
 
 /* The registry of clients serving from pool on base; NULL on failure. */
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2);
+/* Create the DRBG that mode=drbg clients are served from, seeded from the pool assuming h
+ * bits of min-entropy per pool byte; -1 on failure (logged). */
+int clients_drbg(struct clients *cs, double h);
 /* Close every client and free the registry. */
 void clients_free(struct clients *cs);
 /* Serve a connected peer whose bytes travel over transport tr (state ctx, descriptor fd,

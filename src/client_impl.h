@@ -15,9 +15,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/uio.h>
 
 #define CLIENT_INBUF 1024u
 #define CLIENT_QUANTUM_MIN 256u
+/* Bytes a mode=drbg client is given per turn of the rotation. */
+#define CLIENT_DRBG_QUANTUM (256u * 1024u)
 
 struct client {
 	struct clients *cs;
@@ -41,7 +44,8 @@ struct client {
 	uint8_t out[256 + 4];
 	size_t outlen, outoff;
 
-	bool hungry;	    /* in cs->hungry, waiting for pool bytes */
+	bool hungry;	    /* in cs->hungry[opts.drbg], waiting for pool (or DRBG) bytes */
+	bool pr_fresh;	    /* prediction-resistance=on: reseeded for the head request */
 	bool write_blocked; /* socket full; wev armed */
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
@@ -65,8 +69,10 @@ struct clients {
 	struct pool *pool;
 	unsigned alpha_log2;
 	struct event *pool_ev;
-	struct client_queue hungry;
-	size_t nhungry;
+	struct client_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
+	size_t nhungry[2];
+	struct drbg *drbg; /* mode=drbg clients' generator (clients_drbg), or NULL */
+	bool drbg_starved; /* this rotation, the DRBG waits for a seed from the pool */
 	struct client_list all;
 	bool serving;
 	struct deadlines partial; /* half-sent commands, oldest first */
@@ -76,6 +82,20 @@ struct clients {
 
 /* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
 void client_rotate(struct clients *cs);
+/* Free c's events and pacer (client_close, or a client_new that failed). */
+void client_free_events(struct client *c);
+/* mode=drbg (client_drbg.c): make the DRBG fit to serve c (reseeded from the pool if due by
+ * c's reseed=, reseed-ms= or prediction-resistance=on); false when it must wait for pool
+ * bytes (cs->drbg_starved is set and a wake-up asked for). */
+bool client_drbg_ready(struct client *c);
+/* mode=drbg: describe up to want bytes of DRBG output for c as iov[0]; returns iovcnt (0
+ * when it must wait). Nothing is consumed. */
+int client_drbg_peek(struct client *c, size_t want, struct iovec iov[2]);
+/* mode=drbg: consume (and wipe) n bytes client_drbg_peek showed. */
+void client_drbg_consume(struct client *c, size_t n);
+/* mode=drbg: the reply to op as answer_build builds it, 0x00 and 0x01 answered from the
+ * DRBG; 0 when paced. */
+size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 

@@ -3,6 +3,8 @@
  * transport's handshake) outlived its deadline. The state machine itself is client.c. */
 #include "client_impl.h"
 
+#include "drbg.h"
+#include "gate.h"
 #include "pool.h"
 
 #include <ctype.h>
@@ -10,6 +12,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A half-sent command, or a transport's handshake, outlived its deadline. */
 static void partial_expired(struct deadline_item *it, void *arg)
@@ -50,7 +53,8 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	cs->base = base;
 	cs->pool = pool;
 	cs->alpha_log2 = alpha_log2;
-	TAILQ_INIT(&cs->hungry);
+	TAILQ_INIT(&cs->hungry[0]);
+	TAILQ_INIT(&cs->hungry[1]);
 	LIST_INIT(&cs->all);
 	if (deadlines_init(&cs->partial, base, CLIENT_PARTIAL_TIMEOUT_MS, partial_expired, cs) <
 	    0) {
@@ -67,6 +71,20 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	return cs;
 }
 
+int clients_drbg(struct clients *cs, double h)
+{
+	if (cs->drbg == NULL) {
+		cs->drbg = drbg_new(cs->pool, h);
+	}
+	if (cs->drbg == NULL) {
+		return -1;
+	}
+	log_info("drbg: AES-256 CTR-DRBG, seeded from the pool only: %zu bytes (384 bits at "
+		 "h=%g) per seed",
+		 drbg_seed_size(cs->drbg), h);
+	return 0;
+}
+
 void clients_free(struct clients *cs)
 {
 	if (cs == NULL) {
@@ -79,6 +97,65 @@ void clients_free(struct clients *cs)
 		client_close(c, NULL, "shutting down");
 	}
 	event_free(cs->pool_ev);
+	drbg_free(cs->drbg);
 	deadlines_free(&cs->partial);
 	free(cs);
+}
+
+void client_free_events(struct client *c)
+{
+	if (c->rev != NULL) {
+		event_free(c->rev);
+	}
+	if (c->wev != NULL) {
+		event_free(c->wev);
+	}
+	if (c->primer_ev != NULL) {
+		event_free(c->primer_ev);
+	}
+	pacer_free(&c->pacer);
+}
+
+/* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
+ * (logged as a debug line, or as information when rate= delayed some of its bytes). */
+void client_close(struct client *c, struct log_limit *lim, const char *why)
+{
+	struct clients *cs = c->cs;
+	client_closed_fn cb = c->on_closed;
+	void *arg = c->on_closed_arg;
+	char delayed[64] = "";
+
+	if (c->closing) {
+		return;
+	}
+	c->closing = true;
+	if (c->pacer.delayed > 0) {
+		snprintf(delayed, sizeof(delayed),
+			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
+	}
+	if (lim != NULL) {
+		log_limited(lim, LOG_WARNING,
+			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
+			    (unsigned long long)c->served, delayed);
+	} else if (c->pacer.delayed > 0) {
+		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
+			 (unsigned long long)c->served, delayed);
+	} else {
+		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
+			  (unsigned long long)c->served);
+	}
+	deadline_stop(&cs->partial, &c->partial);
+	if (c->hungry) {
+		TAILQ_REMOVE(&cs->hungry[c->opts.drbg], c, hungry_link);
+		cs->nhungry[c->opts.drbg]--;
+	}
+	LIST_REMOVE(c, all_link);
+	client_free_events(c);
+	gate_free(c->wgate);
+	c->tr->close(c->tr_ctx, c->fd);
+	explicit_bzero(c, sizeof(*c));
+	free(c);
+	if (cb != NULL) {
+		cb(arg);
+	}
 }

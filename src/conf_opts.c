@@ -277,17 +277,65 @@ static int ep_local(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
+/* mode=raw|drbg (any endpoint), or mode=OCTAL (the permissions of a unix or fifo
+ * listener's file). */
 static int ep_mode(void *target, char *val, char *why, size_t whylen)
 {
 	struct endpoint_conf *e = target;
 	long n;
 
+	if (strcmp(val, "raw") == 0 || strcmp(val, "drbg") == 0) {
+		e->opts.drbg = strcmp(val, "drbg") == 0;
+		return 0;
+	}
 	if (conf_parse_long(val, 0, 07777, 8, &n) < 0) {
-		snprintf(why, whylen, "not an octal mode in 0..07777");
+		snprintf(why, whylen, "expected raw, drbg or an octal mode in 0..07777");
+		return -1;
+	}
+	if (e->connect || (e->kind != EP_UNIX && e->kind != EP_FIFO)) {
+		snprintf(why, whylen, "an octal mode applies to unix and fifo listeners only");
 		return -1;
 	}
 	e->mode = (mode_t)n;
 	e->has_mode = true;
+	return 0;
+}
+
+static int ep_reseed(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 1, 1L << 40, 10, &n) < 0) {
+		snprintf(why, whylen, "not in 1..1099511627776");
+		return -1;
+	}
+	e->opts.reseed_bytes = (uint64_t)n;
+	return 0;
+}
+
+static int ep_reseed_ms(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 1, 86400000, 10, &n) < 0) {
+		snprintf(why, whylen, "not in 1..86400000");
+		return -1;
+	}
+	e->opts.reseed_ms = (uint64_t)n;
+	return 0;
+}
+
+static int ep_pr(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+		snprintf(why, whylen, "expected on or off");
+		return -1;
+	}
+	e->opts.pr = strcmp(val, "on") == 0;
 	return 0;
 }
 
@@ -388,8 +436,27 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
      ep_allow},
     {"local", "HOST:PORT", CONF_DIAL(EP_UDP),
      "the local address (QEMU's chardev udp localaddr/localport)", NULL, ep_local},
-    {"mode", "OCTAL", FILE_LISTENERS, "permissions of the socket or pipe file, e.g. 0660", NULL,
+    {"mode", "raw|drbg|OCTAL", CONF_ANY_ENDPOINT,
+     "raw: each pool byte to one client (default); drbg: output of an AES-256 CTR-DRBG seeded "
+     "from the pool; OCTAL (unix and fifo listeners): permissions of the socket or pipe "
+     "file, e.g. 0660",
+     "In drbg mode the DRBG (one per event loop) takes its only entropy input from the pool: "
+     "384 bits of assessed entropy per seed (48 bytes at h=8; the lowest h of the sources, "
+     "and 4 if an endpoint has write=on), consumed there as raw clients consume bytes, "
+     "before its first output and again after reseed= bytes or reseed-ms= milliseconds. "
+     "When the pool cannot supply a seed, drbg clients wait as raw clients do. See RAW MODE "
+     "AND DRBG MODE in the README.",
      ep_mode},
+    {"reseed", "BYTES", CONF_ANY_ENDPOINT,
+     "with mode=drbg: reseed after this much output (default 1048576)", NULL, ep_reseed},
+    {"reseed-ms", "MS", CONF_ANY_ENDPOINT,
+     "with mode=drbg: reseed when the seed is this old before more output (default 1000)", NULL,
+     ep_reseed_ms},
+    {"prediction-resistance", "on|off", CONF_ANY_ENDPOINT,
+     "with mode=drbg: reseed from the pool before every request (default off)",
+     "Each 0x01 or 0x02 request (on proto=raw endpoints, each write) then costs one seed "
+     "of pool bytes.",
+     ep_pr},
     {"owner", "USER", FILE_LISTENERS, "owner of the socket or pipe file (name or uid)", NULL,
      ep_owner},
     {"group", "GROUP", FILE_LISTENERS, "group of the socket or pipe file (name or gid)", NULL,

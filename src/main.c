@@ -18,6 +18,7 @@
 #include "sandbox.h"
 #include "src.h"
 #include "src_detect.h"
+#include "written.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -95,6 +96,30 @@ static void lock_memory(bool dropping)
 		log_warn("cannot lock memory (mlockall); the pool alone is locked if the limit "
 			 "allows (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)");
 	}
+}
+
+static bool need_drbg(const struct conf *conf)
+{
+	for (size_t i = 0; i < conf->nendpoints; i++) {
+		if (conf->endpoints[i].opts.drbg) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The min-entropy a pool byte carries at least: the pool does not keep each byte's source,
+ * so the lowest h of the sources, and that of bytes peers write (write=on). */
+static double drbg_min_entropy(const struct conf *conf, const struct sources *srcs)
+{
+	double h = sources_min_entropy(srcs);
+
+	for (size_t i = 0; i < conf->nendpoints; i++) {
+		if (conf->endpoints[i].opts.allow_write && WRITTEN_H < h) {
+			h = WRITTEN_H;
+		}
+	}
+	return h;
 }
 
 int main(int argc, char **argv)
@@ -178,6 +203,9 @@ int main(int argc, char **argv)
 	eps = endpoints_new(base, cs);
 	if (cs == NULL || eps == NULL) {
 		fatalx("out of memory");
+	}
+	if (need_drbg(&conf) && clients_drbg(cs, drbg_min_entropy(&conf, srcs)) < 0) {
+		fatalx("cannot create the DRBG for mode=drbg");
 	}
 	for (size_t i = 0; i < conf.nendpoints; i++) {
 		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {

@@ -211,9 +211,14 @@ size_t pool_take(struct pool *p, uint8_t *out, size_t n)
 
 void pool_want(struct pool *p)
 {
+	pool_want_at(p, 1);
+}
+
+void pool_want_at(struct pool *p, size_t n)
+{
 	atomic_store(&p->want, true);
-	/* A put may have landed between the caller's empty check and this store. */
-	if (pool_avail(p) > 0 && atomic_exchange(&p->want, false)) {
+	/* A put may have landed between the caller's check and this store. */
+	if (pool_avail(p) >= n && atomic_exchange(&p->want, false)) {
 		uint64_t one = 1;
 		(void)!write(p->efd, &one, sizeof(one));
 	}

@@ -18,7 +18,7 @@ void reqq_pop(struct reqq *q)
 
 bool reqq_push(struct reqq *q, enum reqq_kind kind, uint64_t n)
 {
-	if (q->count > 0 && kind == REQQ_BLOCK) {
+	if (q->count > 0 && kind == REQQ_BLOCK && !q->nomerge) {
 		struct reqq_op *tail = &q->ops[(q->head + q->count - 1) % REQQ_SLOTS];
 
 		if (tail->kind == REQQ_BLOCK) {

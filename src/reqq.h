@@ -23,6 +23,7 @@ struct reqq_op {
 struct reqq {
 	struct reqq_op ops[REQQ_SLOTS];
 	unsigned head, count;
+	bool nomerge; /* keep each 0x02 a request of its own (prediction resistance) */
 };
 
 /* The oldest request, or NULL when none is queued. */

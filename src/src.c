@@ -41,6 +41,7 @@ enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_STALLED, SRC_EXHAUST
 
 struct src_inst {
 	struct sources *set;
+	double h; /* h=: assumed min-entropy per byte */
 	char *spec;
 	char *arg;
 	int prio;
@@ -89,6 +90,16 @@ struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	return s;
+}
+
+double sources_min_entropy(const struct sources *s)
+{
+	double h = 8;
+
+	for (size_t i = 0; i < s->n; i++) {
+		h = s->v[i]->h < h ? s->v[i]->h : h;
+	}
+	return h;
 }
 
 size_t sources_count(const struct sources *s)
@@ -142,6 +153,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	}
 	s->v = v;
 	si->gate = gate_new(conf->min_entropy, s->alpha_log2);
+	si->h = conf->min_entropy;
 	if (si->gate == NULL) {
 		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", conf->spec,
 			 conf->min_entropy);

@@ -41,6 +41,8 @@ int sources_start(struct sources *s);
 void sources_stop(struct sources *s);
 /* Log a one-line summary per source (bytes read, served, discarded, failures). */
 void sources_log_stats(struct sources *s);
+/* The lowest min-entropy per byte (h=) among the sources added (8 when there are none). */
+double sources_min_entropy(const struct sources *s);
 /* Number of configured sources. */
 size_t sources_count(const struct sources *s);
 

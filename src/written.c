@@ -5,7 +5,6 @@
 #include "log.h"
 #include "pool.h"
 
-#define WRITTEN_H 4.0 /* min-entropy assumed for bytes clients write with 0x03 */
 
 static void to_pool(void *arg, const uint8_t *p, size_t n)
 {

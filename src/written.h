@@ -5,6 +5,9 @@
 #ifndef ENTROPYD_WRITTEN_H
 #define ENTROPYD_WRITTEN_H
 
+/* Min-entropy per byte assumed for bytes clients write with 0x03. */
+#define WRITTEN_H 4.0
+
 #include <stddef.h>
 #include <stdint.h>
 
