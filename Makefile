@@ -88,7 +88,9 @@ check: deps-test build
 	$(MAKE) e2e
 
 bench: deps-test build
+	./$(BUILD)/bench_health
 	$(PYTHON) bench/bench_egd.py
+	$(PYTHON) bench/bench_drbg.py
 	$(PYTHON) bench/bench_tls.py
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_ppc64.py

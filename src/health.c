@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct health {
 	unsigned rct_cutoff;
@@ -141,22 +142,85 @@ void health_reset(struct health *h)
 	h->passed = 0;
 }
 
+/* Bytes as one SIMD register where the compiler has them (GCC and clang vector extensions;
+ * elsewhere they are lowered to scalar code). */
+typedef uint8_t v16u __attribute__((vector_size(16)));
+typedef int8_t v16s __attribute__((vector_size(16)));
+
+/* Occurrences of ref in buf[start..end) (at most HEALTH_APT_WINDOW bytes), and in *triple
+ * whether three equal samples in a row end at a position j in [max(start, 2), end): the
+ * vectorised scan of the fast path. */
+static unsigned scan(const uint8_t *buf, size_t start, size_t end, uint8_t ref, bool *triple)
+{
+	v16u refv = (v16u){0} + ref;
+	v16s acc = {0}, tri = {0};
+	size_t j = start;
+	unsigned count = 0;
+	bool t = false;
+
+	for (; j < end && j < 2; j++) {
+		count += buf[j] == ref;
+	}
+	/* Lanes of acc count to at most HEALTH_APT_WINDOW / 16 = 32: no overflow. */
+	for (; j + 16 <= end; j += 16) {
+		v16u a, a1, a2;
+
+		memcpy(&a, buf + j, sizeof(a));
+		memcpy(&a1, buf + j - 1, sizeof(a1));
+		memcpy(&a2, buf + j - 2, sizeof(a2));
+		acc -= (v16s)(a == refv);
+		tri |= (v16s)((a == a1) & (a1 == a2));
+	}
+	for (int k = 0; k < 16; k++) {
+		count += (unsigned)(uint8_t)acc[k];
+		t |= tri[k] != 0;
+	}
+	for (; j < end; j++) {
+		count += buf[j] == ref;
+		t |= buf[j] == buf[j - 1] && buf[j - 1] == buf[j - 2];
+	}
+	*triple = t;
+	return count;
+}
+
+/* The length of the run that ends at buf[end - 1], continuing the run of run0 samples of
+ * last0 that preceded buf[0]. */
+static unsigned trailing_run(const uint8_t *buf, size_t end, uint8_t last0, unsigned run0)
+{
+	size_t k = end - 1;
+	unsigned run = 1;
+
+	while (k > 0 && buf[k - 1] == buf[k]) {
+		run++;
+		k--;
+	}
+	return k == 0 && buf[0] == last0 ? run + run0 : run;
+}
+
 int health_test(struct health *h, const uint8_t *buf, size_t n, size_t *failed_at)
 {
 	/* Work on locals so the inner loop stays in registers. */
 	const unsigned rct_c = h->rct_cutoff;
 	const unsigned apt_c = h->apt_cutoff;
-	uint8_t last = h->rct_last;
-	unsigned run = h->rct_count;
+	const uint8_t last0 = h->rct_last;
+	const unsigned run0 = h->rct_count;
+	uint8_t last = last0;
+	unsigned run = run0;
 	uint8_t ref = h->apt_ref;
 	unsigned count = h->apt_count;
 	unsigned pos = h->apt_pos;
 	size_t i = 0;
+	/* The fast path (a whole chunk scanned at once) is exact when no run can reach the
+	 * cutoff unseen: runs of 3 are found by the scan, so it needs a cutoff of 4 or more
+	 * and the run carried in (plus the buffer's leading samples equal to it) below it. */
+	unsigned lead = (n > 0 && buf[0] == last0) + (n > 1 && buf[0] == last0 && buf[1] == last0);
+	bool fast = rct_c >= 4 && run0 + lead < rct_c;
 
 	while (i < n) {
 		/* One pass per (part of a) window, so the inner loop has no window check. */
 		size_t chunk = HEALTH_APT_WINDOW - pos;
 		size_t end;
+		bool triple = true;
 
 		if (chunk > n - i) {
 			chunk = n - i;
@@ -166,6 +230,18 @@ int health_test(struct health *h, const uint8_t *buf, size_t n, size_t *failed_a
 			ref = buf[i];
 			count = 0; /* the loop counts the reference itself */
 		}
+		if (fast) {
+			unsigned c = count + scan(buf, i, end, ref, &triple);
+
+			if (!triple && c < apt_c) {
+				/* Nothing can fail in this chunk: take its end state at once. */
+				count = c;
+				last = buf[end - 1];
+				run = trailing_run(buf, end, last0, run0);
+				i = end;
+			}
+		}
+		/* The byte-at-a-time test: the reference, and what finds the failing sample. */
 		for (; i < end; i++) {
 			uint8_t b = buf[i];
 
