@@ -30,6 +30,7 @@
 
 #define WARMUP 0.3
 #define BUFSZ (256 * 1024)
+#define MAXDEPTH 1024 /* tput: requests in flight per connection at most */
 
 struct conn {
 	int fd;
@@ -134,7 +135,8 @@ int main(int argc, char **argv)
 	int size = tput ? atoi(argv[6]) : (lat || rawlat) ? atoi(argv[5]) : 0;
 	double secs = atof(argv[argc - 1]);
 	if (!(tput || lat || raw || rawlat) || conns < 1 || (tput && argc != 8) ||
-	    ((lat || rawlat) && argc != 7) || (raw && argc != 6) || size < 0 || size > 255) {
+	    ((lat || rawlat) && argc != 7) || (raw && argc != 6) || size < 0 || size > 255 ||
+	    depth < 1 || depth > MAXDEPTH) {
 		fprintf(stderr, "egdload: bad arguments\n");
 		return 2;
 	}
@@ -150,8 +152,8 @@ int main(int argc, char **argv)
 		die("epoll_create1");
 	}
 
-	unsigned char reqs[2 * 64];
-	for (int i = 0; i < 64; i++) {
+	unsigned char reqs[2 * MAXDEPTH];
+	for (int i = 0; i < MAXDEPTH; i++) {
 		reqs[2 * i] = 0x02;
 		reqs[2 * i + 1] = (unsigned char)size;
 	}
