@@ -32,7 +32,8 @@ static int apply_line(struct conf *c, char *line, char *err, size_t errlen)
 	}
 	o = conf_cli_find(name, len);
 	if (o == NULL || o->help == NULL) {
-		snprintf(err, errlen, "unknown option '%.*s' (see entropyd.conf(5))", (int)len, name);
+		snprintf(err, errlen, "unknown option '%.*s' (see entropyd.conf(5))", (int)len,
+			 name);
 		return -1;
 	}
 	if (o->cli_only) {
@@ -165,7 +166,8 @@ static int read_argv(struct conf *c, int argc, char **argv, struct later *later,
 				    argv[optind - 1]);
 		}
 		if (ch == '?' || o == NULL) {
-			return fail(err, errlen, "unknown option %s (see --help)", argv[optind - 1]);
+			return fail(err, errlen, "unknown option %s (see --help)",
+				    argv[optind - 1]);
 		}
 		if (!o->cli_only) {
 			later[(*nlater)++] = (struct later){o, optarg};
@@ -200,8 +202,8 @@ int conf_parse(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 	rc = read_argv(c, argc, argv, later, &nlater, err, errlen);
 	if (rc == 0 && c->show == CONF_RUN &&
 	    (c->config == NULL || strcmp(c->config, "none") != 0)) {
-		rc = file_read(c, c->config ? c->config : CONF_DEFAULT_FILE, c->config == NULL,
-			       err, errlen);
+		rc = file_read(c, c->config ? c->config : CONF_DEFAULT_FILE, c->config == NULL, err,
+			       errlen);
 	}
 	for (size_t i = 0; rc == 0 && c->show == CONF_RUN && i < nlater; i++) {
 		err[0] = '\0';

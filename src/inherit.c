@@ -102,7 +102,8 @@ void inherit_close_unclaimed(struct inherited *in)
 		closed++;
 	}
 	if (closed > 0) {
-		log_info("closed %zu socket(s) or pipe(s) passed in that no endpoint names", closed);
+		log_info("closed %zu socket(s) or pipe(s) passed in that no endpoint names",
+			 closed);
 	}
 }
 

@@ -43,8 +43,8 @@ static int parse_with(struct conf *c, const char *path, const char *const *extra
 
 static void test_file_options_apply_and_the_command_line_adds_to_them(void **state)
 {
-	static const char *const extra[] = {"--source", "getrandom", "--listen",
-					    "tcp:127.0.0.1:7001", "--alpha", "20", NULL};
+	static const char *const extra[] = {
+	    "--source", "getrandom", "--listen", "tcp:127.0.0.1:7001", "--alpha", "20", NULL};
 	char path[64], err[512];
 	struct conf c;
 
@@ -84,7 +84,8 @@ static void test_bad_lines_are_named_by_file_and_line(void **state)
 	    {"config /etc/other.conf\n", "1: 'config' is a command-line option only"},
 	    {"check\n", "1: 'check' is a command-line option only"},
 	    {"help-man\n", "1: unknown option 'help-man'"},
-	    {"# ok\nlisten tcp:127.0.0.1:1,frob=1\n", "2: endpoint tcp:127.0.0.1:1,frob=1: unknown"},
+	    {"# ok\nlisten tcp:127.0.0.1:1,frob=1\n",
+	     "2: endpoint tcp:127.0.0.1:1,frob=1: unknown"},
 	    {"alpha 99\n", "1: --alpha 99: expected 1..64"},
 	};
 
@@ -96,7 +97,8 @@ static void test_bad_lines_are_named_by_file_and_line(void **state)
 		snprintf(want, sizeof(want), "%s:%s", path, cases[i].want);
 		assert_int_equal(parse_with(&c, path, NULL, err, sizeof(err)), -1);
 		if (strncmp(err, want, strlen(want)) != 0) {
-			fail_msg("case %zu: got '%s', expected it to start with '%s'", i, err, want);
+			fail_msg("case %zu: got '%s', expected it to start with '%s'", i, err,
+				 want);
 		}
 		conf_free(&c);
 		unlink(path);
