@@ -1,6 +1,7 @@
 # entropyd: the two commands of the README, and the rest.
 #   make run    install what is missing, build, serve in the foreground (defaults)
-#   make check  install what the tests need, build, run every test
+#   make check  install what the tests need, build, build the .deb, run every test
+#   make deb    entropyd_VERSION_ARCH.deb in build-deb/ (dpkg-buildpackage, lintian)
 #   make bench  throughput and latency next to the alternatives (not a test)
 # Missing Debian packages are installed with apt-get (root, or sudo).
 
@@ -8,6 +9,12 @@ PYTHON := /usr/bin/python3
 BUILD := build
 ASAN := build-asan
 FUZZ := build-fuzz
+# The Debian package is built from a copy of the tree in $(DEB), so neither build/ nor the
+# folder above the tree (where dpkg-buildpackage writes) is touched.
+DEB := build-deb
+VERSION := $(shell sed -n "s/^  version : '\(.*\)',/\1/p" meson.build)
+DEB_ARCH := $(shell dpkg --print-architecture)
+DEB_FILE := $(DEB)/entropyd_$(VERSION)_$(DEB_ARCH).deb
 FUZZ_SECONDS ?= 60
 APT := scripts/apt-ensure
 
@@ -21,7 +28,7 @@ DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ openssl \
 	systemd-container debhelper lintian mmdebstrap
 ENTROPYD_ARGS ?=
 
-.PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install man
+.PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install man deb
 
 all: build
 
@@ -51,10 +58,23 @@ unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 system: build
-	ENTROPYD=$(BUILD)/entropyd QNGSIM=$(BUILD)/tests/qngsim/qngsim $(PYTHON) -m pytest -v tests/system
+	ENTROPYD=$(BUILD)/entropyd QNGSIM=$(BUILD)/tests/qngsim/qngsim ENTROPYD_DEB=$(DEB_FILE) \
+		$(PYTHON) -m pytest -v tests/system
 
 e2e: build
-	ENTROPYD=$(BUILD)/entropyd $(PYTHON) -m pytest -v tests/e2e
+	ENTROPYD=$(BUILD)/entropyd ENTROPYD_DEB=$(DEB_FILE) $(PYTHON) -m pytest -v tests/e2e
+
+# entropyd_VERSION_ARCH.deb with dpkg-buildpackage (binary only, unsigned, tests skipped: the
+# other targets run them), then lintian, which must report no error.
+deb: deps-test
+	rm -rf $(DEB)
+	mkdir -p $(DEB)/entropyd-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c \
+		'test ! -e "{}" || printf "%s\0" "{}"' | tar --null -T - -cf - | \
+		tar -xf - -C $(DEB)/entropyd-$(VERSION)
+	cd $(DEB)/entropyd-$(VERSION) && DEB_BUILD_OPTIONS=nocheck nice dpkg-buildpackage -b -uc -us
+	lintian --fail-on error --suppress-tags bad-distribution-in-changes-file $(DEB_FILE)
+	@echo "built $(DEB_FILE)"
 
 # The unit and system tests again on an AddressSanitizer + UndefinedBehaviorSanitizer build,
 # leak detection on: entropyd frees everything on its way out, so a leak report (which
@@ -81,6 +101,7 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 check: deps-test build
+	$(MAKE) deb
 	$(MAKE) unit
 	$(MAKE) system
 	$(MAKE) asan
@@ -104,4 +125,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN) $(FUZZ)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ) $(DEB)

@@ -9,7 +9,6 @@
 #include "netaddr.h"
 #include "tls.h"
 
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +380,17 @@ static int cli_user(struct conf *c, const char *arg, char *err, size_t errlen)
 	return 0;
 }
 
+static int cli_config(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	free(c->config);
+	c->config = strdup(arg);
+	if (c->config == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* --help, --help-man, --version: recorded, and the parse stops there; main() prints. */
 static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
 {
@@ -411,7 +421,7 @@ const struct conf_cli_opt conf_cli_opts[] = {
      "wait as standbys. At start, a fallback waits up to 10 s for a better source's first "
      "start-up test. Without --source: /dev/hwrng if it delivers, else rdseed or darn, else "
      "getrandom, with one log line saying which and why.",
-     cli_source},
+     cli_source, false},
     {"listen", 'l', "EP", "accept clients on EP, repeatable",
      "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
      "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
@@ -420,24 +430,36 @@ const struct conf_cli_opt conf_cli_opts[] = {
      "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
      "OPTIONS. Default (no --listen nor --connect): " CONF_DEFAULT_TCP
      " and unix:" CONF_DEFAULT_UNIX ".",
-     cli_listen},
+     cli_listen, false},
     {"connect", 'c', "EP", "dial EP (a QEMU chardev with server=on) and redial forever",
      "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
      "    udp:HOST:PORT (QEMU's chardev udp)\n"
      "followed by endpoint options (below)",
      "Redials after a failure or a drop with exponential backoff from 0.1 s to 5 s; see "
      "ENDPOINTS.",
-     cli_connect},
+     cli_connect, false},
     {"foreground", 'f', NULL, "stay in the foreground and log to stderr (else syslog)", NULL, NULL,
-     cli_foreground},
-    {"verbose", 'v', NULL, "log debug lines too (every connection)", NULL, NULL, cli_verbose},
+     cli_foreground, false},
+    {"verbose", 'v', NULL, "log debug lines too (every connection)", NULL, NULL, cli_verbose,
+     false},
+    {"config", 'C', "FILE",
+     "read options from FILE (default " CONF_DEFAULT_FILE " if it exists; none: no file)",
+     "one option per line: its long name, then its value;\n"
+     "the command line adds to the file's options",
+     "Each line of FILE is an option of this list by its long name, a blank, and its value "
+     "(source qng:QWR4M004,h=6), or a flag's name alone; # starts a comment line. The "
+     "sources and endpoints of the command line are added after the file's; a single-value "
+     "option given in both places takes the command line's value. A SIGHUP reads FILE again; "
+     "see entropyd.conf(5).",
+     cli_config, true},
     {"check", 'n', NULL, "check the configuration (open sources, bind endpoints), exit", NULL, NULL,
-     cli_check},
+     cli_check, true},
     {"list-sources", 0, NULL, "list the sources this machine offers and why any is unusable", NULL,
-     NULL, cli_list_sources},
-    {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha},
+     NULL, cli_list_sources, true},
+    {"alpha", 0, "N", "health tests' false-positive rate 2^-N (default 30)", NULL, NULL, cli_alpha,
+     false},
     {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
-     "They are locked in memory.", cli_pool_size},
+     "They are locked in memory.", cli_pool_size, false},
     {"user", 'u', "USER",
      "after opening sources and binding endpoints, run as USER (default: entropyd)",
      "with no capability, no-new-privs and a system-call filter;\n"
@@ -453,88 +475,15 @@ const struct conf_cli_opt conf_cli_opts[] = {
      "that re-opens its device after a fault (a tty, the QNG) does so as USER: give USER's "
      "group access to the device (see SECURITY and the README). A SIGHUP reload re-executes "
      "entropyd as USER, which adopts the open sockets.",
-     cli_user},
-    {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help},
-    {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version},
+     cli_user, false},
+    {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help, true},
+    {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version, true},
     /* Hidden: prints the man page's option sections (make man). */
-    {"help-man", 0, NULL, NULL, NULL, NULL, cli_help_man},
+    {"help-man", 0, NULL, NULL, NULL, NULL, cli_help_man, true},
 };
 const size_t conf_ncli_opts = sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]);
 _Static_assert(sizeof(conf_cli_opts) / sizeof(conf_cli_opts[0]) <= CONF_MAX_CLI_OPTS,
 	       "raise CONF_MAX_CLI_OPTS");
-
-/* ---- The getopt loop ---- */
-
-/* The command-line option of getopt's answer ch (a letter, or 256 + the table index). */
-static const struct conf_cli_opt *cli_opt(int ch)
-{
-	if (ch >= 256 && (size_t)(ch - 256) < conf_ncli_opts) {
-		return &conf_cli_opts[ch - 256];
-	}
-	for (size_t i = 0; i < conf_ncli_opts; i++) {
-		if (conf_cli_opts[i].letter != 0 && conf_cli_opts[i].letter == ch) {
-			return &conf_cli_opts[i];
-		}
-	}
-	return NULL;
-}
-
-int conf_parse(struct conf *c, int argc, char **argv)
-{
-	struct option longopts[CONF_MAX_CLI_OPTS + 1];
-	char optstring[2 * CONF_MAX_CLI_OPTS + 2] = ":";
-	size_t nshort = 1;
-	int ch;
-	char err[512];
-
-	/* getopt's view of the table: long-only options answer 256 + their index. */
-	for (size_t i = 0; i < conf_ncli_opts; i++) {
-		const struct conf_cli_opt *o = &conf_cli_opts[i];
-
-		longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument,
-					      NULL, o->letter ? o->letter : 256 + (int)i};
-		if (o->letter != 0) {
-			optstring[nshort++] = o->letter;
-			if (o->arg != NULL) {
-				optstring[nshort++] = ':';
-			}
-		}
-	}
-	longopts[conf_ncli_opts] = (struct option){NULL, 0, NULL, 0};
-	optstring[nshort] = '\0';
-
-	memset(c, 0, sizeof(*c));
-	c->alpha_log2 = CONF_DEFAULT_ALPHA;
-	c->pool_size = CONF_DEFAULT_POOL;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
-		const struct conf_cli_opt *o = cli_opt(ch);
-
-		if (ch == ':') {
-			fprintf(stderr, "entropyd: option %s needs an argument (see --help)\n",
-				argv[optind - 1]);
-			return -1;
-		}
-		if (ch == '?' || o == NULL) {
-			fprintf(stderr, "entropyd: unknown option %s (see --help)\n",
-				argv[optind - 1]);
-			return -1;
-		}
-		err[0] = '\0';
-		if (o->handle(c, optarg, err, sizeof(err)) < 0) {
-			fprintf(stderr, "entropyd: %s\n", err);
-			return -1;
-		}
-		if (c->show != CONF_RUN) {
-			return 0;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "entropyd: unexpected argument '%s' (see --help)\n", argv[optind]);
-		return -1;
-	}
-	return 0;
-}
 
 void conf_free(struct conf *c)
 {
@@ -547,4 +496,5 @@ void conf_free(struct conf *c)
 	free(c->sources);
 	free(c->endpoints);
 	free(c->user);
+	free(c->config);
 }

@@ -1,8 +1,9 @@
 /* conf: the command line, turned into one struct that main() acts on. Parsing only: nothing
  * is opened or printed here, so `-n` can check a configuration without side effects. The
  * command-line options are the table of conf.c; the source and endpoint options, the tables
- * of conf_opts.c. Layers, each calling only those below it: conf_opts.c, then conf.c, then
- * conf_doc.c (--help and the man page), then main(). */
+ * of conf_opts.c; the command line and the config file are read by conf_args.c. Layers, each
+ * calling only those below it: conf_opts.c, then conf.c, then conf_args.c, then conf_doc.c
+ * (--help and the man page), then main(). */
 #ifndef ENTROPYD_CONF_H
 #define ENTROPYD_CONF_H
 
@@ -18,6 +19,8 @@
 #define CONF_DEFAULT_H 4.0
 #define CONF_DEFAULT_ALPHA 30u
 #define CONF_DEFAULT_POOL (1024u * 1024u)
+/* Read when it exists and no --config is given (conf_args.c). */
+#define CONF_DEFAULT_FILE "/etc/entropyd/entropyd.conf"
 
 /* What the command line asks besides running: main() prints it and exits. */
 enum conf_show {
@@ -35,7 +38,8 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
-	char *user; /* --user, or NULL: the default (sandbox.c) */
+	char *user;   /* --user, or NULL: the default (sandbox.c) */
+	char *config; /* --config, or NULL: CONF_DEFAULT_FILE if it exists */
 	enum conf_show show;
 };
 
@@ -49,6 +53,7 @@ struct conf_cli_opt {
 	const char *man;    /* man page only: further sentences, or NULL */
 	/* Act on the option (arg is NULL for a flag); -1 with a message in err. */
 	int (*handle)(struct conf *c, const char *arg, char *err, size_t errlen);
+	bool cli_only; /* acted on while the command line is read; not in a config file */
 };
 
 /* The command-line table's size bound (checked when it is compiled). */
@@ -59,9 +64,13 @@ extern const struct conf_cli_opt conf_cli_opts[];
 /* The number of entries of conf_cli_opts. */
 extern const size_t conf_ncli_opts;
 
-/* Parse argv into c; on a bad argument print one line and return -1. --help, --help-man
- * and --version stop the parse there: 0 with c->show set, the rest of argv unread. */
-int conf_parse(struct conf *c, int argc, char **argv);
+/* Parse argv and the config file into c: the command line's cli_only options first, then the
+ * file's lines, then the rest of the command line (which adds to the file's). On an error,
+ * -1 with one line in err (`FILE:LINE: message` for the file). --help, --help-man and
+ * --version stop the parse there: 0 with c->show set. argv may be reordered (getopt). */
+int conf_parse(struct conf *c, int argc, char **argv, char *err, size_t errlen);
+/* The command-line option named name (len bytes), or NULL. */
+const struct conf_cli_opt *conf_cli_find(const char *name, size_t len);
 /* Add the default endpoints (used when none was given). */
 void conf_default_endpoints(struct conf *c);
 /* Parse one source spec (exposed for tests); -1 with a message in err. */

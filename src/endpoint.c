@@ -107,3 +107,8 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 	}
 	return inherit_reexec(kept, n, argv);
 }
+
+void endpoints_close_unclaimed(struct endpoints *eps)
+{
+	inherit_close_unclaimed(eps->inherited);
+}

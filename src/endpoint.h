@@ -51,6 +51,8 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 		  size_t errlen);
 /* Close every endpoint (unix socket files that are still ours are removed). */
 void endpoints_free(struct endpoints *eps);
+/* Once every endpoint is added: close the sockets passed in that none of them took. */
+void endpoints_close_unclaimed(struct endpoints *eps);
 /* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
  * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
 int endpoints_reexec(struct endpoints *eps, char *const argv[]);

@@ -86,6 +86,27 @@ void inherit_free(struct inherited *in)
 	free(in);
 }
 
+void inherit_close_unclaimed(struct inherited *in)
+{
+	size_t closed = 0;
+
+	for (size_t i = 0; i < in->n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (in->fds[i] < 0 || getpeername(in->fds[i], (struct sockaddr *)&ss, &len) == 0) {
+			continue;
+		}
+		close(in->fds[i]);
+		in->fds[i] = -1;
+		closed++;
+	}
+	if (closed > 0) {
+		log_info("closed %zu socket(s) or pipe(s) passed in that no endpoint names",
+			 closed);
+	}
+}
+
 int inherit_take_inet(struct inherited *in, int type, const struct sockaddr *local)
 {
 	for (size_t i = 0; i < in->n; i++) {

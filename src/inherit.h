@@ -28,6 +28,10 @@ struct inherit_kept {
 /* What was passed in (LISTEN_FDS for this process, and the socket-file identities); NULL
  * when out of memory. */
 struct inherited *inherit_new(void);
+/* Close the listening sockets and pipes no endpoint took (at a reload: the endpoints removed
+ * from the configuration); connected datagram sockets stay for a --connect udp: endpoint,
+ * which takes its own once its address is resolved. */
+void inherit_close_unclaimed(struct inherited *in);
 /* Close what no endpoint took, and free. */
 void inherit_free(struct inherited *in);
 /* An inherited socket bound to local (type SOCK_STREAM or SOCK_DGRAM), taken; -1 if none. */

@@ -44,17 +44,46 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 
 struct reload {
 	struct endpoints *eps;
+	int argc;
 	char **argv;
 };
 
-/* SIGHUP: re-execute with the same command line, keeping every listening socket and pipe
- * open (a UDP port that is never unbound keeps QEMU's UDP chardev alive; TCP and unix peers
- * reconnect and are resumed by the primer). Connected clients are dropped. */
+/* Whether the command line and the config file it names parse now; the error logged if not. */
+static bool reload_parses(const struct reload *r)
+{
+	struct conf fresh;
+	char err[512];
+	char **copy = calloc((size_t)r->argc + 1, sizeof(*copy));
+	int rc;
+
+	if (copy == NULL) {
+		log_warnx("reload refused: out of memory; the running configuration stays");
+		return false;
+	}
+	/* getopt reorders what it scans: the re-exec gets the command line as given. */
+	memcpy(copy, r->argv, (size_t)r->argc * sizeof(*copy));
+	rc = conf_parse(&fresh, r->argc, copy, err, sizeof(err));
+	conf_free(&fresh);
+	free(copy);
+	if (rc < 0) {
+		log_warnx("reload refused, the running configuration stays: %s", err);
+	}
+	return rc == 0;
+}
+
+/* SIGHUP: re-execute with the same command line, which reads the config file again, keeping
+ * every listening socket and pipe open: the new image adopts those its configuration still
+ * names and closes the others (a UDP port that is never unbound keeps QEMU's UDP chardev
+ * alive; TCP and unix peers reconnect and are resumed by the primer). Connected clients are
+ * dropped. A configuration that does not parse is refused before anything changes. */
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct reload *r = arg;
 
 	log_info("received SIGHUP: reloading");
+	if (!reload_parses(r)) {
+		return;
+	}
 	sd_notify(0, "RELOADING=1");
 	if (endpoints_reexec(r->eps, r->argv) < 0) {
 		/* The sockets may have been moved already: continuing could serve nobody. */
@@ -151,7 +180,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "entropyd: out of memory\n");
 		return 1;
 	}
-	if (conf_parse(&conf, argc, argv) < 0) {
+	if (conf_parse(&conf, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "entropyd: %s\n", err);
 		conf_free(&conf);
 		free(args);
 		return 1;
@@ -213,6 +243,7 @@ int main(int argc, char **argv)
 			fatalx("%s", err);
 		}
 	}
+	endpoints_close_unclaimed(eps);
 	if (conf.check) {
 		log_info("configuration OK");
 		goto out;
@@ -235,7 +266,7 @@ int main(int argc, char **argv)
 
 	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
 	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);
-	reload = (struct reload){eps, args};
+	reload = (struct reload){eps, argc, args};
 	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, &reload);
 	for (int i = 0; i < 3; i++) {
 		if (sigev[i] == NULL || event_add(sigev[i], NULL) < 0) {

@@ -452,8 +452,7 @@ static int parse_argv(struct conf *c, const char *const *args)
 		argv[argc] = strdup(args[argc - 1]);
 		assert_non_null(argv[argc]);
 	}
-	optind = 0;
-	rc = conf_parse(c, argc, argv);
+	rc = conf_parse(c, argc, argv, err, sizeof(err));
 	for (int i = 1; i < argc; i++) {
 		free(argv[i]);
 	}
@@ -471,7 +470,9 @@ static void test_help_and_version_stop_the_parse_and_are_left_to_main(void **sta
 	    {{"-h", NULL}, 0, CONF_SHOW_HELP},
 	    {{"--help-man", "--help", NULL}, 0, CONF_SHOW_MAN},
 	    {{"--source", "getrandom", "-V", "--help", NULL}, 0, CONF_SHOW_VERSION},
-	    {{"--alpha", "0", "--help", NULL}, -1, CONF_RUN},
+	    /* The other options act after the config file is read: --help comes first. */
+	    {{"--alpha", "0", "--help", NULL}, 0, CONF_SHOW_HELP},
+	    {{"--config", "none", "--alpha", "0", NULL}, -1, CONF_RUN},
 	    {{"--foreground", NULL}, 0, CONF_RUN},
 	};
 
