@@ -154,11 +154,22 @@ static int parse_input(struct client *c)
 		client_close(c, &c->cs->lim_proto, why);
 		return -1;
 	}
+	if (stop == REQQ_AHEAD) {
+		char why[160];
+
+		snprintf(why, sizeof(why),
+			 "command 0x%02x after %llu bytes were sent ahead of its requests (a peer "
+			 "that mixes commands needs surplus=0)",
+			 (unsigned)c->in[off], (unsigned long long)c->q.ahead);
+		client_close(c, &c->cs->lim_proto, why);
+		return -1;
+	}
 	if (stop == REQQ_FULL) {
 		set_reading(c, false); /* queue full: let TCP push back */
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	surplus_top_up(c);
 	if (c->unready) {
 		return 0; /* the handshake's deadline runs (no bytes come before it ends) */
 	}
@@ -482,20 +493,6 @@ static void rate_cb(void *arg)
 	client_rotate(cs);
 }
 
-static void free_events(struct client *c)
-{
-	if (c->rev != NULL) {
-		event_free(c->rev);
-	}
-	if (c->wev != NULL) {
-		event_free(c->wev);
-	}
-	if (c->primer_ev != NULL) {
-		event_free(c->primer_ev);
-	}
-	pacer_free(&c->pacer);
-}
-
 struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,
 			  const struct client_opts *opts, const char *peer,
 			  client_closed_fn on_closed, void *arg)
@@ -531,7 +528,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	    (primer && c->primer_ev == NULL) ||
 	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, rate_cb, c) < 0) {
 		log_warnx("client %s: cannot create events; closing", peer);
-		free_events(c);
+		client_free_events(c);
 		tr->close(ctx, fd);
 		free(c);
 		return NULL;
@@ -553,48 +550,4 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		client_rotate(cs);
 	}
 	return c;
-}
-
-/* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
- * (logged as a debug line, or as information when rate= delayed some of its bytes). */
-void client_close(struct client *c, struct log_limit *lim, const char *why)
-{
-	struct clients *cs = c->cs;
-	client_closed_fn cb = c->on_closed;
-	void *arg = c->on_closed_arg;
-	char delayed[64] = "";
-
-	if (c->closing) {
-		return;
-	}
-	c->closing = true;
-	if (c->pacer.delayed > 0) {
-		snprintf(delayed, sizeof(delayed),
-			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
-	}
-	if (lim != NULL) {
-		log_limited(lim, LOG_WARNING,
-			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
-			    (unsigned long long)c->served, delayed);
-	} else if (c->pacer.delayed > 0) {
-		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
-			 (unsigned long long)c->served, delayed);
-	} else {
-		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
-			  (unsigned long long)c->served);
-	}
-	deadline_stop(&cs->partial, &c->partial);
-	if (c->hungry) {
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-	}
-	LIST_REMOVE(c, all_link);
-	free_events(c);
-	gate_free(c->wgate);
-	c->tr->close(c->tr_ctx, c->fd);
-	explicit_bzero(c, sizeof(*c));
-	free(c);
-	if (cb != NULL) {
-		cb(arg);
-	}
 }
