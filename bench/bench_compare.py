@@ -143,9 +143,10 @@ def p_egd_eb(ctx):
         return procs[-1]
 
     try:
-        b = run(["entropy_broker", "-c", str(d / "eb.conf"), "-n", "-L", "0"], "entropy_broker")
+        b = run(["entropy_broker", "-c", str(d / "eb.conf"), "-n", "-L", "1",
+                 "-l", str(d / "eb.log")], "entropy_broker")
         peers.wait_listening(port, 10, b.proc)
-        cred = ["-X", str(d / "cred.txt"), "-n", "-L", "0"]
+        cred = ["-X", str(d / "cred.txt"), "-n", "-L", "1", "-l", str(d / "eb-clients.log")]
         run(["eb_server_stream", "-I", f"localhost:{port}", "-d", "/dev/urandom"] + cred,
             "eb_server_stream")
         c = run(["eb_client_egd", "-I", f"localhost:{port}", "-t", "::FFFF:127.0.0.1",
