@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,21 @@ EB_CONF = {"listen_adapter": "::FFFF:127.0.0.1", "webserver_interface": "::FFFF:
            "default_max_get_bps": "1000000000", "default_max_bits_per_interval": "8000000000"}
 
 
+def wait_connectable(port, proc, timeout=20):
+    """Entropy Broker listens on an IPv6 socket (::ffff:127.0.0.1), which /proc/net/tcp
+    (peers.wait_listening) does not show: dial it instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise peers.PeerError(f"{proc.args[0]} exited ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise peers.PeerError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
 def p_egd_eb(ctx):
     """Entropy Broker: the broker, a source that streams /dev/urandom into it, and its EGD
     front end (eb_client_egd), which QEMU's rng-egd dials."""
@@ -145,13 +161,13 @@ def p_egd_eb(ctx):
     try:
         b = run(["entropy_broker", "-c", str(d / "eb.conf"), "-n", "-L", "1",
                  "-l", str(d / "eb.log")], "entropy_broker")
-        peers.wait_listening(port, 10, b.proc)
+        wait_connectable(port, b.proc)
         cred = ["-X", str(d / "cred.txt"), "-n", "-L", "1", "-l", str(d / "eb-clients.log")]
         run(["eb_server_stream", "-I", f"localhost:{port}", "-d", "/dev/urandom"] + cred,
             "eb_server_stream")
         c = run(["eb_client_egd", "-I", f"localhost:{port}", "-t", "::FFFF:127.0.0.1",
                  "-T", str(egd)] + cred, "eb_client_egd")
-        peers.wait_listening(egd, 10, c.proc)
+        wait_connectable(egd, c.proc)
     except peers.PeerError:
         for p in reversed(procs):
             p.stop()
