@@ -33,9 +33,10 @@ import threading
 import time
 from pathlib import Path
 
+from benchlib import free_port, live_children_cpu, proc_cpu, thread_cpu
+
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-CLK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
 
@@ -52,55 +53,6 @@ def build_client(tmp):
     if r.returncode != 0:
         die("cannot compile %s:\n%s" % (src, r.stderr))
     return str(exe)
-
-
-# -- CPU accounting from /proc ----------------------------------------------------------
-
-
-def _stat_fields(path):
-    with open(path) as f:
-        s = f.read()
-    return s[s.rindex(")") + 2:].split()  # fields from the 3rd (state) on
-
-
-def proc_cpu(pid, children=False):
-    """Seconds of CPU of a process (all threads); with children=True also its waited-for
-    children (cutime, cstime)."""
-    f = _stat_fields("/proc/%d/stat" % pid)
-    t = int(f[11]) + int(f[12])
-    if children:
-        t += int(f[13]) + int(f[14])
-    return t / CLK
-
-
-def thread_cpu(pid):
-    """{tid: (name, seconds)} for every thread of pid."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            f = _stat_fields("/proc/%d/task/%s/stat" % (pid, tid))
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as c:
-                name = c.read().strip()
-        except OSError:
-            continue
-        out[tid] = (name, (int(f[11]) + int(f[12])) / CLK)
-    return out
-
-
-def live_children_cpu(pid):
-    """CPU seconds of pid's children that are still running (socat's per-connection
-    forks, before they are reaped)."""
-    total = 0.0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            f = _stat_fields("/proc/%s/stat" % d)
-        except OSError:
-            continue
-        if int(f[1]) == pid:
-            total += (int(f[11]) + int(f[12])) / CLK
-    return total
 
 
 def machine_busy():
@@ -122,12 +74,6 @@ class Server:
 
 
 # -- servers ----------------------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_entropyd(path):

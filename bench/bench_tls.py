@@ -25,14 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "system"))
 from tlssupport import Pki, tls_connect  # noqa: E402
 
-CLK = os.sysconf("SC_CLK_TCK")
+from benchlib import proc_cpu  # noqa: E402
+
 DEPTH = 64
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def run(sock, secs):
@@ -93,12 +88,12 @@ def main():
                         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     else:
                         s = tls_connect(addr, pki.client_context("hv1"))
-                    t0, c0 = time.process_time(), cpu_ticks(proc.pid)
+                    t0, c0 = time.process_time(), proc_cpu(proc.pid)
                     w0 = time.monotonic()
                     rate = run(s, a.secs)
                     wall = time.monotonic() - w0
                     cli = 100 * (time.process_time() - t0) / wall
-                    srv = 100 * (cpu_ticks(proc.pid) - c0) / CLK / wall
+                    srv = 100 * (proc_cpu(proc.pid) - c0) / wall
                     s.close()
                     results[kind].append(rate)
                     print("%-5s %8.1f MB/s   client CPU %3.0f%%   entropyd CPU %3.0f%%"

@@ -165,11 +165,22 @@ static int parse_input(struct client *c)
 		client_close(c, &c->cs->lim_proto, why);
 		return -1;
 	}
+	if (stop == REQQ_AHEAD) {
+		char why[160];
+
+		snprintf(why, sizeof(why),
+			 "command 0x%02x after %llu bytes were sent ahead of its requests (a peer "
+			 "that mixes commands needs surplus=0)",
+			 (unsigned)c->in[off], (unsigned long long)c->q.ahead);
+		client_close(c, &c->cs->lim_proto, why);
+		return -1;
+	}
 	if (stop == REQQ_FULL) {
 		set_reading(c, false); /* queue full: let TCP push back */
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	surplus_top_up(c);
 	if (c->unready) {
 		return 0; /* the handshake's deadline runs (no bytes come before it ends) */
 	}

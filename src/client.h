@@ -30,6 +30,7 @@ struct transport;
 struct client_opts {
 	bool raw;	  /* proto=raw: stream bytes, no protocol */
 	unsigned primer;  /* unrequested bytes sent if a new peer stays silent for 100 ms */
+	unsigned surplus; /* bytes kept ahead of a QEMU-like peer's requests (surplus.c) */
 	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
 	bool has_rate;	  /* rate= was given (else the endpoint kind's default applies) */
 	uint64_t rate_bytes, rate_ms; /* rate=BYTES/MS: answers paced per client; 0 = none */

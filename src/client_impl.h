@@ -1,7 +1,8 @@
 /* client_impl: what client.c (every peer's state machine and the rotation that shares the
  * pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
- * deadline for half-sent commands) share. clients.c calls into client.c, never the
- * reverse. Only those two files include it. */
+ * deadline for half-sent commands) share, with client_close.c (a client's end) and
+ * surplus.c (bytes sent ahead to QEMU-like peers). clients.c calls into client.c, never the
+ * reverse. Only these files include it. */
 #ifndef ENTROPYD_CLIENT_IMPL_H
 #define ENTROPYD_CLIENT_IMPL_H
 
@@ -35,9 +36,10 @@ struct client {
 
 	uint8_t in[CLIENT_INBUF];
 	size_t inlen;
-	bool reading; /* rev is armed (or datagrams are accepted) */
-	bool eof;     /* peer finished sending; close once everything owed is sent */
-	bool spoke;   /* peer sent something (no primer then) */
+	bool reading;	   /* rev is armed (or datagrams are accepted) */
+	bool eof;	   /* peer finished sending; close once everything owed is sent */
+	bool spoke;	   /* peer sent something (no primer then) */
+	bool ahead_logged; /* surplus.c said once that this peer gets bytes ahead */
 
 	struct reqq q;
 
@@ -98,5 +100,10 @@ void client_drbg_consume(struct client *c, size_t n);
 size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
+/* Queue bytes ahead of requests for a peer that behaves like QEMU, up to its endpoint's
+ * surplus= (surplus.c). */
+void surplus_top_up(struct client *c);
+/* Free c's events and its pacer (client_close.c). */
+void client_free_events(struct client *c);
 
 #endif

@@ -220,6 +220,7 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	e->spec = strdup(spec);
 	e->connect = connect;
 	e->opts.primer = CONF_DEFAULT_PRIMER;
+	e->opts.surplus = CONF_DEFAULT_SURPLUS;
 	opts = split_options(s);
 	if (netaddr_parse(s, connect ? dial_kinds : listen_kinds, !connect, &a, why, sizeof(why)) <
 	    0) {
@@ -238,9 +239,11 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 	if (e->kind == EP_FIFO) {
 		e->opts.raw = true;
 		e->opts.primer = 0;
+		e->opts.surplus = 0;
 	}
 	if (e->kind == EP_UDP) {
 		e->opts.primer = 0;
+		e->opts.surplus = 0;
 		if (!connect) {
 			(void)udp_parse_prefix("127.0.0.0/8", &e->allow[0]);
 			(void)udp_parse_prefix("::1", &e->allow[1]);

@@ -16,6 +16,7 @@
 #define CONF_DEFAULT_TCP "tcp:127.0.0.1:8888"
 #define CONF_DEFAULT_UNIX "/run/entropyd/egd.sock"
 #define CONF_DEFAULT_PRIMER 128u
+#define CONF_DEFAULT_SURPLUS 0u
 #define CONF_DEFAULT_H 4.0
 #define CONF_DEFAULT_ALPHA 30u
 #define CONF_DEFAULT_POOL (1024u * 1024u)

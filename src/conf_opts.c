@@ -194,6 +194,19 @@ static int ep_primer(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
+static int ep_surplus(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+	long n;
+
+	if (conf_parse_long(val, 0, 1 << 22, 10, &n) < 0) {
+		snprintf(why, whylen, "not in 0..4194304");
+		return -1;
+	}
+	e->opts.surplus = (unsigned)n;
+	return 0;
+}
+
 static int ep_write(void *target, char *val, char *why, size_t whylen)
 {
 	struct endpoint_conf *e = target;
@@ -409,6 +422,7 @@ static int ep_authz(void *target, char *val, char *why, size_t whylen)
 
 #define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX))
 #define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO))
+#define STREAM_ENDPOINTS (STREAM_LISTENERS | CONF_DIAL(EP_TCP) | CONF_DIAL(EP_UNIX))
 
 const struct conf_spec_opt conf_endpoint_opts[] = {
     {"proto", "egd|raw", CONF_ANY_ENDPOINT,
@@ -417,6 +431,12 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
      "bytes sent to a peer silent for 100 ms after connecting (default 128, 0 on udp and "
      "fifo; 0 = never)",
      "See RECONNECTS AND THE PRIMER.", ep_primer},
+    {"surplus", "BYTES", STREAM_ENDPOINTS,
+     "bytes kept in the socket ahead of the requests of a peer that sent only 0x02 (16 or "
+     "more), for QEMU's rng-egd, e.g. 65536 (default 0: never)",
+     "A peer that sends another command after bytes were sent ahead is closed: give it only "
+     "to endpoints that serve QEMU.",
+     ep_surplus},
     {"write", "on|off", CONF_ANY_ENDPOINT,
      "accept EGD command 0x03 (write entropy) when on (default off)", NULL, ep_write},
     {"rate", "BYTES/MS", CONF_ANY_ENDPOINT,

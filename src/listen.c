@@ -29,6 +29,7 @@
 
 #define LISTEN_MAX_ADDRS 4
 #define PATH_CHECK_S 1
+#define FIFO_PIPE_SIZE (1L << 20) /* what grow_pipe() asks for */
 #define DEFAULT_MAX_PER_PEER_TCP 64
 #define STARVED_QUIET_MS 10000	 /* after accept() recovers, a relapse this soon is quiet */
 #define STARVED_RELAPSE_PAUSES 5 /* ... unless it lasts this many pauses */
@@ -313,6 +314,23 @@ static int open_udp(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
+/* Grow the pipe to 1 MiB, or to /proc/sys/fs/pipe-max-size if that is less, so that it
+ * holds a long run of reads and entropyd refills it in large batches. Returns its size. */
+static long grow_pipe(int fd)
+{
+	long want = FIFO_PIPE_SIZE, max = 0;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &max) == 1 && max > 0 && max < want) {
+			want = max;
+		}
+		fclose(f);
+	}
+	(void)fcntl(fd, F_SETPIPE_SZ, (int)want); /* on failure the pipe keeps its size */
+	return fcntl(fd, F_GETPIPE_SZ);
+}
+
 /* A named pipe for QEMU's rng-random: entropyd keeps a read end of its own open, so the
  * pipe never reports a missing reader, and keeps the pipe full through a raw client. */
 static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
@@ -357,8 +375,9 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot serve the pipe", c->spec);
 		return -1;
 	}
-	log_info("listening on fifo:%s (raw; for QEMU -object rng-random,filename=%s)", c->path,
-		 c->path);
+	log_info("listening on fifo:%s (raw, pipe of %ld bytes; for QEMU -object "
+		 "rng-random,filename=%s)",
+		 c->path, grow_pipe(li->fd), c->path);
 	return 0;
 }
 

@@ -34,6 +34,45 @@ bool reqq_push(struct reqq *q, enum reqq_kind kind, uint64_t n)
 	return true;
 }
 
+bool reqq_ahead(struct reqq *q, uint64_t n)
+{
+	if (!reqq_push(q, REQQ_BLOCK, n)) {
+		return false;
+	}
+	q->ahead += n;
+	return true;
+}
+
+/* A 0x02 request of n bytes: what was sent ahead answers it first. */
+static bool push_block(struct reqq *q, uint64_t n)
+{
+	uint64_t covered = n < q->ahead ? n : q->ahead;
+
+	if (n > covered && !reqq_push(q, REQQ_BLOCK, n - covered)) {
+		return false; /* parsed again once the queue drains */
+	}
+	q->blocks++;
+	q->ahead -= covered;
+	return true;
+}
+
+/* Take back what was queued ahead and not yet sent (the last q->ahead bytes of the tail
+ * 0x02 run); false if some of it was already sent. */
+static bool retract(struct reqq *q)
+{
+	struct reqq_op *tail = q->count > 0 ? &q->ops[(q->head + q->count - 1) % REQQ_SLOTS] : NULL;
+
+	if (tail == NULL || tail->kind != REQQ_BLOCK || tail->n < q->ahead) {
+		return false;
+	}
+	tail->n -= q->ahead;
+	q->ahead = 0;
+	if (tail->n == 0) {
+		q->count--;
+	}
+	return true;
+}
+
 enum reqq_stop reqq_parse(struct reqq *q, const uint8_t *in, size_t n, size_t *used, bool *partial,
 			  struct egd_req *write)
 {
@@ -51,9 +90,15 @@ enum reqq_stop reqq_parse(struct reqq *q, const uint8_t *in, size_t n, size_t *u
 		if (len < 0) {
 			return REQQ_UNKNOWN;
 		}
+		if (req.cmd != EGD_BLOCK) {
+			if (q->ahead > 0 && !retract(q)) {
+				return REQQ_AHEAD;
+			}
+			q->other = true;
+		}
 		switch (req.cmd) {
 		case EGD_BLOCK:
-			queued = req.len == 0 || reqq_push(q, REQQ_BLOCK, req.len);
+			queued = req.len == 0 || push_block(q, req.len);
 			break;
 		case EGD_NONBLOCK:
 			queued = reqq_push(q, REQQ_NONBLOCK, req.len);

@@ -23,7 +23,11 @@ struct reqq_op {
 struct reqq {
 	struct reqq_op ops[REQQ_SLOTS];
 	unsigned head, count;
-	bool nomerge; /* keep each 0x02 a request of its own (prediction resistance) */
+	bool nomerge;	 /* keep each 0x02 a request of its own (prediction resistance) */
+	uint64_t ahead;	 /* bytes queued or sent beyond what was asked (reqq_ahead): they
+			  * answer the next 0x02 requests, which then queue nothing */
+	uint64_t blocks; /* 0x02 requests parsed */
+	bool other;	 /* a command other than 0x02 was parsed */
 };
 
 /* The oldest request, or NULL when none is queued. */
@@ -33,12 +37,18 @@ void reqq_pop(struct reqq *q);
 /* Queue a request (a BLOCK joins a BLOCK at the tail); false when the queue is full. */
 bool reqq_push(struct reqq *q, enum reqq_kind kind, uint64_t n);
 
+/* Queue n bytes no request asked for yet, to answer the next 0x02 requests; false when
+ * the queue is full. */
+bool reqq_ahead(struct reqq *q, uint64_t n);
+
 /* Why reqq_parse stopped. */
 enum reqq_stop {
 	REQQ_END,     /* all input taken, or the rest is an incomplete command */
 	REQQ_FULL,    /* the queue is full: stop reading the peer */
 	REQQ_UNKNOWN, /* an unknown command starts at in[*used] */
 	REQQ_WRITE,   /* a 0x03 ends at in[*used]: *write holds it; call again after */
+	REQQ_AHEAD,   /* a command other than 0x02 starts at in[*used] while bytes were sent
+		       * ahead: its reply would be read as a 0x02's bytes */
 };
 
 /* Parse in[0..n) into q. *used is how many bytes were taken; *partial is set when the
