@@ -8,6 +8,7 @@
 #include "client.h"
 #include "deadline.h"
 #include "log.h"
+#include "meter.h"
 #include "pacer.h"
 #include "reqq.h"
 #include "transport.h"
@@ -46,6 +47,9 @@ struct client {
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
 	uint64_t served;
+	char endpoint[96];  /* the spec of the endpoint it came through (status) */
+	long long since;    /* connected at (seconds since the epoch) */
+	struct meter meter; /* served, sampled each second (clients_tick) */
 
 	/* an incomplete command is buffered, or (unready) the transport's handshake is under
 	 * way, since */
@@ -76,6 +80,8 @@ struct clients {
 
 /* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
 void client_rotate(struct clients *cs);
+/* Answer what needs no pool bytes, then join the rotation if c is owed some. */
+void client_kick(struct client *c);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 

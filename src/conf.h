@@ -14,6 +14,7 @@
 
 #define CONF_DEFAULT_TCP "tcp:127.0.0.1:8888"
 #define CONF_DEFAULT_UNIX "/run/entropyd/egd.sock"
+#define CONF_DEFAULT_CONTROL "/run/entropyd/control.sock"
 #define CONF_DEFAULT_PRIMER 128u
 #define CONF_DEFAULT_H 4.0
 #define CONF_DEFAULT_ALPHA 30u
@@ -35,7 +36,8 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
-	char *user; /* --user, or NULL: the default (sandbox.c) */
+	char *user;    /* --user, or NULL: the default (sandbox.c) */
+	char *control; /* --control PATH, "none", or NULL: the default */
 	enum conf_show show;
 };
 
@@ -64,6 +66,12 @@ extern const size_t conf_ncli_opts;
 int conf_parse(struct conf *c, int argc, char **argv);
 /* Add the default endpoints (used when none was given). */
 void conf_default_endpoints(struct conf *c);
+/* Add the control socket's endpoint (--control, or the default) unless it is off; -1 with
+ * a message in err. */
+int conf_add_control(struct conf *c, char *err, size_t errlen);
+/* The default control socket path for this user (root: CONF_DEFAULT_CONTROL, else under
+ * $XDG_RUNTIME_DIR when set) into out. */
+void conf_default_control(char *out, size_t outlen);
 /* Parse one source spec (exposed for tests); -1 with a message in err. */
 int conf_parse_source(const char *spec, int position, struct source_conf *out, char *err,
 		      size_t errlen);

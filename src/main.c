@@ -18,6 +18,7 @@
 #include "sandbox.h"
 #include "src.h"
 #include "src_detect.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
 	struct endpoints *eps;
 	struct event *sigev[3];
 	struct sandbox *sb;
+	struct stats *stats;
 	struct reload reload;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
@@ -165,6 +167,9 @@ int main(int argc, char **argv)
 	if (conf.nendpoints == 0) {
 		conf_default_endpoints(&conf);
 	}
+	if (conf_add_control(&conf, err, sizeof(err)) < 0) {
+		fatalx("%s", err);
+	}
 	sb = sandbox_new(&conf, err, sizeof(err));
 	if (sb == NULL) {
 		fatalx("%s", err);
@@ -176,9 +181,11 @@ int main(int argc, char **argv)
 	}
 	cs = clients_new(base, pool, conf.alpha_log2);
 	eps = endpoints_new(base, cs);
-	if (cs == NULL || eps == NULL) {
+	stats = cs != NULL && eps != NULL ? stats_new(base, srcs, cs, eps, pool) : NULL;
+	if (stats == NULL) {
 		fatalx("out of memory");
 	}
+	endpoints_set_stats(eps, stats);
 	for (size_t i = 0; i < conf.nendpoints; i++) {
 		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {
 			endpoints_free(eps);
@@ -236,6 +243,7 @@ out:
 	 * connecting endpoints are then closed without redialing. */
 	endpoints_free(eps);
 	clients_free(cs);
+	stats_free(stats);
 	sandbox_free(sb);
 	if (!conf.check) {
 		sources_log_stats(srcs);
