@@ -41,7 +41,9 @@ static void reply(struct conn *c, struct json_object *o)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	evbuffer_add_printf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	evbuffer_add_printf(out, "%s\n",
+			    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 

@@ -88,7 +88,8 @@ static void status_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	s = json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN);
+	s = json_object_to_json_string_ext(st,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	send_bytes(req, "application/json", s, strlen(s));
 	json_object_put(st);
 }

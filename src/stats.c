@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -122,7 +123,11 @@ static void endpoint_json(void *arg, const struct endpoint *ep)
 	struct each_ctx *x = arg;
 	struct json_object *o = json_object_new_object();
 
-	add_str(o, "spec", ep->conf.spec);
+	char path[160];
+
+	/* The control socket's spec carries the mode= entropyd added: show its address. */
+	snprintf(path, sizeof(path), "unix:%s", ep->conf.path != NULL ? ep->conf.path : "");
+	add_str(o, "spec", ep->conf.control ? path : ep->conf.spec);
 	add_str(o, "kind", ep->conf.control ? "control" : kinds[ep->conf.kind]);
 	add_str(o, "direction", ep->conf.connect ? "connect" : "listen");
 	json_object_object_add(o, "tls", json_object_new_boolean(ep->conf.tls_dir != NULL));
