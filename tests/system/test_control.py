@@ -98,7 +98,7 @@ def read_line(s):
     (b"[1, 2, 3]\n", "request is not a JSON object"),
     (b"{" + b" " * 8000, "request line too long"),
     (b"{\"cmd\":\"status\"" + b" " * 5000 + b"}\n", "request line too long"),
-])
+], ids=["not-json", "json-array", "no-newline", "long-line"])
 def test_a_bad_request_closes_only_its_own_connection_with_one_line(entropyd, bad, why):
     d = entropyd()
     good = raw_control(d)
