@@ -51,8 +51,11 @@ $(FUZZ)/build.ninja:
 build: deps-build $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
+# The control socket: /run/entropyd/control.sock as root, else $(BUILD)/control.sock
+# (entropyctl --socket $(BUILD)/control.sock status).
+RUN_CONTROL := $(if $(filter 0,$(shell id -u)),/run/entropyd/control.sock,$(BUILD)/control.sock)
 run: build
-	./$(BUILD)/entropyd --foreground $(ENTROPYD_ARGS)
+	./$(BUILD)/entropyd --foreground --control $(RUN_CONTROL) $(ENTROPYD_ARGS)
 
 unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs

@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLIENT_PRIMER_DELAY_US 100000
-static void client_kick(struct client *c);
 static int client_give(struct client *c, size_t quantum);
 
 /* Serve queue q's clients (0: owed pool bytes, 1: owed DRBG output) round-robin until
@@ -295,16 +295,6 @@ int client_input(struct client *c, const uint8_t *buf, size_t n)
 	return 0;
 }
 
-bool client_idle(const struct client *c)
-{
-	return c->q.count == 0 && c->outlen == c->outoff && !c->opts.raw;
-}
-
-void client_drop(struct client *c, const char *why)
-{
-	client_close(c, strncmp(why, "shutting down", 13) == 0 ? NULL : &c->cs->lim_other, why);
-}
-
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
@@ -399,7 +389,7 @@ static bool owes_pool_bytes(struct client *c)
 
 /* Answer every queued request that needs no pool bytes, up to the first 0x02; then join the
  * rotation if bytes are owed. */
-static void client_kick(struct client *c)
+void client_kick(struct client *c)
 {
 	struct reqq_op *op;
 
@@ -528,6 +518,8 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	c->fd = fd;
 	c->opts = *opts;
 	c->q.nomerge = opts->pr; /* prediction-resistance=on: each 0x02 gets its own seed */
+	snprintf(c->endpoint, sizeof(c->endpoint), "%s", opts->endpoint ? opts->endpoint : "");
+	c->since = (long long)time(NULL);
 	c->on_closed = on_closed;
 	c->on_closed_arg = arg;
 	if (tr->peer != NULL) {

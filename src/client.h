@@ -40,6 +40,17 @@ struct client_opts {
 	bool pr;		      /* prediction-resistance=on: reseed before every request */
 	uint64_t reseed_bytes;	      /* reseed=: output per seed at most (0: the default) */
 	uint64_t reseed_ms;	      /* reseed-ms=: a seed's lifetime at most (0: the default) */
+	const char *endpoint;	      /* the endpoint's spec, copied by each client (status) */
+};
+
+/* One client at one moment (for status and metrics). */
+struct client_stat {
+	const char *peer, *endpoint;
+	uint64_t served;    /* bytes sent */
+	uint64_t owed;	    /* bytes asked for and not sent yet */
+	uint64_t throttled; /* bytes held back by a throttle (none yet: 0) */
+	double rate;	    /* bytes/s over the last 10 s */
+	long long since;    /* connected at (seconds since the epoch) */
 };
 
 /* Defaults of reseed= and reseed-ms=. */
@@ -73,5 +84,16 @@ int client_input(struct client *c, const uint8_t *buf, size_t n);
 bool client_idle(const struct client *c);
 /* Close c (the endpoint drops a peer); why is logged. */
 void client_drop(struct client *c, const char *why);
+/* Owe c n more bytes, as if it had asked for them with 0x02 (the control socket's get). */
+void client_owe(struct client *c, uint64_t n);
+/* Call fn with each client's snapshot. */
+void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_stat *st),
+		  void *arg);
+/* Sample each client's served counter (once a second) for its rate. */
+void clients_tick(struct clients *cs);
+/* How many clients are owed bytes and wait for the pool. */
+size_t clients_waiting(const struct clients *cs);
+/* How many clients came through the endpoint named spec. */
+size_t clients_on(const struct clients *cs, const char *spec);
 
 #endif

@@ -9,6 +9,7 @@
 #include "client.h"
 #include "deadline.h"
 #include "log.h"
+#include "meter.h"
 #include "pacer.h"
 #include "reqq.h"
 #include "transport.h"
@@ -52,6 +53,9 @@ struct client {
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
 	uint64_t served;
+	char endpoint[96];  /* the spec of the endpoint it came through (status) */
+	long long since;    /* connected at (seconds since the epoch) */
+	struct meter meter; /* served, sampled each second (clients_tick) */
 
 	/* an incomplete command is buffered, or (unready) the transport's handshake is under
 	 * way, since */
@@ -98,6 +102,8 @@ void client_drbg_consume(struct client *c, size_t n);
 /* mode=drbg: the reply to op as answer_build builds it, 0x00 and 0x01 answered from the
  * DRBG; 0 when paced. */
 size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
+/* Answer what needs no pool bytes, then join the rotation if c is owed some. */
+void client_kick(struct client *c);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 /* Queue bytes ahead of requests for a peer that behaves like QEMU, up to its endpoint's

@@ -159,3 +159,68 @@ void client_close(struct client *c, struct log_limit *lim, const char *why)
 		cb(arg);
 	}
 }
+bool client_idle(const struct client *c)
+{
+	return c->q.count == 0 && c->outlen == c->outoff && !c->opts.raw;
+}
+
+void client_drop(struct client *c, const char *why)
+{
+	client_close(c, strncmp(why, "shutting down", 13) == 0 ? NULL : &c->cs->lim_other, why);
+}
+
+void client_owe(struct client *c, uint64_t n)
+{
+	if (!reqq_push(&c->q, REQQ_BLOCK, n)) {
+		client_close(c, &c->cs->lim_other, "request queue full");
+		return;
+	}
+	client_kick(c);
+	client_rotate(c->cs);
+}
+
+void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_stat *st),
+		  void *arg)
+{
+	struct client *c;
+
+	LIST_FOREACH(c, &cs->all, all_link)
+	{
+		struct client_stat st = {c->peer, c->endpoint,		 c->served, 0,
+					 0,	  meter_rate(&c->meter), c->since};
+
+		for (unsigned i = 0; i < c->q.count; i++) {
+			const struct reqq_op *op = &c->q.ops[(c->q.head + i) % REQQ_SLOTS];
+
+			st.owed += op->kind == REQQ_BLOCK || op->kind == REQQ_NONBLOCK ? op->n : 0;
+		}
+		fn(arg, &st);
+	}
+}
+
+void clients_tick(struct clients *cs)
+{
+	struct client *c;
+
+	LIST_FOREACH(c, &cs->all, all_link)
+	{
+		meter_sample(&c->meter, c->served);
+	}
+}
+
+size_t clients_waiting(const struct clients *cs)
+{
+	return cs->nhungry[0] + cs->nhungry[1];
+}
+
+size_t clients_on(const struct clients *cs, const char *spec)
+{
+	const struct client *c;
+	size_t n = 0;
+
+	LIST_FOREACH(c, &cs->all, all_link)
+	{
+		n += strcmp(c->endpoint, spec) == 0;
+	}
+	return n;
+}

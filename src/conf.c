@@ -9,6 +9,7 @@
 #include "netaddr.h"
 #include "tls.h"
 
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,7 +206,7 @@ static int load_tls(struct endpoint_conf *e, const char *spec, char *err, size_t
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
 			size_t errlen)
 {
-	static const char *const listen_kinds[] = {"tcp", "udp", "unix", "fifo", NULL};
+	static const char *const listen_kinds[] = {"tcp", "udp", "unix", "fifo", "http", NULL};
 	static const char *const dial_kinds[] = {"tcp", "udp", "unix", NULL};
 	char *s = strdup(spec);
 	char *opts;
@@ -232,7 +233,7 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 		e->kind = a.kind[0] == 'u' ? EP_UNIX : EP_FIFO;
 		e->path = strdup(a.path);
 	} else {
-		e->kind = a.kind[0] == 't' ? EP_TCP : EP_UDP;
+		e->kind = a.kind[0] == 't' ? EP_TCP : a.kind[0] == 'h' ? EP_HTTP : EP_UDP;
 		e->host = strdup(a.host);
 		e->port = strdup(a.port);
 	}
@@ -290,6 +291,38 @@ void conf_default_endpoints(struct conf *c)
 	}
 	(void)add_endpoint(c, CONF_DEFAULT_TCP, false, err, sizeof(err));
 	(void)add_endpoint(c, path, false, err, sizeof(err));
+}
+
+void conf_default_control(char *out, size_t outlen)
+{
+	const char *run = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0 || run == NULL) {
+		snprintf(out, outlen, "%s", CONF_DEFAULT_CONTROL);
+	} else {
+		snprintf(out, outlen, "%s/entropyd/control.sock", run);
+	}
+}
+
+int conf_add_control(struct conf *c, char *err, size_t errlen)
+{
+	char path[256], spec[300];
+
+	if (c->control != NULL && strcmp(c->control, "none") == 0) {
+		return 0;
+	}
+	if (c->control != NULL) {
+		snprintf(path, sizeof(path), "%s", c->control);
+	} else {
+		conf_default_control(path, sizeof(path));
+	}
+	snprintf(spec, sizeof(spec), "unix:%s,mode=0660%s", path,
+		 geteuid() == 0 && getgrnam("entropyd") != NULL ? ",group=entropyd" : "");
+	if (add_endpoint(c, spec, false, err, errlen) < 0) {
+		return -1;
+	}
+	c->endpoints[c->nendpoints - 1].control = true;
+	return 0;
 }
 
 /* ---- Command-line options ---- */
@@ -394,6 +427,13 @@ static int cli_config(struct conf *c, const char *arg, char *err, size_t errlen)
 	return 0;
 }
 
+static int cli_control(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	free(c->control);
+	c->control = strdup(arg);
+	return c->control != NULL ? 0 : fail(err, errlen, "out of memory");
+}
+
 /* --help, --help-man, --version: recorded, and the parse stops there; main() prints. */
 static int cli_help(struct conf *c, const char *arg, char *err, size_t errlen)
 {
@@ -427,7 +467,8 @@ const struct conf_cli_opt conf_cli_opts[] = {
      cli_source, false},
     {"listen", 'l', "EP", "accept clients on EP, repeatable",
      "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
+     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random),\n"
+     "    http:HOST:PORT (status page, /metrics, /api/status)\n"
      "followed by endpoint options (below)\n"
      "default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX,
      "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
@@ -479,6 +520,13 @@ const struct conf_cli_opt conf_cli_opts[] = {
      "group access to the device (see SECURITY and the README). A SIGHUP reload re-executes "
      "entropyd as USER, which adopts the open sockets.",
      cli_user, false},
+    {"control", 0, "PATH",
+     "control socket for entropyctl (default " CONF_DEFAULT_CONTROL "); none: no socket",
+     "mode 0660, group entropyd if that group exists;\n"
+     "not root: $XDG_RUNTIME_DIR/entropyd/control.sock",
+     "entropyctl(1) asks it for the status and for bytes. Group entropyd applies when "
+     "entropyd starts as root; its directory is created if missing. Kept across a reload.",
+     cli_control, false},
     {"help", 'h', NULL, "show this help and exit", NULL, NULL, cli_help, true},
     {"version", 'V', NULL, "show the version and exit", NULL, NULL, cli_version, true},
     /* Hidden: prints the man page's option sections (make man). */
@@ -500,4 +548,5 @@ void conf_free(struct conf *c)
 	free(c->endpoints);
 	free(c->user);
 	free(c->config);
+	free(c->control);
 }

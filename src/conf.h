@@ -15,6 +15,7 @@
 
 #define CONF_DEFAULT_TCP "tcp:127.0.0.1:8888"
 #define CONF_DEFAULT_UNIX "/run/entropyd/egd.sock"
+#define CONF_DEFAULT_CONTROL "/run/entropyd/control.sock"
 #define CONF_DEFAULT_PRIMER 128u
 #define CONF_DEFAULT_SURPLUS 0u
 #define CONF_DEFAULT_H 4.0
@@ -39,8 +40,9 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
-	char *user;   /* --user, or NULL: the default (sandbox.c) */
-	char *config; /* --config, or NULL: CONF_DEFAULT_FILE if it exists */
+	char *user;    /* --user, or NULL: the default (sandbox.c) */
+	char *config;  /* --config, or NULL: CONF_DEFAULT_FILE if it exists */
+	char *control; /* --control PATH, "none", or NULL: the default */
 	enum conf_show show;
 };
 
@@ -74,6 +76,12 @@ int conf_parse(struct conf *c, int argc, char **argv, char *err, size_t errlen);
 const struct conf_cli_opt *conf_cli_find(const char *name, size_t len);
 /* Add the default endpoints (used when none was given). */
 void conf_default_endpoints(struct conf *c);
+/* Add the control socket's endpoint (--control, or the default) unless it is off; -1 with
+ * a message in err. */
+int conf_add_control(struct conf *c, char *err, size_t errlen);
+/* The default control socket path for this user (root: CONF_DEFAULT_CONTROL, else under
+ * $XDG_RUNTIME_DIR when set) into out. */
+void conf_default_control(char *out, size_t outlen);
 /* Parse one source spec (exposed for tests); -1 with a message in err. */
 int conf_parse_source(const char *spec, int position, struct source_conf *out, char *err,
 		      size_t errlen);

@@ -534,7 +534,11 @@ static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf
 	static const struct {
 		enum endpoint_kind kind;
 		const char *name;
-	} kinds[] = {{EP_TCP, "tcp"}, {EP_UDP, "udp"}, {EP_UNIX, "unix"}, {EP_FIFO, "fifo"}};
+	} kinds[] = {{EP_TCP, "tcp"},
+		     {EP_UDP, "udp"},
+		     {EP_UNIX, "unix"},
+		     {EP_FIFO, "fifo"},
+		     {EP_HTTP, "http"}};
 	size_t total = 0, seen = 0, at = 0;
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {

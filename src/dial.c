@@ -305,5 +305,18 @@ static void close_dialer(struct endpoint *ep)
 	ep->impl = NULL;
 }
 
+static const char *dialer_state(const struct endpoint *ep)
+{
+	const struct dialer *d = ep->impl;
+
+	if (d == NULL) {
+		return "closed";
+	}
+	if (d->udp != NULL || clients_on(ep->cs, ep->conf.spec) > 0) {
+		return "connected";
+	}
+	return d->dial_fd >= 0 ? "dialing" : "waiting to redial";
+}
+
 const struct endpoint_ops dial_ops = {
-    .open = open_dialer, .keep = keep_dialer, .close = close_dialer};
+    .open = open_dialer, .keep = keep_dialer, .close = close_dialer, .state = dialer_state};

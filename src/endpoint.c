@@ -2,6 +2,7 @@
 #include "endpoint.h"
 
 #include "dial.h"
+#include "http.h"
 #include "inherit.h"
 #include "listen.h"
 #include "log.h"
@@ -13,6 +14,7 @@
 struct endpoints {
 	struct event_base *base;
 	struct clients *cs;
+	struct stats *stats;
 	struct endpoint *head;
 	struct inherited *inherited;
 };
@@ -37,10 +39,8 @@ struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 static const struct endpoint_ops *ops_for(const struct endpoint_conf *c)
 {
 	static const struct endpoint_ops *const listeners[] = {
-	    [EP_TCP] = &listen_tcp_ops,
-	    [EP_UNIX] = &listen_unix_ops,
-	    [EP_UDP] = &listen_udp_ops,
-	    [EP_FIFO] = &listen_fifo_ops,
+	    [EP_TCP] = &listen_tcp_ops,	  [EP_UNIX] = &listen_unix_ops, [EP_UDP] = &listen_udp_ops,
+	    [EP_FIFO] = &listen_fifo_ops, [EP_HTTP] = &http_ops,
 	};
 
 	return c->connect ? &dial_ops : listeners[c->kind];
@@ -62,17 +62,37 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->inherited = eps->inherited;
 	ep->base = eps->base;
 	ep->cs = eps->cs;
+	ep->stats = eps->stats;
 	ep->conf = *conf;
 	ep->conf.spec = dup_or_null(conf->spec);
+	ep->conf.opts.endpoint = ep->conf.spec;
 	ep->conf.host = dup_or_null(conf->host);
 	ep->conf.port = dup_or_null(conf->port);
 	ep->conf.path = dup_or_null(conf->path);
 	ep->conf.local_host = dup_or_null(conf->local_host);
 	ep->conf.local_port = dup_or_null(conf->local_port);
 	ep->ops = ops_for(conf);
-	ep->next = eps->head;
-	eps->head = ep;
+	/* At the tail: endpoints_each lists them in the order given. */
+	for (struct endpoint **at = &eps->head;; at = &(*at)->next) {
+		if (*at == NULL) {
+			*at = ep;
+			break;
+		}
+	}
 	return ep->ops->open(ep, err, errlen);
+}
+
+void endpoints_set_stats(struct endpoints *eps, struct stats *st)
+{
+	eps->stats = st;
+}
+
+void endpoints_each(struct endpoints *eps, void (*fn)(void *arg, const struct endpoint *ep),
+		    void *arg)
+{
+	for (const struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
+		fn(arg, ep);
+	}
 }
 
 void endpoints_free(struct endpoints *eps)

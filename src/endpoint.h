@@ -19,9 +19,11 @@
 
 struct event_base;
 struct endpoints;
+struct endpoint;
 struct tls_conf;
+struct stats;
 
-enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO };
+enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO, EP_HTTP };
 
 /* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
 struct endpoint_conf {
@@ -42,6 +44,7 @@ struct endpoint_conf {
 	bool tls_no_verify;   /* verify-peer=off */
 	char *authz;	      /* listeners with tls=: authz=FILE, the subjects allowed */
 	struct tls_conf *tls; /* loaded from tls_dir when the spec is parsed (owned here) */
+	bool control;	      /* unix: the control socket (control.c), not an EGD endpoint */
 };
 
 /* The set of endpoints whose peers become clients of cs. */
@@ -49,6 +52,11 @@ struct endpoints *endpoints_new(struct event_base *base, struct clients *cs);
 /* Bind (listen) or start dialing (connect) now; -1 with a one-line message in err. */
 int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char *err,
 		  size_t errlen);
+/* The status model that control and http endpoints answer from (set before adding them). */
+void endpoints_set_stats(struct endpoints *eps, struct stats *st);
+/* Call fn for each endpoint, in the order added. */
+void endpoints_each(struct endpoints *eps, void (*fn)(void *arg, const struct endpoint *ep),
+		    void *arg);
 /* Close every endpoint (unix socket files that are still ours are removed). */
 void endpoints_free(struct endpoints *eps);
 /* Once every endpoint is added: close the sockets passed in that none of them took. */
@@ -64,6 +72,7 @@ struct endpoint {
 	struct inherited *inherited; /* sockets passed in, for the kind module to take */
 	struct event_base *base;
 	struct clients *cs;
+	struct stats *stats; /* for control and http endpoints */
 	struct endpoint_conf conf;
 	const struct endpoint_ops *ops;
 	void *impl;
@@ -78,6 +87,8 @@ struct endpoint_ops {
 	size_t (*keep)(const struct endpoint *ep, struct inherit_kept *out, size_t room);
 	/* Release everything the module holds (ep->impl included). */
 	void (*close)(struct endpoint *ep);
+	/* Optional: "dialing", "connected"…; NULL: "listening". */
+	const char *(*state)(const struct endpoint *ep);
 };
 
 #endif

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,8 +45,9 @@ struct health {
 	unsigned apt_pos;
 	/* Samples passed since the last reset (start-up included). */
 	uint64_t passed;
-	uint64_t failures_rct;
-	uint64_t failures_apt;
+	/* written by the source's thread, read by the event loop's status snapshots */
+	_Atomic uint64_t failures_rct;
+	_Atomic uint64_t failures_apt;
 };
 
 /* log(exp(a) + exp(b)) without overflow; a may be -INFINITY. */
@@ -290,10 +292,10 @@ uint64_t health_samples_since_startup(const struct health *h)
 
 uint64_t health_failures_rct(const struct health *h)
 {
-	return h->failures_rct;
+	return atomic_load(&h->failures_rct);
 }
 
 uint64_t health_failures_apt(const struct health *h)
 {
-	return h->failures_apt;
+	return atomic_load(&h->failures_apt);
 }

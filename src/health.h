@@ -36,7 +36,7 @@ uint64_t health_samples_since_startup(const struct health *h);
 uint64_t health_samples_since_reset(const struct health *h);
 /* Back to the start-up state (after a failure or re-open). */
 void health_reset(struct health *h);
-/* Number of failures seen so far (RCT and APT). */
+/* Number of failures seen so far (RCT and APT); safe to call from any thread. */
 uint64_t health_failures_rct(const struct health *h);
 uint64_t health_failures_apt(const struct health *h);
 

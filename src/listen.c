@@ -6,6 +6,7 @@
 #include "listen.h"
 
 #include "clock.h"
+#include "control.h"
 #include "log.h"
 #include "netaddr.h"
 #include "peercap.h"
@@ -80,6 +81,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
+	}
+	if (ep->conf.control) {
+		control_accept(ep, fd, peer);
+		return;
 	}
 	counted = peercap_take(listener_of(ep)->peers, fd, sa, peer, &refused);
 	if (refused) {
@@ -215,8 +220,7 @@ static int stream_listener_new(struct endpoint *ep, char *err, size_t errlen)
 	return 0;
 }
 
-/* Bind (or adopt an inherited) socket for one address of an inet endpoint. */
-static int bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, size_t errlen)
+int listen_bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, size_t errlen)
 {
 	int one = 1;
 	bool stream = ai->ai_socktype == SOCK_STREAM;
@@ -270,7 +274,7 @@ static int open_tcp(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		int fd = bind_inet(ep, ai, err, errlen);
+		int fd = listen_bind_inet(ep, ai, err, errlen);
 		char name[160];
 
 		if (fd < 0) {
@@ -298,7 +302,7 @@ static int open_udp(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	li = listener_of(ep);
-	li->fd = bind_inet(ep, res, err, errlen);
+	li->fd = listen_bind_inet(ep, res, err, errlen);
 	freeaddrinfo(res);
 	if (li->fd < 0) {
 		return -1;
@@ -383,6 +387,12 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 
 /* Every PATH_CHECK_S: a socket file that was removed (or replaced by a dead one) is bound
  * again; connected clients are not touched. */
+/* What a unix listener serves, for its listening line. */
+static const char *unix_proto(const struct endpoint_conf *c)
+{
+	return c->control ? "control" : c->opts.raw ? "raw" : "egd";
+}
+
 static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 {
 	struct endpoint *ep = arg;
@@ -416,7 +426,7 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		log_warnx("%s", err);
 		return;
 	}
-	log_info("listening on unix:%s (%s)", ep->conf.path, ep->conf.opts.raw ? "raw" : "egd");
+	log_info("listening on unix:%s (%s)", ep->conf.path, unix_proto(&ep->conf));
 }
 
 static int open_unix(struct endpoint *ep, char *err, size_t errlen)
@@ -463,7 +473,7 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(li->path_check, &every);
-	log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
+	log_info("listening on unix:%s (%s)", c->path, unix_proto(c));
 	return 0;
 }
 

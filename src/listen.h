@@ -14,4 +14,10 @@ extern const struct endpoint_ops listen_udp_ops;
 /* fifo:PATH, a named pipe kept full for QEMU's rng-random. */
 extern const struct endpoint_ops listen_fifo_ops;
 
+struct addrinfo;
+
+/* Bind (or adopt an inherited) socket for one address ai of an inet endpoint (listening if
+ * a stream); the descriptor, or -1 with a message in err. */
+int listen_bind_inet(struct endpoint *ep, const struct addrinfo *ai, char *err, size_t errlen);
+
 #endif

@@ -19,6 +19,7 @@
 #include "src.h"
 #include "src_detect.h"
 #include "written.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
 	struct endpoints *eps;
 	struct event *sigev[3];
 	struct sandbox *sb;
+	struct stats *stats;
 	struct reload reload;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
@@ -220,6 +222,9 @@ int main(int argc, char **argv)
 	if (conf.nendpoints == 0) {
 		conf_default_endpoints(&conf);
 	}
+	if (conf_add_control(&conf, err, sizeof(err)) < 0) {
+		fatalx("%s", err);
+	}
 	sb = sandbox_new(&conf, err, sizeof(err));
 	if (sb == NULL) {
 		fatalx("%s", err);
@@ -231,12 +236,14 @@ int main(int argc, char **argv)
 	}
 	cs = clients_new(base, pool, conf.alpha_log2);
 	eps = endpoints_new(base, cs);
-	if (cs == NULL || eps == NULL) {
+	stats = cs != NULL && eps != NULL ? stats_new(base, srcs, cs, eps, pool) : NULL;
+	if (stats == NULL) {
 		fatalx("out of memory");
 	}
 	if (need_drbg(&conf) && clients_drbg(cs, drbg_min_entropy(&conf, srcs)) < 0) {
 		fatalx("cannot create the DRBG for mode=drbg");
 	}
+	endpoints_set_stats(eps, stats);
 	for (size_t i = 0; i < conf.nendpoints; i++) {
 		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {
 			endpoints_free(eps);
@@ -295,6 +302,7 @@ out:
 	 * connecting endpoints are then closed without redialing. */
 	endpoints_free(eps);
 	clients_free(cs);
+	stats_free(stats);
 	sandbox_free(sb);
 	if (!conf.check) {
 		sources_log_stats(srcs);

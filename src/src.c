@@ -18,6 +18,7 @@
 #include "health.h"
 #include "log.h"
 #include "pool.h"
+#include "src_impl.h"
 #include "src_wake.h"
 
 #include <errno.h>
@@ -36,46 +37,6 @@
 
 /* How often the watchdog looks for stalled reads. */
 #define SRC_WATCHDOG_MS 250
-
-enum src_state { SRC_CLOSED, SRC_STARTING, SRC_HEALTHY, SRC_STALLED, SRC_EXHAUSTED };
-
-struct src_inst {
-	struct sources *set;
-	double h; /* h=: assumed min-entropy per byte */
-	char *spec;
-	char *arg;
-	int prio;
-	struct src_tty tty;
-	const struct src_driver *drv;
-	void *st;
-	struct gate *gate;
-	pthread_t thread;
-	bool thread_started;
-	enum src_state state; /* under set->lock */
-	bool ever_healthy;    /* under set->lock */
-	uint8_t *chunk;
-	unsigned consecutive_failures;
-	long stall_ms;			 /* read deadline; 0 = never */
-	_Atomic long long read_since_ms; /* CLOCK_MONOTONIC ms when read() began; 0 outside */
-	char desc[224];			 /* what it is, its cutoffs and deadline, logged at start */
-	char note[512];			 /* why it was chosen (the default source), or "" */
-	_Atomic uint64_t bytes_read, bytes_served, bytes_discarded, reopens, stalls;
-};
-
-struct sources {
-	struct pool *pool;
-	unsigned alpha_log2;
-	struct src_inst **v;
-	size_t n;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	atomic_bool stop;
-	int active_prio;      /* INT_MAX when no source is healthy */
-	long long started_ms; /* clock_ms() at sources_start */
-	bool holding;	      /* a fallback waits for a better source's first start-up */
-	pthread_t watchdog;   /* marks stalled reads; runs when a source has a deadline */
-	bool watchdog_started;
-};
 
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2)
 {
@@ -252,9 +213,20 @@ static void update_active_locked(struct sources *s)
 	pthread_cond_broadcast(&s->cond);
 }
 
-static void set_state(struct src_inst *si, enum src_state st)
+/* Under set->lock: remember the last failure for the status (why: a static phrase). */
+static void note_failure_locked(struct src_inst *si, const char *why)
+{
+	si->last_failure = why;
+	si->last_failure_at = (long long)time(NULL);
+}
+
+/* Set si's state; why, if not NULL, is the failure that caused it. */
+static void set_state(struct src_inst *si, enum src_state st, const char *why)
 {
 	pthread_mutex_lock(&si->set->lock);
+	if (why != NULL) {
+		note_failure_locked(si, why);
+	}
 	si->state = st;
 	si->ever_healthy |= st == SRC_HEALTHY;
 	update_active_locked(si->set);
@@ -314,7 +286,7 @@ static void release(void *arg, const uint8_t *p, size_t n)
 	/* The gate releases only after a passing start-up test: this source is healthy, and
 	 * feeds only when its group is the active one. */
 	if (si->state != SRC_HEALTHY) {
-		set_state(si, SRC_HEALTHY);
+		set_state(si, SRC_HEALTHY, NULL);
 	}
 	if (!wait_turn(si)) {
 		return;
@@ -346,13 +318,14 @@ static void feed(struct src_inst *si, size_t n)
 			  si->spec, r.failed_rct ? "repetition count" : "adaptive proportion",
 			  (unsigned long long)(atomic_load(&si->bytes_read) - n + r.failed_at),
 			  r.failures > 1 ? " and more after it" : "");
-		set_state(si, SRC_STARTING);
+		set_state(si, SRC_STARTING,
+			  r.failed_rct ? "repetition count test" : "adaptive proportion test");
 		si->consecutive_failures += r.failures;
 	}
 	if (r.started_now) {
 		log_info("source %s: start-up test passed (%u samples)", si->spec,
 			 HEALTH_STARTUP_SAMPLES);
-		set_state(si, SRC_HEALTHY);
+		set_state(si, SRC_HEALTHY, NULL);
 		return;
 	}
 	if (r.failed && si->consecutive_failures >= SRC_FAILURES_BEFORE_REOPEN &&
@@ -360,7 +333,7 @@ static void feed(struct src_inst *si, size_t n)
 		log_warnx("source %s: %u failures in a row; closing and re-opening it", si->spec,
 			  si->consecutive_failures);
 		close_source(si);
-		set_state(si, SRC_CLOSED);
+		set_state(si, SRC_CLOSED, NULL);
 	}
 }
 
@@ -401,6 +374,7 @@ static bool mark_stalls_locked(struct sources *s)
 			continue;
 		}
 		si->state = SRC_STALLED;
+		note_failure_locked(si, "stalled read");
 		atomic_fetch_add(&si->stalls, 1);
 		log_warnx("source %s: stalled: no bytes for %lld ms; failing over", si->spec,
 			  now - since);
@@ -456,7 +430,7 @@ static void *src_thread(void *arg)
 			atomic_fetch_add(&si->reopens, 1);
 			log_info("source %s: re-opened; running the start-up test", si->spec);
 			atomic_fetch_add(&si->bytes_discarded, gate_reset(si->gate));
-			set_state(si, SRC_STARTING);
+			set_state(si, SRC_STARTING, NULL);
 		}
 		if (!wait_turn(si)) {
 			break;
@@ -482,12 +456,12 @@ static void *src_thread(void *arg)
 				log_warnx("source %s: %s; source exhausted", si->spec, err);
 			}
 			close_source(si);
-			set_state(si, SRC_EXHAUSTED);
+			set_state(si, SRC_EXHAUSTED, n == 0 ? "end of data" : "read error");
 			break;
 		}
 		log_warnx("source %s: %s; closing it, re-opening in %u s", si->spec, err, backoff);
 		close_source(si);
-		set_state(si, SRC_CLOSED);
+		set_state(si, SRC_CLOSED, "read error");
 	}
 	return NULL;
 }
@@ -533,25 +507,6 @@ void sources_stop(struct sources *s)
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	pool_wake_producers(s->pool);
-}
-
-void sources_log_stats(struct sources *s)
-{
-	for (size_t i = 0; i < s->n; i++) {
-		struct src_inst *si = s->v[i];
-
-		log_info(
-		    "source %s: %llu bytes read, %llu passed to the pool, %llu discarded, "
-		    "%llu repetition-count and %llu adaptive-proportion failures, %llu re-opens, "
-		    "%llu stalls",
-		    si->spec, (unsigned long long)atomic_load(&si->bytes_read),
-		    (unsigned long long)atomic_load(&si->bytes_served),
-		    (unsigned long long)atomic_load(&si->bytes_discarded),
-		    (unsigned long long)health_failures_rct(gate_health(si->gate)),
-		    (unsigned long long)health_failures_apt(gate_health(si->gate)),
-		    (unsigned long long)atomic_load(&si->reopens),
-		    (unsigned long long)atomic_load(&si->stalls));
-	}
 }
 
 int sources_free(struct sources *s, unsigned timeout_ms)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct pool;
 struct sources;
@@ -39,10 +40,23 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 int sources_start(struct sources *s);
 /* Ask the threads to stop; sources_free then wakes a thread blocked in a read and joins it. */
 void sources_stop(struct sources *s);
-/* Log a one-line summary per source (bytes read, served, discarded, failures). */
+/* Log a one-line summary per source (bytes read, served, discarded, failures; src_stats.c). */
 void sources_log_stats(struct sources *s);
 /* The lowest min-entropy per byte (h=) among the sources added (8 when there are none). */
 double sources_min_entropy(const struct sources *s);
+
+/* One source's state and counters at one moment (for status and metrics). */
+struct src_stat {
+	const char *spec, *kind; /* valid while the sources live */
+	const char *state;	 /* starting, serving, standby, failed, stalled, exhausted */
+	uint64_t bytes_read, bytes_passed, bytes_discarded;
+	uint64_t rct_failures, apt_failures, reopens, stalls;
+	const char *last_failure;  /* a static phrase, or NULL: none yet */
+	long long last_failure_at; /* its time (seconds since the epoch), or 0 */
+};
+
+/* Fill out with source i's snapshot (any thread; i < sources_count); -1 if i is too big. */
+int sources_snapshot(struct sources *s, size_t i, struct src_stat *out);
 /* Number of configured sources. */
 size_t sources_count(const struct sources *s);
 

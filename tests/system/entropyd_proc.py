@@ -5,6 +5,7 @@ The binary is $ENTROPYD, by default build/entropyd under the repository root.
 """
 
 import os
+import tempfile
 import re
 import signal
 import socket
@@ -207,6 +208,15 @@ class Daemon:
 
     # -- clients --
 
+    @property
+    def control(self):
+        """The control socket's path (--control), or None."""
+        args = self.args
+        for i, a in enumerate(args[:-1]):
+            if a == "--control":
+                return None if args[i + 1] == "none" else args[i + 1]
+        return None
+
     def ep(self, i=0):
         return self.endpoints[i]
 
@@ -234,6 +244,10 @@ def build_args(sources=("getrandom",), listen=("tcp:127.0.0.1:0",), connect=(), 
         args += ["--listen", e]
     for e in connect:
         args += ["--connect", e]
+    if "--control" not in extra:
+        # Never the default /run/entropyd/control.sock: each daemon gets its own.
+        args += ["--control", os.path.join(tempfile.mkdtemp(prefix="entropyd-ctl-"),
+                                           "control.sock")]
     return args + list(extra)
 
 

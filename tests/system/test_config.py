@@ -57,7 +57,7 @@ def test_file_options_apply_and_the_command_line_adds_to_them(entropyd, tmp_path
                         "pool-size 8192\n" % a,
                         cli=["--listen", "unix:%s" % b],
                         expect=["unix:%s" % a, "unix:%s" % b])
-    assert d.count_log(r"ready: 1 source\(s\), 2 endpoint\(s\), pool of 8192 bytes") == 1, \
+    assert d.count_log(r"ready: 1 source\(s\), 3 endpoint\(s\), pool of 8192 bytes") == 1, \
         d.log()
     assert os.stat(a).st_mode & 0o777 == 0o600
     assert len(draw_unix(str(a))) == 32
@@ -109,8 +109,8 @@ def test_sighup_rereads_the_file_keeping_unchanged_endpoints_and_their_peers(
         conf.write_text("source file:%s\nlisten unix:%s\nlisten udp:127.0.0.1:%d\n"
                         "listen unix:%s\n" % (src, keep, port, new))
         before = sighup(d)
-        d.wait_log(r"re-executing with 3 listening", 10, start=before)
-        d.wait_log(r"\bready: 1 source\(s\), 3 endpoint\(s\)", 10, start=before)
+        d.wait_log(r"re-executing with 4 listening", 10, start=before)
+        d.wait_log(r"\bready: 1 source\(s\), 4 endpoint\(s\)", 10, start=before)
         assert d.proc.poll() is None, d.log()
         reloaded_at = time.monotonic()
 

@@ -130,8 +130,9 @@ def test_sighup_reexecutes_keeping_every_listening_socket(entropyd, tmp_path):
         held.sendall(b"\x04")
         assert held.recv(16)[1:].decode() == str(d.pid)
         os.kill(d.pid, 1)  # SIGHUP
-        d.wait_log(r"re-executing with 3 listening", 10, start=before)
-        d.wait_log(r"3 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
+        # tcp, unix, udp and the control socket
+        d.wait_log(r"re-executing with 4 listening", 10, start=before)
+        d.wait_log(r"4 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
         d.wait_log(r"\bready\b", 10, start=before)
         assert d.proc.poll() is None, "entropyd exited instead of re-executing"
         held.settimeout(5)
@@ -215,7 +216,8 @@ def test_udp_connect_socket_survives_sighup(entropyd):
     assert len(qemu.recv(65536)) == 64
     before = d.mark()
     os.kill(d.pid, 1)  # SIGHUP
-    d.wait_log(r"1 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
+    # the udp socket and the control socket
+    d.wait_log(r"2 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
     d.wait_log(r"\bready\b", 10, start=before)
     qemu.sendto(b"\x02\x40", ("127.0.0.1", port))
     data, addr = qemu.recvfrom(65536)

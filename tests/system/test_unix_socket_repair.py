@@ -65,7 +65,8 @@ def test_sighup_rebinds_a_deleted_unix_socket_path(entropyd, tmp_path):
     before = d.mark()
     os.unlink(path)
     os.kill(d.pid, signal.SIGHUP)  # at once: before the periodic check can see it
-    d.wait_log(r"1 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
+    # the unix socket and the control socket
+    d.wait_log(r"2 listening socket\(s\) or pipe\(s\) passed in", 10, start=before)
     d.wait_log(r"\bready\b", 10, start=before)
     assert d.proc.poll() is None
     assert os.path.exists(path), "after the reload %s still does not exist" % path
