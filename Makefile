@@ -25,7 +25,7 @@ DEPS_TEST := $(DEPS_BUILD) python3 python3-pytest socat g++ openssl \
 	libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross clang libclang-rt-14-dev \
 	libjs-chart.js chromium chromium-driver python3-selenium prometheus entropybroker \
-	systemd-container debhelper lintian mmdebstrap
+	systemd-container debhelper lintian mmdebstrap strace
 ENTROPYD_ARGS ?=
 
 .PHONY: all build run check unit system e2e asan fuzz fuzz-smoke bench deps-build deps-test clean install man deb

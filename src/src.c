@@ -68,9 +68,8 @@ size_t sources_count(const struct sources *s)
 	return s->n;
 }
 
-/* Open, then apply tty settings where the driver takes them. */
-static void *open_source(const struct src_driver *drv, const char *arg, const struct src_tty *tty,
-			 char *err, size_t errlen)
+void *src_open(const struct src_driver *drv, const char *arg, const struct src_tty *tty, char *err,
+	       size_t errlen)
 {
 	void *st = drv->open(arg, err, errlen);
 
@@ -81,11 +80,9 @@ static void *open_source(const struct src_driver *drv, const char *arg, const st
 	return st;
 }
 
-int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
+const struct src_driver *src_conf_driver(const struct source_conf *conf, char *err, size_t errlen)
 {
 	const struct src_driver *drv = src_driver_find(conf->kind);
-	struct src_inst *si;
-	struct src_inst **v;
 	char derr[256] = "";
 
 	if (drv == NULL) {
@@ -94,15 +91,37 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		src_driver_kinds(kinds, sizeof(kinds));
 		snprintf(err, errlen, "source %s: unknown kind '%s' (known: %s)", conf->spec,
 			 conf->kind, kinds);
-		return -1;
+		return NULL;
 	}
 	if (drv->needs_arg && (conf->arg == NULL || conf->arg[0] == '\0')) {
 		snprintf(err, errlen, "source %s: needs an argument (%s:ARG)", conf->spec,
 			 drv->kind);
-		return -1;
+		return NULL;
 	}
 	if (!drv->needs_arg && !drv->takes_arg && conf->arg != NULL) {
 		snprintf(err, errlen, "source %s: '%s' takes no argument", conf->spec, drv->kind);
+		return NULL;
+	}
+	if ((conf->tty.init != NULL || conf->tty.baud != 0) && drv->setup == NULL) {
+		snprintf(err, errlen, "source %s: init= and baud= apply to file: sources only",
+			 conf->spec);
+		return NULL;
+	}
+	if (drv->check != NULL && drv->check(conf->arg, derr, sizeof(derr)) < 0) {
+		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
+		return NULL;
+	}
+	return drv;
+}
+
+int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
+{
+	const struct src_driver *drv = src_conf_driver(conf, err, errlen);
+	struct src_inst *si;
+	struct src_inst **v;
+	char derr[256] = "";
+
+	if (drv == NULL) {
 		return -1;
 	}
 	si = calloc(1, sizeof(*si));
@@ -121,20 +140,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		free(si);
 		return -1;
 	}
-	if ((conf->tty.init != NULL || conf->tty.baud != 0) && drv->setup == NULL) {
-		snprintf(err, errlen, "source %s: init= and baud= apply to file: sources only",
-			 conf->spec);
-		gate_free(si->gate);
-		free(si);
-		return -1;
-	}
-	if (drv->check != NULL && drv->check(conf->arg, derr, sizeof(derr)) < 0) {
-		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
-		gate_free(si->gate);
-		free(si);
-		return -1;
-	}
-	si->st = open_source(drv, conf->arg, &conf->tty, derr, sizeof(derr));
+	si->st = src_open(drv, conf->arg, &conf->tty, derr, sizeof(derr));
 	if (si->st == NULL && drv->retry_at_start) {
 		log_warnx("source %s: cannot open it now: %s; starting without it and retrying "
 			  "in the background",
@@ -421,7 +427,7 @@ static void *src_thread(void *arg)
 				break;
 			}
 			backoff = backoff * 2 > SRC_BACKOFF_MAX ? SRC_BACKOFF_MAX : backoff * 2;
-			si->st = open_source(si->drv, si->arg, &si->tty, err, sizeof(err));
+			si->st = src_open(si->drv, si->arg, &si->tty, err, sizeof(err));
 			if (si->st == NULL) {
 				log_warnx("source %s: cannot re-open: %s (next try in %u s)",
 					  si->spec, err, backoff);

@@ -36,6 +36,13 @@ struct source_conf {
 struct sources *sources_new(struct pool *pool, unsigned alpha_log2);
 /* Open and check one source now (start-up); -1 with a one-line message in err. */
 int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen);
+/* conf's driver once its kind, argument and tty settings are checked (as sources_add does),
+ * or NULL with a one-line message naming the source in err. */
+const struct src_driver *src_conf_driver(const struct source_conf *conf, char *err, size_t errlen);
+/* Open a source with drv and apply tty settings where the driver takes them; the state, or
+ * NULL with a one-line message in err. */
+void *src_open(const struct src_driver *drv, const char *arg, const struct src_tty *tty, char *err,
+	       size_t errlen);
 /* Start one thread per source. */
 int sources_start(struct sources *s);
 /* Ask the threads to stop; sources_free then wakes a thread blocked in a read and joins it. */

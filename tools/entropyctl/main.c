@@ -23,8 +23,12 @@ static const struct command commands[] = {
     {"status", "status [--json]", "sources, endpoints and clients of the daemon", ctl_status_main},
     {"get", "get N [-o FILE] [--from tcp:HOST:PORT[,tls=DIR] | unix:PATH]",
      "N bytes from the daemon (control socket, or an EGD endpoint)", ctl_get_main},
-    /* {"test", "test SOURCE --bytes N", "assess a source's min-entropy", ctl_test_main}, */
-    /* {"feed-kernel", "feed-kernel", "feed this host's kernel", ctl_feed_kernel_main}, */
+    {"test", "test SOURCE [--bytes N]", "assess a source's min-entropy (SP 800-90B)",
+     ctl_test_main},
+    {"feed-kernel",
+     "feed-kernel [--from tcp:HOST:PORT[,tls=DIR] | unix:PATH] [--h BITS] [--interval S] "
+     "[--once | --bytes N]",
+     "feed this host's kernel from an entropyd", ctl_feed_kernel_main},
 };
 
 static char socket_path[256];
