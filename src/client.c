@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,43 +38,14 @@
 #define CLIENT_PRIMER_DELAY_US 100000
 static int client_give(struct client *c, size_t quantum);
 
-/* Serve queue q's clients (0: owed pool bytes, 1: owed DRBG output) round-robin until
- * none is owed or their supply runs out. */
-static void rotate_queue(struct clients *cs, int q)
+/* Its turn in the rotation: up to quantum bytes, then answer what follows. */
+static void client_serve(struct turn *t, size_t quantum)
 {
-	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
-		size_t avail = pool_avail(cs->pool);
-		struct client *c;
-		size_t quantum = CLIENT_DRBG_QUANTUM;
+	struct client *c = (struct client *)((char *)t - offsetof(struct client, turn));
 
-		if (q == 0 && avail == 0) {
-			pool_want(cs->pool);
-			break;
-		}
-		if (q == 0) {
-			quantum = avail / cs->nhungry[0];
-			quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
-		}
-		c = TAILQ_FIRST(&cs->hungry[q]);
-		TAILQ_REMOVE(&cs->hungry[q], c, hungry_link);
-		cs->nhungry[q]--;
-		c->hungry = false;
-		if (client_give(c, quantum) == 0) {
-			client_kick(c);
-		}
+	if (client_give(c, quantum) == 0) {
+		client_kick(c);
 	}
-}
-
-void client_rotate(struct clients *cs)
-{
-	if (cs->serving) {
-		return; /* re-entered from a close inside the loop */
-	}
-	cs->serving = true;
-	cs->drbg_starved = false;
-	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
-	rotate_queue(cs, 0);
-	cs->serving = false;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -424,11 +396,7 @@ void client_kick(struct client *c)
 		c->pacer.paced = false;
 	}
 	if (owes_pool_bytes(c)) {
-		if (!c->hungry) {
-			c->hungry = true;
-			TAILQ_INSERT_TAIL(&c->cs->hungry[c->opts.drbg], c, hungry_link);
-			c->cs->nhungry[c->opts.drbg]++;
-		}
+		clients_turn_queue(c->cs, &c->turn);
 	} else if (c->eof) {
 		client_close(c, NULL, "peer closed the connection; everything owed was sent");
 	}
@@ -513,6 +481,8 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		return NULL;
 	}
 	c->cs = cs;
+	c->turn.serve = client_serve;
+	c->turn.q = opts->drbg ? 1 : 0;
 	c->tr = tr;
 	c->tr_ctx = ctx;
 	c->fd = fd;

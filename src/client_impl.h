@@ -47,7 +47,7 @@ struct client {
 	uint8_t out[256 + 4];
 	size_t outlen, outoff;
 
-	bool hungry;	    /* in cs->hungry[opts.drbg], waiting for pool (or DRBG) bytes */
+	struct turn turn;   /* queued: in cs->hungry[turn.q], waiting for pool (or DRBG) bytes */
 	bool pr_fresh;	    /* prediction-resistance=on: reseeded for the head request */
 	bool write_blocked; /* socket full; wev armed */
 	bool closing;
@@ -63,11 +63,10 @@ struct client {
 	bool unready;	    /* partial runs for the handshake (transport.h ready) */
 	struct pacer pacer; /* rate= */
 
-	TAILQ_ENTRY(client) hungry_link;
 	LIST_ENTRY(client) all_link;
 };
 
-TAILQ_HEAD(client_queue, client);
+TAILQ_HEAD(turn_queue, turn);
 LIST_HEAD(client_list, client);
 
 struct clients {
@@ -75,18 +74,20 @@ struct clients {
 	struct pool *pool;
 	unsigned alpha_log2;
 	struct event *pool_ev;
-	struct client_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
+	struct turn_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
 	size_t nhungry[2];
 	struct drbg *drbg; /* mode=drbg clients' generator (clients_drbg), or NULL */
 	bool drbg_starved; /* this rotation, the DRBG waits for a seed from the pool */
 	struct client_list all;
+	LIST_HEAD(, turn) members; /* consumers other than clients (vhost-user devices) */
 	bool serving;
 	struct deadlines partial; /* half-sent commands, oldest first */
 	/* per-category limits for the lines peers cause */
 	struct log_limit lim_io, lim_proto, lim_timeout, lim_primer, lim_other;
 };
 
-/* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
+/* Share the pool among the clients (and other turns) owed bytes, round-robin, until one
+ * side runs out. */
 void client_rotate(struct clients *cs);
 /* Free c's events and pacer (client_close, or a client_new that failed). */
 void client_free_events(struct client *c);
@@ -104,6 +105,8 @@ void client_drbg_consume(struct client *c, size_t n);
 size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
 /* Answer what needs no pool bytes, then join the rotation if c is owed some. */
 void client_kick(struct client *c);
+/* Queue t for its turn without serving (nothing if queued). */
+void clients_turn_queue(struct clients *cs, struct turn *t);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 /* Queue bytes ahead of requests for a peer that behaves like QEMU, up to its endpoint's

@@ -1,6 +1,8 @@
 /* clients: the registry of clients: created and freed with the daemon, woken when the pool
- * has bytes for those owed some, and closing those whose half-sent command (or whose
- * transport's handshake) outlived its deadline. The state machine itself is client.c. */
+ * has bytes for those owed some, the rotation that shares the pool among them (and among
+ * the other consumers that hold a turn, vhost-user devices), and closing those whose half-sent
+ * command (or whose transport's handshake) outlived its deadline. The state machine itself is
+ * client.c. */
 #include "client_impl.h"
 
 #include "drbg.h"
@@ -35,6 +37,81 @@ static void partial_expired(struct deadline_item *it, void *arg)
 	client_close(c, &c->cs->lim_timeout, why);
 }
 
+/* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) round-robin until none
+ * is owed or their supply runs out. */
+static void rotate_queue(struct clients *cs, int q)
+{
+	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
+		size_t avail = pool_avail(cs->pool);
+		struct turn *t;
+		size_t quantum = CLIENT_DRBG_QUANTUM;
+
+		if (q == 0 && avail == 0) {
+			pool_want(cs->pool);
+			break;
+		}
+		if (q == 0) {
+			quantum = avail / cs->nhungry[0];
+			quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
+		}
+		t = TAILQ_FIRST(&cs->hungry[q]);
+		clients_turn_leave(cs, t);
+		t->serve(t, quantum);
+	}
+}
+
+void client_rotate(struct clients *cs)
+{
+	if (cs->serving) {
+		return; /* re-entered from a close inside the loop */
+	}
+	cs->serving = true;
+	cs->drbg_starved = false;
+	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
+	rotate_queue(cs, 0);
+	cs->serving = false;
+}
+
+void clients_turn_queue(struct clients *cs, struct turn *t)
+{
+	if (!t->queued) {
+		t->queued = true;
+		TAILQ_INSERT_TAIL(&cs->hungry[t->q], t, link);
+		cs->nhungry[t->q]++;
+	}
+}
+
+void clients_turn_join(struct clients *cs, struct turn *t)
+{
+	clients_turn_queue(cs, t);
+	client_rotate(cs);
+}
+
+void clients_turn_leave(struct clients *cs, struct turn *t)
+{
+	if (t->queued) {
+		t->queued = false;
+		TAILQ_REMOVE(&cs->hungry[t->q], t, link);
+		cs->nhungry[t->q]--;
+	}
+}
+
+void clients_member_add(struct clients *cs, struct turn *t)
+{
+	LIST_INSERT_HEAD(&cs->members, t, member);
+}
+
+void clients_member_remove(struct clients *cs, struct turn *t)
+{
+	clients_turn_leave(cs, t);
+	LIST_REMOVE(t, member);
+}
+
+struct pool *clients_pool(struct clients *cs)
+{
+	return cs->pool;
+}
+
 static void pool_ready_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct clients *cs = arg;
@@ -56,6 +133,7 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	TAILQ_INIT(&cs->hungry[0]);
 	TAILQ_INIT(&cs->hungry[1]);
 	LIST_INIT(&cs->all);
+	LIST_INIT(&cs->members);
 	if (deadlines_init(&cs->partial, base, CLIENT_PARTIAL_TIMEOUT_MS, partial_expired, cs) <
 	    0) {
 		free(cs);
@@ -95,6 +173,11 @@ void clients_free(struct clients *cs)
 
 		c->on_closed = NULL; /* shutting down: no redial */
 		client_close(c, NULL, "shutting down");
+	}
+	while (!LIST_EMPTY(&cs->members)) {
+		struct turn *t = LIST_FIRST(&cs->members);
+
+		t->shutdown(t); /* removes itself */
 	}
 	event_free(cs->pool_ev);
 	drbg_free(cs->drbg);
@@ -145,10 +228,7 @@ void client_close(struct client *c, struct log_limit *lim, const char *why)
 			  (unsigned long long)c->served);
 	}
 	deadline_stop(&cs->partial, &c->partial);
-	if (c->hungry) {
-		TAILQ_REMOVE(&cs->hungry[c->opts.drbg], c, hungry_link);
-		cs->nhungry[c->opts.drbg]--;
-	}
+	clients_turn_leave(cs, &c->turn);
 	LIST_REMOVE(c, all_link);
 	client_free_events(c);
 	gate_free(c->wgate);

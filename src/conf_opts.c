@@ -299,14 +299,19 @@ static int ep_mode(void *target, char *val, char *why, size_t whylen)
 
 	if (strcmp(val, "raw") == 0 || strcmp(val, "drbg") == 0) {
 		e->opts.drbg = strcmp(val, "drbg") == 0;
+		if (e->opts.drbg && e->kind == EP_VHOST) {
+			snprintf(why, whylen, "vhost-user serves raw pool bytes only");
+			return -1;
+		}
 		return 0;
 	}
 	if (conf_parse_long(val, 0, 07777, 8, &n) < 0) {
 		snprintf(why, whylen, "expected raw, drbg or an octal mode in 0..07777");
 		return -1;
 	}
-	if (e->connect || (e->kind != EP_UNIX && e->kind != EP_FIFO)) {
-		snprintf(why, whylen, "an octal mode applies to unix and fifo listeners only");
+	if (e->connect || (e->kind != EP_UNIX && e->kind != EP_FIFO && e->kind != EP_VHOST)) {
+		snprintf(why, whylen,
+			 "an octal mode applies to unix, fifo and vhost-user listeners only");
 		return -1;
 	}
 	e->mode = (mode_t)n;
@@ -420,14 +425,15 @@ static int ep_authz(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
-#define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX))
-#define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO))
-#define STREAM_ENDPOINTS (STREAM_LISTENERS | CONF_DIAL(EP_TCP) | CONF_DIAL(EP_UNIX))
+#define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_VHOST))
+#define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO) | CONF_LISTEN(EP_VHOST))
+#define STREAM_ENDPOINTS                                                                           \
+	(CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX) | CONF_DIAL(EP_TCP) | CONF_DIAL(EP_UNIX))
 
 const struct conf_spec_opt conf_endpoint_opts[] = {
-    {"proto", "egd|raw", CONF_ANY_ENDPOINT,
+    {"proto", "egd|raw", CONF_EGD_ENDPOINTS,
      "the protocol; raw streams bytes with no protocol (default egd; raw on fifo)", NULL, ep_proto},
-    {"primer", "BYTES", CONF_ANY_ENDPOINT,
+    {"primer", "BYTES", CONF_EGD_ENDPOINTS,
      "bytes sent to a peer silent for 100 ms after connecting (default 128, 0 on udp and "
      "fifo; 0 = never)",
      "See RECONNECTS AND THE PRIMER.", ep_primer},
@@ -437,16 +443,18 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
      "A peer that sends another command after bytes were sent ahead is closed: give it only "
      "to endpoints that serve QEMU.",
      ep_surplus},
-    {"write", "on|off", CONF_ANY_ENDPOINT,
+    {"write", "on|off", CONF_EGD_ENDPOINTS,
      "accept EGD command 0x03 (write entropy) when on (default off)", NULL, ep_write},
     {"rate", "BYTES/MS", CONF_ANY_ENDPOINT,
      "pace each client's answers (default 2097152/1000 on udp, none elsewhere; off: no limit)",
      "A token bucket of BYTES bytes refilled every MS milliseconds, per client (per peer on "
-     "udp). A paced client keeps its queued requests and is answered as tokens return; the "
+     "udp, per VM on vhost-user). A paced client keeps its queued requests and is answered as "
+     "tokens return; the "
      "bytes that were delayed are logged when it closes.",
      ep_rate},
     {"max-per-peer", "N", STREAM_LISTENERS,
-     "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix)",
+     "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix "
+     "and vhost-user)",
      "Counted per IPv4 address, per IPv6 /64 prefix, or, on unix sockets, per user id of the "
      "peer (SO_PEERCRED). A connection over the cap is accepted and closed at once, with a "
      "log line; when one of the peer's connections closes, a new one is served again.",
@@ -534,11 +542,8 @@ static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf
 	static const struct {
 		enum endpoint_kind kind;
 		const char *name;
-	} kinds[] = {{EP_TCP, "tcp"},
-		     {EP_UDP, "udp"},
-		     {EP_UNIX, "unix"},
-		     {EP_FIFO, "fifo"},
-		     {EP_HTTP, "http"}};
+	} kinds[] = {{EP_TCP, "tcp"},	{EP_UDP, "udp"},   {EP_UNIX, "unix"},
+		     {EP_FIFO, "fifo"}, {EP_HTTP, "http"}, {EP_VHOST, "vhost-user"}};
 	size_t total = 0, seen = 0, at = 0;
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {

@@ -23,7 +23,9 @@ struct endpoint;
 struct tls_conf;
 struct stats;
 
-enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO, EP_HTTP };
+/* EP_HTTP: the status page and metrics (http.c); EP_VHOST: a unix socket that speaks
+ * vhost-user (vu_conn.c) instead of EGD. */
+enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO, EP_HTTP, EP_VHOST };
 
 /* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
 struct endpoint_conf {
@@ -31,7 +33,7 @@ struct endpoint_conf {
 	bool connect;
 	enum endpoint_kind kind;
 	char *host, *port;			/* tcp, udp */
-	char *path;				/* unix, fifo */
+	char *path;				/* unix, fifo, vhost-user */
 	char *local_host, *local_port;		/* udp connect: local=HOST:PORT */
 	struct udp_prefix allow[UDP_MAX_ALLOW]; /* udp listen: allowed peers */
 	size_t nallow;

@@ -13,6 +13,7 @@
 #include "transport.h"
 #include "udp.h"
 #include "unixpath.h"
+#include "vu_conn.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -52,6 +53,21 @@ struct listener {
 	int fd, fifo_keeper;
 };
 
+/* "unix" or "vhost-user": how a unix listener names itself in log lines. */
+static const char *kind_name(const struct endpoint_conf *c)
+{
+	return c->kind == EP_VHOST ? "vhost-user" : "unix";
+}
+
+/* What the peers of c speak, for the `listening on` line. */
+static const char *speaks(const struct endpoint_conf *c)
+{
+	return c->kind == EP_VHOST ? "virtio-rng"
+	       : c->control	   ? "control"
+	       : c->opts.raw	   ? "raw"
+				   : "egd";
+}
+
 static struct listener *listener_of(const struct endpoint *ep)
 {
 	return ep->impl;
@@ -77,8 +93,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 				    ep->conf.spec, li->pauses);
 		}
 	}
-	if (ep->conf.kind == EP_UNIX) {
-		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
+	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
+		snprintf(peer, sizeof(peer), "%s:%s#%d", kind_name(&ep->conf), ep->conf.path,
+			 (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
 	}
@@ -91,6 +108,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
+	if (ep->conf.kind == EP_VHOST) {
+		if (vu_conn_new(ep->base, ep->cs, fd, &ep->conf.opts, peer,
+				counted != NULL ? peercap_put : NULL, counted) < 0 &&
+		    counted != NULL) {
+			peercap_put(counted);
+		}
+		return;
+	}
 	tr = transport_for(&ep->conf);
 	if (tr->attach != NULL &&
 	    (ctx = tr->attach(fd, true, &ep->conf, err, sizeof(err))) == NULL) {
@@ -101,7 +126,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		}
 		return;
 	}
-	if (ep->conf.kind != EP_UNIX) {
+	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}
 	if (client_new(ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
@@ -388,11 +413,6 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 /* Every PATH_CHECK_S: a socket file that was removed (or replaced by a dead one) is bound
  * again; connected clients are not touched. */
 /* What a unix listener serves, for its listening line. */
-static const char *unix_proto(const struct endpoint_conf *c)
-{
-	return c->control ? "control" : c->opts.raw ? "raw" : "egd";
-}
-
 static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 {
 	struct endpoint *ep = arg;
@@ -426,7 +446,7 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		log_warnx("%s", err);
 		return;
 	}
-	log_info("listening on unix:%s (%s)", ep->conf.path, unix_proto(&ep->conf));
+	log_info("listening on %s:%s (%s)", kind_name(&ep->conf), ep->conf.path, speaks(&ep->conf));
 }
 
 static int open_unix(struct endpoint *ep, char *err, size_t errlen)
@@ -473,7 +493,7 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(li->path_check, &every);
-	log_info("listening on unix:%s (%s)", c->path, unix_proto(c));
+	log_info("listening on %s:%s (%s)", kind_name(c), c->path, speaks(c));
 	return 0;
 }
 
@@ -487,7 +507,8 @@ static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t r
 	}
 	for (size_t i = 0; i < li->nlev && n < room; i++, n++) {
 		out[n] = (struct inherit_kept){.fd = evconnlistener_get_fd(li->lev[i]),
-					       .has_id = ep->conf.kind == EP_UNIX,
+					       .has_id = ep->conf.kind == EP_UNIX ||
+							 ep->conf.kind == EP_VHOST,
 					       .dev = li->path.dev,
 					       .ino = li->path.ino};
 	}
@@ -505,7 +526,7 @@ static void close_listener(struct endpoint *ep)
 		return;
 	}
 	free_listeners(li);
-	if (ep->conf.kind == EP_UNIX) {
+	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
 		unixpath_remove(&li->path, ep->conf.path);
 	}
 	if (li->path_check != NULL) {

@@ -115,11 +115,9 @@ struct each_ctx {
 
 static void endpoint_json(void *arg, const struct endpoint *ep)
 {
-	static const char *const kinds[] = {[EP_TCP] = "tcp",
-					    [EP_UNIX] = "unix",
-					    [EP_UDP] = "udp",
-					    [EP_FIFO] = "fifo",
-					    [EP_HTTP] = "http"};
+	static const char *const kinds[] = {
+	    [EP_TCP] = "tcp",	[EP_UNIX] = "unix", [EP_UDP] = "udp",
+	    [EP_FIFO] = "fifo", [EP_HTTP] = "http", [EP_VHOST] = "vhost-user"};
 	struct each_ctx *x = arg;
 	struct json_object *o = json_object_new_object();
 
