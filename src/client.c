@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,32 +38,14 @@
 static void client_kick(struct client *c);
 static int client_give(struct client *c, size_t quantum);
 
-void client_rotate(struct clients *cs)
+/* Its turn in the rotation: up to quantum bytes, then answer what follows. */
+static void client_serve(struct turn *t, size_t quantum)
 {
-	if (cs->serving) {
-		return; /* re-entered from a close inside the loop */
-	}
-	cs->serving = true;
-	while (!TAILQ_EMPTY(&cs->hungry)) {
-		size_t avail = pool_avail(cs->pool);
-		struct client *c;
-		size_t quantum;
+	struct client *c = (struct client *)((char *)t - offsetof(struct client, turn));
 
-		if (avail == 0) {
-			pool_want(cs->pool);
-			break;
-		}
-		quantum = avail / cs->nhungry;
-		quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
-		c = TAILQ_FIRST(&cs->hungry);
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-		c->hungry = false;
-		if (client_give(c, quantum) == 0) {
-			client_kick(c);
-		}
+	if (client_give(c, quantum) == 0) {
+		client_kick(c);
 	}
-	cs->serving = false;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -411,11 +394,7 @@ static void client_kick(struct client *c)
 		c->pacer.paced = false;
 	}
 	if (owes_pool_bytes(c)) {
-		if (!c->hungry) {
-			c->hungry = true;
-			TAILQ_INSERT_TAIL(&c->cs->hungry, c, hungry_link);
-			c->cs->nhungry++;
-		}
+		clients_turn_queue(c->cs, &c->turn);
 	} else if (c->eof) {
 		client_close(c, NULL, "peer closed the connection; everything owed was sent");
 	}
@@ -509,6 +488,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 		return NULL;
 	}
 	c->cs = cs;
+	c->turn.serve = client_serve;
 	c->tr = tr;
 	c->tr_ctx = ctx;
 	c->fd = fd;
@@ -584,10 +564,7 @@ void client_close(struct client *c, struct log_limit *lim, const char *why)
 			  (unsigned long long)c->served);
 	}
 	deadline_stop(&cs->partial, &c->partial);
-	if (c->hungry) {
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-	}
+	clients_turn_leave(cs, &c->turn);
 	LIST_REMOVE(c, all_link);
 	free_events(c);
 	gate_free(c->wgate);

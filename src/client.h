@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -40,6 +41,21 @@ struct client_opts {
 /* A peer that sent part of a command and not the rest within this time is closed. */
 #define CLIENT_PARTIAL_TIMEOUT_MS 10000u
 
+/* A place in the rotation that shares the pool when bytes are scarce: every client holds
+ * one, and so does any other consumer of pool bytes (a vhost-user device), so that all of
+ * them take turns in one queue. */
+struct turn {
+	/* Take up to quantum bytes (the pool has some); join again (clients_turn_join) if
+	 * still owed bytes. */
+	void (*serve)(struct turn *t, size_t quantum);
+	/* Shutting down: release the consumer (no redial); NULL for clients, which the
+	 * registry closes itself. */
+	void (*shutdown)(struct turn *t);
+	bool queued;
+	TAILQ_ENTRY(turn) link;
+	LIST_ENTRY(turn) member; /* consumers other than clients (clients_member_add) */
+};
+
 /* Called when a client is gone (for connecting endpoints, to redial). */
 typedef void (*client_closed_fn)(void *arg);
 
@@ -47,6 +63,16 @@ typedef void (*client_closed_fn)(void *arg);
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2);
 /* Close every client and free the registry. */
 void clients_free(struct clients *cs);
+/* The pool cs serves from. */
+struct pool *clients_pool(struct clients *cs);
+/* Queue t for its turn (nothing if queued) and serve the rotation now if not inside it. */
+void clients_turn_join(struct clients *cs, struct turn *t);
+/* Take t out of the rotation (nothing if not queued). */
+void clients_turn_leave(struct clients *cs, struct turn *t);
+/* Register a consumer other than a client, to be shut down with cs (t->shutdown). */
+void clients_member_add(struct clients *cs, struct turn *t);
+/* Unregister it (and take it out of the rotation). */
+void clients_member_remove(struct clients *cs, struct turn *t);
 /* Serve a connected peer whose bytes travel over transport tr (state ctx, descriptor fd,
  * non-blocking); peer names it in log lines; on_closed (may be NULL) is called with arg
  * once it is gone. Returns NULL (tr closed fd and ctx) on failure. */

@@ -41,7 +41,7 @@ struct client {
 	uint8_t out[256 + 4];
 	size_t outlen, outoff;
 
-	bool hungry;	    /* in cs->hungry, waiting for pool bytes */
+	struct turn turn;   /* queued: in cs->hungry, waiting for pool bytes */
 	bool write_blocked; /* socket full; wev armed */
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
@@ -53,11 +53,10 @@ struct client {
 	bool unready;	    /* partial runs for the handshake (transport.h ready) */
 	struct pacer pacer; /* rate= */
 
-	TAILQ_ENTRY(client) hungry_link;
 	LIST_ENTRY(client) all_link;
 };
 
-TAILQ_HEAD(client_queue, client);
+TAILQ_HEAD(turn_queue, turn);
 LIST_HEAD(client_list, client);
 
 struct clients {
@@ -65,17 +64,21 @@ struct clients {
 	struct pool *pool;
 	unsigned alpha_log2;
 	struct event *pool_ev;
-	struct client_queue hungry;
+	struct turn_queue hungry;
 	size_t nhungry;
 	struct client_list all;
+	LIST_HEAD(, turn) members; /* consumers other than clients (vhost-user devices) */
 	bool serving;
 	struct deadlines partial; /* half-sent commands, oldest first */
 	/* per-category limits for the lines peers cause */
 	struct log_limit lim_io, lim_proto, lim_timeout, lim_primer, lim_other;
 };
 
-/* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
+/* Share the pool among the clients (and other turns) owed bytes, round-robin, until one
+ * side runs out. */
 void client_rotate(struct clients *cs);
+/* Queue t for its turn without serving (nothing if queued). */
+void clients_turn_queue(struct clients *cs, struct turn *t);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 

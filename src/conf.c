@@ -206,8 +206,9 @@ static int load_tls(struct endpoint_conf *e, const char *spec, char *err, size_t
 int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e, char *err,
 			size_t errlen)
 {
-	static const char *const listen_kinds[] = {"tcp", "udp", "unix", "fifo", NULL};
-	static const char *const dial_kinds[] = {"tcp", "udp", "unix", NULL};
+	static const char *const listen_kinds[] = {"tcp",  "udp",	 "unix",
+						   "fifo", "vhost-user", NULL};
+	static const char *const dial_kinds[] = {"tcp", "udp", "unix", "vhost-user", NULL};
 	char *s = strdup(spec);
 	char *opts;
 	struct netaddr_spec a;
@@ -229,14 +230,14 @@ int conf_parse_endpoint(const char *spec, bool connect, struct endpoint_conf *e,
 		goto out;
 	}
 	if (a.is_path) {
-		e->kind = a.kind[0] == 'u' ? EP_UNIX : EP_FIFO;
+		e->kind = a.kind[0] == 'u' ? EP_UNIX : a.kind[0] == 'f' ? EP_FIFO : EP_VHOST;
 		e->path = strdup(a.path);
 	} else {
 		e->kind = a.kind[0] == 't' ? EP_TCP : EP_UDP;
 		e->host = strdup(a.host);
 		e->port = strdup(a.port);
 	}
-	if (e->kind == EP_FIFO) {
+	if (e->kind == EP_FIFO || e->kind == EP_VHOST) {
 		e->opts.raw = true;
 		e->opts.primer = 0;
 	}
@@ -414,7 +415,8 @@ const struct conf_cli_opt conf_cli_opts[] = {
      cli_source},
     {"listen", 'l', "EP", "accept clients on EP, repeatable",
      "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random)\n"
+     "    udp:HOST:PORT, fifo:PATH (a named pipe for QEMU's rng-random),\n"
+     "    vhost-user:PATH (QEMU's vhost-user-rng-pci connects)\n"
      "followed by endpoint options (below)\n"
      "default: " CONF_DEFAULT_TCP " and unix:" CONF_DEFAULT_UNIX,
      "The kinds of endpoint are described under ENDPOINTS, their options under ENDPOINT "
@@ -423,7 +425,8 @@ const struct conf_cli_opt conf_cli_opts[] = {
      cli_listen},
     {"connect", 'c', "EP", "dial EP (a QEMU chardev with server=on) and redial forever",
      "EP: tcp:HOST:PORT, tcp:[V6ADDR]:PORT, unix:PATH,\n"
-     "    udp:HOST:PORT (QEMU's chardev udp)\n"
+     "    udp:HOST:PORT (QEMU's chardev udp),\n"
+     "    vhost-user:PATH (QEMU's vhost-user-rng-pci chardev, server=on)\n"
      "followed by endpoint options (below)",
      "Redials after a failure or a drop with exponential backoff from 0.1 s to 5 s; see "
      "ENDPOINTS.",

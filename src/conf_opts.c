@@ -359,26 +359,28 @@ static int ep_authz(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
-#define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX))
-#define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO))
+#define STREAM_LISTENERS (CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_VHOST))
+#define FILE_LISTENERS (CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_FIFO) | CONF_LISTEN(EP_VHOST))
 
 const struct conf_spec_opt conf_endpoint_opts[] = {
-    {"proto", "egd|raw", CONF_ANY_ENDPOINT,
+    {"proto", "egd|raw", CONF_EGD_ENDPOINTS,
      "the protocol; raw streams bytes with no protocol (default egd; raw on fifo)", NULL, ep_proto},
-    {"primer", "BYTES", CONF_ANY_ENDPOINT,
+    {"primer", "BYTES", CONF_EGD_ENDPOINTS,
      "bytes sent to a peer silent for 100 ms after connecting (default 128, 0 on udp and "
      "fifo; 0 = never)",
      "See RECONNECTS AND THE PRIMER.", ep_primer},
-    {"write", "on|off", CONF_ANY_ENDPOINT,
+    {"write", "on|off", CONF_EGD_ENDPOINTS,
      "accept EGD command 0x03 (write entropy) when on (default off)", NULL, ep_write},
     {"rate", "BYTES/MS", CONF_ANY_ENDPOINT,
      "pace each client's answers (default 2097152/1000 on udp, none elsewhere; off: no limit)",
      "A token bucket of BYTES bytes refilled every MS milliseconds, per client (per peer on "
-     "udp). A paced client keeps its queued requests and is answered as tokens return; the "
+     "udp, per VM on vhost-user). A paced client keeps its queued requests and is answered as "
+     "tokens return; the "
      "bytes that were delayed are logged when it closes.",
      ep_rate},
     {"max-per-peer", "N", STREAM_LISTENERS,
-     "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix)",
+     "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix "
+     "and vhost-user)",
      "Counted per IPv4 address, per IPv6 /64 prefix, or, on unix sockets, per user id of the "
      "peer (SO_PEERCRED). A connection over the cap is accepted and closed at once, with a "
      "log line; when one of the peer's connections closes, a new one is served again.",
@@ -447,7 +449,11 @@ static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf
 	static const struct {
 		enum endpoint_kind kind;
 		const char *name;
-	} kinds[] = {{EP_TCP, "tcp"}, {EP_UDP, "udp"}, {EP_UNIX, "unix"}, {EP_FIFO, "fifo"}};
+	} kinds[] = {{EP_TCP, "tcp"},
+		     {EP_UDP, "udp"},
+		     {EP_UNIX, "unix"},
+		     {EP_FIFO, "fifo"},
+		     {EP_VHOST, "vhost-user"}};
 	size_t total = 0, seen = 0, at = 0;
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {

@@ -16,9 +16,12 @@
 /* Which endpoints an endpoint option applies to: one bit per kind and direction. */
 #define CONF_LISTEN(kind) (1u << (unsigned)(kind))
 #define CONF_DIAL(kind) (1u << (8u + (unsigned)(kind)))
-#define CONF_ANY_ENDPOINT                                                                          \
+/* The endpoints that speak EGD (or stream raw bytes). */
+#define CONF_EGD_ENDPOINTS                                                                         \
 	(CONF_LISTEN(EP_TCP) | CONF_LISTEN(EP_UNIX) | CONF_LISTEN(EP_UDP) | CONF_LISTEN(EP_FIFO) | \
 	 CONF_DIAL(EP_TCP) | CONF_DIAL(EP_UNIX) | CONF_DIAL(EP_UDP))
+#define CONF_VHOST_ENDPOINTS (CONF_LISTEN(EP_VHOST) | CONF_DIAL(EP_VHOST))
+#define CONF_ANY_ENDPOINT (CONF_EGD_ENDPOINTS | CONF_VHOST_ENDPOINTS)
 
 /* One `,key=value` option of a source or an endpoint spec. */
 struct conf_spec_opt {

@@ -11,6 +11,7 @@
 #include "netaddr.h"
 #include "transport.h"
 #include "udp.h"
+#include "vu_conn.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -111,6 +112,13 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}
+	if (ep->conf.kind == EP_VHOST) {
+		if (vu_conn_new(ep->base, ep->cs, fd, &ep->conf.opts, ep->conf.spec,
+				connection_closed, d) < 0) {
+			connection_closed(d);
+		}
+		return;
+	}
 	tr = transport_for(&ep->conf);
 	if (tr->attach != NULL &&
 	    (ctx = tr->attach(fd, false, &ep->conf, err, sizeof(err))) == NULL) {
@@ -195,7 +203,7 @@ static int peer_address(struct dialer *d, struct sockaddr_storage *ss, socklen_t
 	char err[256];
 	int rc;
 
-	if (c->kind == EP_UNIX) {
+	if (c->kind == EP_UNIX || c->kind == EP_VHOST) {
 		if (netaddr_unix(c->path, (struct sockaddr_un *)ss, err, sizeof(err)) < 0) {
 			dial_failed(d, ENAMETOOLONG);
 			return -1;
@@ -264,7 +272,10 @@ static int open_dialer(struct endpoint *ep, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	log_info("connecting to %s (%s)", ep->conf.spec, ep->conf.opts.raw ? "raw" : "egd");
+	log_info("connecting to %s (%s)", ep->conf.spec,
+		 ep->conf.kind == EP_VHOST ? "virtio-rng"
+		 : ep->conf.opts.raw	   ? "raw"
+					   : "egd");
 	dial(d);
 	return 0;
 }

@@ -37,10 +37,8 @@ struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
 static const struct endpoint_ops *ops_for(const struct endpoint_conf *c)
 {
 	static const struct endpoint_ops *const listeners[] = {
-	    [EP_TCP] = &listen_tcp_ops,
-	    [EP_UNIX] = &listen_unix_ops,
-	    [EP_UDP] = &listen_udp_ops,
-	    [EP_FIFO] = &listen_fifo_ops,
+	    [EP_TCP] = &listen_tcp_ops,	  [EP_UNIX] = &listen_unix_ops,	 [EP_UDP] = &listen_udp_ops,
+	    [EP_FIFO] = &listen_fifo_ops, [EP_VHOST] = &listen_unix_ops,
 	};
 
 	return c->connect ? &dial_ops : listeners[c->kind];

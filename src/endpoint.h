@@ -21,7 +21,8 @@ struct event_base;
 struct endpoints;
 struct tls_conf;
 
-enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO };
+/* EP_VHOST: a unix socket that speaks vhost-user (vu_conn.c) instead of EGD. */
+enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO, EP_VHOST };
 
 /* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
 struct endpoint_conf {
@@ -29,7 +30,7 @@ struct endpoint_conf {
 	bool connect;
 	enum endpoint_kind kind;
 	char *host, *port;			/* tcp, udp */
-	char *path;				/* unix, fifo */
+	char *path;				/* unix, fifo, vhost-user */
 	char *local_host, *local_port;		/* udp connect: local=HOST:PORT */
 	struct udp_prefix allow[UDP_MAX_ALLOW]; /* udp listen: allowed peers */
 	size_t nallow;

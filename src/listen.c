@@ -12,6 +12,7 @@
 #include "transport.h"
 #include "udp.h"
 #include "unixpath.h"
+#include "vu_conn.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -50,6 +51,18 @@ struct listener {
 	int fd, fifo_keeper;
 };
 
+/* "unix" or "vhost-user": how a unix listener names itself in log lines. */
+static const char *kind_name(const struct endpoint_conf *c)
+{
+	return c->kind == EP_VHOST ? "vhost-user" : "unix";
+}
+
+/* What the peers of c speak, for the `listening on` line. */
+static const char *speaks(const struct endpoint_conf *c)
+{
+	return c->kind == EP_VHOST ? "virtio-rng" : c->opts.raw ? "raw" : "egd";
+}
+
 static struct listener *listener_of(const struct endpoint *ep)
 {
 	return ep->impl;
@@ -75,14 +88,23 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 				    ep->conf.spec, li->pauses);
 		}
 	}
-	if (ep->conf.kind == EP_UNIX) {
-		snprintf(peer, sizeof(peer), "unix:%s#%d", ep->conf.path, (int)fd);
+	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
+		snprintf(peer, sizeof(peer), "%s:%s#%d", kind_name(&ep->conf), ep->conf.path,
+			 (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
 	}
 	counted = peercap_take(listener_of(ep)->peers, fd, sa, peer, &refused);
 	if (refused) {
 		close(fd);
+		return;
+	}
+	if (ep->conf.kind == EP_VHOST) {
+		if (vu_conn_new(ep->base, ep->cs, fd, &ep->conf.opts, peer,
+				counted != NULL ? peercap_put : NULL, counted) < 0 &&
+		    counted != NULL) {
+			peercap_put(counted);
+		}
 		return;
 	}
 	tr = transport_for(&ep->conf);
@@ -95,7 +117,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		}
 		return;
 	}
-	if (ep->conf.kind != EP_UNIX) {
+	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}
 	if (client_new(ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
@@ -397,7 +419,7 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		log_warnx("%s", err);
 		return;
 	}
-	log_info("listening on unix:%s (%s)", ep->conf.path, ep->conf.opts.raw ? "raw" : "egd");
+	log_info("listening on %s:%s (%s)", kind_name(&ep->conf), ep->conf.path, speaks(&ep->conf));
 }
 
 static int open_unix(struct endpoint *ep, char *err, size_t errlen)
@@ -444,7 +466,7 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(li->path_check, &every);
-	log_info("listening on unix:%s (%s)", c->path, c->opts.raw ? "raw" : "egd");
+	log_info("listening on %s:%s (%s)", kind_name(c), c->path, speaks(c));
 	return 0;
 }
 
@@ -458,7 +480,8 @@ static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t r
 	}
 	for (size_t i = 0; i < li->nlev && n < room; i++, n++) {
 		out[n] = (struct inherit_kept){.fd = evconnlistener_get_fd(li->lev[i]),
-					       .has_id = ep->conf.kind == EP_UNIX,
+					       .has_id = ep->conf.kind == EP_UNIX ||
+							 ep->conf.kind == EP_VHOST,
 					       .dev = li->path.dev,
 					       .ino = li->path.ino};
 	}
@@ -476,7 +499,7 @@ static void close_listener(struct endpoint *ep)
 		return;
 	}
 	free_listeners(li);
-	if (ep->conf.kind == EP_UNIX) {
+	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
 		unixpath_remove(&li->path, ep->conf.path);
 	}
 	if (li->path_check != NULL) {

@@ -154,12 +154,13 @@ int netaddr_parse(const char *s, const char *const *kinds, bool port0, struct ne
 {
 	const char *colon = strchr(s, ':');
 	size_t klen = colon != NULL ? (size_t)(colon - s) : 0;
-	char expected[96] = "";
+	char expected[160] = "";
 	bool known = false;
 
 	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; kinds[i] != NULL; i++) {
-		bool path = strcmp(kinds[i], "unix") == 0 || strcmp(kinds[i], "fifo") == 0;
+		bool path = strcmp(kinds[i], "unix") == 0 || strcmp(kinds[i], "fifo") == 0 ||
+			    strcmp(kinds[i], "vhost-user") == 0;
 		size_t used = strlen(expected);
 
 		snprintf(expected + used, sizeof(expected) - used, "%s%s:%s", i > 0 ? ", " : "",

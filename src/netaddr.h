@@ -12,7 +12,7 @@
 
 /* An address as written by the user. */
 struct netaddr_spec {
-	char kind[8]; /* "tcp", "udp" (host and port) or "unix", "fifo" (path) */
+	char kind[16]; /* "tcp", "udp" (host and port) or "unix", "fifo", "vhost-user" (path) */
 	bool is_path;
 	char host[256]; /* without brackets */
 	char port[8];	/* decimal, 0..65535 */

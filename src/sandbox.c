@@ -175,7 +175,8 @@ struct sandbox *sandbox_new(const struct conf *c, char *err, size_t errlen)
 		sb->qng |= strcmp(c->sources[i].kind, "qng") == 0;
 	}
 	for (size_t i = 0; sb->drop && i < c->nendpoints; i++) {
-		if (!c->endpoints[i].connect && c->endpoints[i].kind == EP_UNIX) {
+		if (!c->endpoints[i].connect &&
+		    (c->endpoints[i].kind == EP_UNIX || c->endpoints[i].kind == EP_VHOST)) {
 			note_missing_dir(sb, c->endpoints[i].path);
 		}
 	}

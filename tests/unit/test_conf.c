@@ -209,6 +209,19 @@ static void test_endpoints_parse(void **state)
 	assert_true(e.opts.raw);
 	conf_endpoint_free(&e);
 
+	assert_int_equal(conf_parse_endpoint("vhost-user:/run/v.sock,rate=4096/1000,mode=0660",
+					     false, &e, err, sizeof(err)),
+			 0);
+	assert_int_equal(e.kind, EP_VHOST);
+	assert_string_equal(e.path, "/run/v.sock");
+	assert_int_equal(e.opts.rate_bytes, 4096);
+	conf_endpoint_free(&e);
+	assert_int_equal(conf_parse_endpoint("vhost-user:/run/v.sock,rate=4096/1000", true, &e, err,
+					     sizeof(err)),
+			 0);
+	assert_int_equal(e.kind, EP_VHOST);
+	conf_endpoint_free(&e);
+
 	assert_int_equal(conf_parse_endpoint("udp:127.0.0.1:4000,allow=127.0.0.1+::1/128", false,
 					     &e, err, sizeof(err)),
 			 0);
@@ -246,7 +259,12 @@ static void test_bad_endpoints_are_named(void **state)
 		       "local= applies to udp --connect endpoints only (not to tcp --connect");
 	endpoint_fails("udp:127.0.0.1:80,local=127.0.0.1", true, "option 'local=127.0.0.1':");
 	endpoint_fails("fifo:/tmp/q,max-per-peer=2", false,
-		       "max-per-peer= applies to tcp and unix listeners only (not to fifo");
+		       "max-per-peer= applies to tcp, unix and vhost-user listeners only (not to "
+		       "fifo");
+	endpoint_fails("vhost-user:/tmp/v.sock,proto=raw", false,
+		       "proto= applies to tcp, udp, unix and fifo listeners and tcp, udp and unix "
+		       "--connect endpoints only (not to vhost-user listeners)");
+	endpoint_fails("vhost-user:/tmp/v.sock,write=on", true, "(not to vhost-user --connect");
 	endpoint_fails("udp:127.0.0.1:80,local=127.0.0.1:5,proto=x", true, "proto=x");
 }
 
@@ -408,6 +426,8 @@ static void test_endpoint_options_are_refused_where_they_do_not_apply(void **sta
 	    {"tcp:127.0.0.1:1", true, CONF_DIAL(EP_TCP), "tcp --connect endpoints"},
 	    {"udp:127.0.0.1:1", true, CONF_DIAL(EP_UDP), "udp --connect endpoints"},
 	    {"unix:/tmp/entropyd-test.sock", true, CONF_DIAL(EP_UNIX), "unix --connect endpoints"},
+	    {"vhost-user:/tmp/v.sock", false, CONF_LISTEN(EP_VHOST), "vhost-user listeners"},
+	    {"vhost-user:/tmp/v.sock", true, CONF_DIAL(EP_VHOST), "vhost-user --connect endpoints"},
 	};
 	char spec[128], want[256], to[128];
 	size_t refused = 0;
