@@ -91,6 +91,7 @@ bench: deps-test build
 	$(PYTHON) bench/bench_egd.py
 	$(PYTHON) bench/bench_tls.py
 	$(PYTHON) bench/bench_guest.py
+	$(PYTHON) bench/bench_vhost.py
 	$(PYTHON) bench/bench_ppc64.py
 
 # Rewrite the man page's option sections from the option tables (src/conf_opts.c); the unit
