@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of fuzz_egd, fuzz_qng and fuzz_udp under tests/fuzz/corpus/NAME/
+"""Write the seed corpora of fuzz_egd, fuzz_qng, fuzz_udp and fuzz_vhost under tests/fuzz/corpus/NAME/
 (`python3 tests/fuzz/make_corpus.py`): a dozen small inputs each, in the format the target
 reads (see the comment at the top of each fuzz_NAME.c). The fuzz_spec seeds are kept by hand."""
 import os
@@ -112,7 +112,64 @@ def udp():
     }
 
 
+GPA, UA, QSIZE = 0x10000000, 0x70000000, 4
+
+
+def vmsg(req, payload=b"", nfds=0, flags=1):
+    return bytes([nfds]) + struct.pack("<III", req, flags, len(payload)) + payload
+
+
+def vsetup(features=(1 << 32) | (1 << 30) | (1 << 28), handshake=True, base=0):
+    out = b""
+    if handshake:
+        out += vmsg(1) + vmsg(15) + vmsg(16, struct.pack("<Q", 8)) + vmsg(3)
+    out += vmsg(13, struct.pack("<Q", 0), 1)
+    out += vmsg(2, struct.pack("<Q", features))
+    out += vmsg(5, struct.pack("<IIQQQQ", 1, 0, GPA, 0x8000, UA, 0), 1, flags=9)
+    out += vmsg(8, struct.pack("<II", 0, QSIZE)) + vmsg(10, struct.pack("<II", 0, base))
+    out += vmsg(9, struct.pack("<IIQQQQ", 0, 0, UA, UA + 0x200, UA + 0x100, 0))
+    out += vmsg(12, struct.pack("<Q", 0), 1) + vmsg(18, struct.pack("<II", 0, 1))
+    return out
+
+
+def vguest(descs, heads, indirect=()):
+    """Guest memory: descriptor table at 0, avail ring at 0x100, indirect table at 0x400."""
+    mem = bytearray(0x600)
+    for i, (addr, length, flags, nxt) in enumerate(descs):
+        struct.pack_into("<QIHH", mem, 16 * i, addr, length, flags, nxt)
+    for i, (addr, length, flags, nxt) in enumerate(indirect):
+        struct.pack_into("<QIHH", mem, 0x400 + 16 * i, addr, length, flags, nxt)
+    struct.pack_into("<HH", mem, 0x100, 0, len(heads))
+    for i, h in enumerate(heads):
+        struct.pack_into("<H", mem, 0x104 + 2 * i, h)
+    return struct.pack(">H", len(mem)) + bytes(mem)
+
+
+def vhost():
+    buf = GPA + 0x1000
+    ok = [(buf, 64, 2, 0)]
+    return {
+        "direct": vguest(ok, [0]) + vsetup(),
+        "two-chains": vguest([(buf, 64, 3, 1), (buf + 64, 64, 2, 0), (buf + 256, 32, 2, 0)],
+                             [0, 2]) + vsetup(),
+        "indirect": vguest([(GPA + 0x400, 32, 4, 0)], [0],
+                           [(buf, 16, 3, 1), (buf + 16, 48, 2, 0)]) + vsetup(),
+        "event-idx": vguest(ok, [0]) + vsetup(features=(1 << 32) | (1 << 30) | (1 << 29)),
+        "reconnect": vguest(ok, [0]) + vsetup(handshake=False, base=0),
+        "loop": vguest([(buf, 64, 3, 1), (buf, 64, 3, 0)], [0]) + vsetup(),
+        "nested-indirect": vguest([(GPA + 0x400, 16, 4, 0)], [0],
+                                  [(GPA + 0x400, 16, 4, 0)]) + vsetup(),
+        "read-only": vguest([(buf, 64, 0, 0)], [0]) + vsetup(),
+        "outside": vguest([(GPA + 0x8000, 64, 2, 0)], [0]) + vsetup(),
+        "wrap": vguest([((1 << 64) - 16, 64, 2, 0)], [0]) + vsetup(),
+        "bad-size": vguest(ok, [0]) + vmsg(2, b"\0\0\0\0"),
+        "fd-on-features": vguest(ok, [0]) + vmsg(2, struct.pack("<Q", 1), 1),
+        "get-vring-base": vguest(ok, [0]) + vsetup() + vmsg(11, struct.pack("<II", 0, 0)),
+    }
+
+
 if __name__ == "__main__":
+    write("vhost", vhost())
     write("egd", egd())
     write("qng", qng())
     write("udp", udp())

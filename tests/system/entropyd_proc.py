@@ -23,7 +23,7 @@ ENTROPYD = os.environ.get("ENTROPYD", str(REPO / "build" / "entropyd"))
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
-_LISTEN_RE = re.compile(r"listening on (tcp:(\[[^\]\s]*\]|[^\s:\[\],]+):(\d+)|unix:([^\s,]+))")
+_LISTEN_RE = re.compile(r"listening on (tcp:(\[[^\]\s]*\]|[^\s:\[\],]+):(\d+)|(unix|vhost-user):([^\s,]+))")
 _READY_RE = re.compile(r"\bready\b")
 
 
@@ -39,17 +39,17 @@ class Endpoint:
 
     @property
     def family(self):
-        if self.kind == "unix":
+        if self.kind in ("unix", "vhost-user"):
             return socket.AF_UNIX
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
     @property
     def address(self):
-        return self.path if self.kind == "unix" else (self.host, self.port)
+        return self.path if self.kind in ("unix", "vhost-user") else (self.host, self.port)
 
     def __repr__(self):
-        if self.kind == "unix":
-            return "unix:%s" % self.path
+        if self.kind in ("unix", "vhost-user"):
+            return "%s:%s" % (self.kind, self.path)
         return "tcp:%s:%s" % ("[%s]" % self.host if ":" in self.host else self.host, self.port)
 
 
@@ -57,8 +57,9 @@ def parse_endpoint_spec(spec):
     """Parse a --listen argument (only as far as the tests need): tcp:HOST:PORT,
     tcp:[V6]:PORT or unix:PATH, each optionally followed by ,options."""
     head = spec.split(",", 1)[0]
-    if head.startswith("unix:"):
-        return Endpoint("unix", path=head[5:], spec=spec)
+    for kind in ("unix", "vhost-user"):
+        if head.startswith(kind + ":"):
+            return Endpoint(kind, path=head[len(kind) + 1:], spec=spec)
     m = re.fullmatch(r"tcp:(\[([^\]]*)\]|[^:\[\]]+):(\d+)", head)
     if not m:
         raise ValueError("test bug: cannot parse endpoint spec %r" % spec)
@@ -72,7 +73,7 @@ def parse_listen_line(line):
     if not m:
         return None
     if m.group(4) is not None:
-        return Endpoint("unix", path=m.group(4))
+        return Endpoint(m.group(4), path=m.group(5))
     host = m.group(2)
     if host.startswith("["):
         host = host[1:-1]
@@ -90,7 +91,7 @@ def match_endpoints(specs, announced):
         for i, got in enumerate(left):
             if got.kind != want.kind:
                 continue
-            if want.kind == "unix" and got.path != want.path:
+            if want.kind in ("unix", "vhost-user") and got.path != want.path:
                 continue
             if want.kind == "tcp" and (got.host != want.host
                                        or (want.port != 0 and got.port != want.port)):

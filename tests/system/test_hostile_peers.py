@@ -147,7 +147,7 @@ def test_unix_listener_counts_connections_per_uid(entropyd, tmp_path):
 def test_max_per_peer_is_refused_where_it_cannot_apply():
     for spec in ("udp:127.0.0.1:0,max-per-peer=3", "fifo:/tmp/x,max-per-peer=3"):
         r = run_entropyd(["-n", "--listen", spec])
-        assert r.returncode == 1 and b"max-per-peer= applies to tcp and unix" in r.stderr
+        assert r.returncode == 1 and b"max-per-peer= applies to tcp, unix and vhost-user" in r.stderr
 
 
 # ---------------------------------------------------------------------------------------
