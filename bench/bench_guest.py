@@ -21,7 +21,6 @@ Usage: /usr/bin/python3 bench/bench_guest.py [--bytes N] [--repeat N] [--pacer]
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -29,72 +28,39 @@ import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-
-import guest  # noqa: E402
-import peers  # noqa: E402
-
-def builtin() -> tuple[list[str], Callable[[], None]]:
-    return guest.builtin_backend(), lambda: None
+import guestbench
+from guestbench import Served, guest, peers
 
 
-def via_entropyd(binary: Path, options: str = "") -> Callable[[], tuple[list[str], Callable[[], None]]]:
-    def setup():
-        d = peers.Entropyd(["--source", "getrandom", "--listen", "tcp:127.0.0.1:0" + options],
-                           binary=binary)
-        chardev = f"socket,id=egd0,host=127.0.0.1,port={d.port()},reconnect=1"
-        return guest.egd_backend(chardev), d.stop
-    return setup
-
-
-def via_entropyd_unix(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+def via_entropyd_unix(binary: Path) -> Callable[[], Served]:
     def setup():
         path = Path(tempfile.mkdtemp(prefix="entropyd-bench-")) / "egd.sock"
         d = peers.Entropyd(["--source", "getrandom", "--listen", f"unix:{path}"], binary=binary)
         chardev = f"socket,id=egd0,path={path},reconnect=1"
-        return guest.egd_backend(chardev), d.stop
+        return Served(guest.egd_backend(chardev), d.stop, d.pid)
     return setup
 
 
-def via_entropyd_udp(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+def via_entropyd_udp(binary: Path) -> Callable[[], Served]:
     def setup():
         d = peers.Entropyd(["--source", "getrandom", "--listen", "udp:127.0.0.1:0"],
                            binary=binary)
         port = int(d.wait_line(r"listening on udp:127\.0\.0\.1:(\d+)", 10).group(1))
         local = peers.free_port()
         chardev = f"udp,id=egd0,host=127.0.0.1,port={port},localaddr=127.0.0.1,localport={local}"
-        return guest.egd_backend(chardev), d.stop
+        return Served(guest.egd_backend(chardev), d.stop, d.pid)
     return setup
 
 
-def via_entropyd_fifo(binary: Path) -> Callable[[], tuple[list[str], Callable[[], None]]]:
+def via_entropyd_fifo(binary: Path) -> Callable[[], Served]:
     def setup():
         path = Path(tempfile.mkdtemp(prefix="entropyd-bench-")) / "rng.fifo"
         d = peers.Entropyd(["--source", "getrandom", "--listen", f"fifo:{path}"], binary=binary)
-        return ["-object", f"rng-random,id=rng0,filename={path}"], d.stop
+        return Served(["-object", f"rng-random,id=rng0,filename={path}"], d.stop, d.pid)
     return setup
 
 
-def via_socat() -> tuple[list[str], Callable[[], None]]:
-    port = peers.free_port()
-    s = peers.Socat(port, "OPEN:/dev/urandom")
-    chardev = f"socket,id=egd0,host=127.0.0.1,port={port},reconnect=1"
-    return guest.egd_backend(chardev), s.stop
-
-
 ROWS = ["builtin", "entropyd", "unix", "udp", "fifo", "socat"]
-
-
-def measure(image: guest.GuestImage, setup, nbytes: int, extra: list[str],
-            timeout: float) -> float:
-    """One boot: the guest-side read time in seconds."""
-    backend, teardown = setup()
-    try:
-        res = guest.boot_guest(image, backend, nbytes=nbytes, dump=False,
-                               extra=extra, timeout=timeout)
-        return res.read_seconds
-    finally:
-        teardown()
 
 
 def main() -> int:
@@ -125,14 +91,14 @@ def main() -> int:
         ap.error(f"unknown rows: {', '.join(sorted(unknown))}")
     egd_rows = []
     if "entropyd" in wanted:
-        egd_rows.append(("rng-egd tcp -> entropyd (getrandom)", via_entropyd(args.entropyd)))
+        egd_rows.append(("rng-egd tcp -> entropyd (getrandom)", guestbench.entropyd_tcp(args.entropyd)))
     if "unix" in wanted:
         egd_rows.append(("rng-egd unix -> entropyd (getrandom)", via_entropyd_unix(args.entropyd)))
     if "udp" in wanted:
         egd_rows.append(("rng-egd udp -> entropyd (getrandom)", via_entropyd_udp(args.entropyd)))
     if "socat" in wanted:
-        egd_rows.append(("rng-egd tcp -> socat OPEN:/dev/urandom", via_socat))
-    rows: list[tuple[str, Callable, list[str]]] = [("rng-builtin", builtin, [])]
+        egd_rows.append(("rng-egd tcp -> socat OPEN:/dev/urandom", guestbench.socat_tcp))
+    rows: list[tuple[str, Callable, list[str]]] = [("rng-builtin", guestbench.builtin, [])]
     rows += [(name, setup, []) for name, setup in egd_rows]
     if "fifo" in wanted:
         rows.append(("rng-random fifo -> entropyd (getrandom)", via_entropyd_fifo(args.entropyd), []))
@@ -153,7 +119,7 @@ def main() -> int:
                 continue
             t = time.monotonic()
             try:
-                s = measure(image, setup, args.bytes, extra, args.timeout)
+                s = guestbench.measure(image, setup, args.bytes, extra, args.timeout).read_seconds
             except (guest.GuestError, peers.PeerError) as e:
                 errors[name] = str(e).splitlines()[0]
                 print(f"  round {rnd + 1}: {name}: FAILED: {e}", file=sys.stderr, flush=True)

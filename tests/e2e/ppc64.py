@@ -62,6 +62,16 @@ APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 INIT_SCRIPT = guest.make_init_script(["pseries-rng"], "pseries_rng", "hvc1", 65536)
 
+# Image variants: the modules the initramfs loads (in order) and the rng the guest's
+# init waits for. "spapr" reads spapr-rng (H_RANDOM); "virtio" reads a virtio-rng-pci or
+# vhost-user-rng-pci device, with the same six virtio modules as the x86 guest.
+VARIANTS = {
+    "spapr": ([MODULE], INIT_SCRIPT),
+    "virtio": (list(guest.MODULES),
+               guest.make_init_script([Path(m).name for m in guest.MODULES],
+                                      "virtio_rng.0", "hvc1", 65536)),
+}
+
 
 # ---------------------------------------------------------------------------
 # Host set-up: QEMU, the ppc64el architecture, packages
@@ -233,9 +243,11 @@ class Ppc64Image:
     kernel_version: str
 
 
-def ensure_image() -> Ppc64Image:
+def ensure_image(variant: str = "spapr") -> Ppc64Image:
     """Install QEMU if needed, fetch (once) the kernel and busybox, build (once)
-    the initramfs. Raises GuestError with the reason when anything is missing."""
+    the initramfs of `variant` (a key of VARIANTS). Raises GuestError with the
+    reason when anything is missing."""
+    rels, init_script = VARIANTS[variant]
     ensure_qemu()
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -254,7 +266,7 @@ def ensure_image() -> Ppc64Image:
         if not vmlinux or not kdirs:
             raise GuestError(f"{tree} holds no boot/vmlinux-* or lib/modules/*/kernel")
         version = kdirs[-1].parent.name
-        module = _module_bytes(kdirs[-1], MODULE)
+        modules = {Path(rel).name: _module_bytes(kdirs[-1], rel) for rel in rels}
 
         bb_tree = cache / "busybox-static-ppc64el"
         busybox = bb_tree / "bin" / "busybox"
@@ -265,7 +277,8 @@ def ensure_image() -> Ppc64Image:
             raise GuestError(f"{BUSYBOX_PACKAGE} unpacked no static ppc64le {busybox}")
         bb = busybox.read_bytes()
 
-        h = hashlib.sha256(INIT_SCRIPT.encode() + b"\0" + bb + b"\0" + module)
+        h = hashlib.sha256(init_script.encode() + b"\0" + bb + b"\0"
+                           + b"\0".join(modules.values()))
         initrd = cache / f"ppc64-initrd-{version}-{h.hexdigest()[:16]}.cpio.gz"
         if not initrd.exists():
             # Drop stale images; a recent one may belong to a concurrent run of
@@ -277,8 +290,9 @@ def ensure_image() -> Ppc64Image:
             files = {p: (d, b"") for p in ("bin", "dev", "lib", "lib/modules", "proc",
                                           "sys", "tmp")}
             files["bin/busybox"] = (0o100755, bb)
-            files["lib/modules/pseries-rng.ko"] = (0o100644, module)
-            files["init"] = (0o100755, INIT_SCRIPT.encode())
+            for name, data in modules.items():
+                files[f"lib/modules/{name}.ko"] = (0o100644, data)
+            files["init"] = (0o100755, init_script.encode())
             tmp = initrd.with_suffix(".tmp")
             tmp.write_bytes(gzip.compress(newc_archive(files), compresslevel=6))
             tmp.rename(initrd)
@@ -350,6 +364,7 @@ class Ppc64Run(guest.QemuRun):
     idle: int = 0
     extra: list[str] = field(default_factory=list)
     memory_mb: int = 512
+    device: str = "spapr-rng,rng=rng0"
     workdir: Path | None = None
     proc: subprocess.Popen | None = None
     t_start: float = 0.0
@@ -365,7 +380,7 @@ class Ppc64Run(guest.QemuRun):
                 "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
                 "-append", append,
                 "-serial", "stdio", "-serial", f"file:{self.data_path}",
-                *self.backend, "-device", "spapr-rng,rng=rng0", *self.extra]
+                *self.backend, "-device", self.device, *self.extra]
 
     def start(self) -> "Ppc64Run":
         """Start QEMU (its backend must already be serving: H_RANDOM at early boot)."""

@@ -15,7 +15,6 @@ socket path must fit in 108 bytes; pytest's tmp_path may not).
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 import shutil
@@ -28,7 +27,8 @@ import pytest
 
 import guest
 import peers
-from support import GUEST_TIMEOUT, MIB, STARTUP_DISCARD, check_source, finish, wait_console
+from support import (GUEST_TIMEOUT, MIB, STARTUP_DISCARD, assert_no_shared_offsets,
+                     check_source, finish, wait_console)
 
 KIB = 1 << 10
 # Chunked reads print a PROGRESS line per chunk, so a test can act mid-read.
@@ -96,80 +96,6 @@ def _two_free_udp_ports() -> tuple[int, int]:
     while b == a:
         b = peers.free_udp_port()
     return a, b
-
-
-def _spans(data: bytes, source: bytes, report: guest.PieceReport):
-    """A guest's file ranges: (certain spans, ambiguous boundaries).
-
-    check_pieces extends each piece as far as the guest's bytes match the file,
-    so where the guest's next piece happens to begin with the same byte(s) that
-    follow the current piece in the file (1 chance in 256 per boundary), the
-    piece is credited with s bytes too many and the next piece starts s bytes
-    late. The split is then somewhere in those s bytes: the first t of them are
-    file[end-s:end-s+t] (end of this piece) and the others are
-    file[next-s+t:next] (start of the next piece), for some t in 0..s.
-    Returns certain spans [(lo, hi)] and ambiguous boundaries [(a_lo, b_lo, s)].
-    """
-    pieces = report.pieces
-    certain, ambiguous = [], []
-    for i, p in enumerate(pieces):
-        lo, hi = p.file_offset, p.file_offset + p.length
-        if i + 1 < len(pieces):
-            nxt = pieces[i + 1]
-            s = 0
-            while (s < p.length - 1 and nxt.file_offset - s - 1 >= 0
-                   and data[nxt.data_offset - s - 1] == source[nxt.file_offset - s - 1]):
-                s += 1
-            if s:
-                ambiguous.append((hi - s, nxt.file_offset - s, s))
-                hi -= s
-        certain.append((lo, hi))
-    return certain, ambiguous
-
-
-def _assert_no_shared_offsets(guests_bytes: dict[str, tuple[bytes, guest.PieceReport]],
-                              source: bytes) -> None:
-    """No file offset reached two different guests (each guest's pieces are
-    increasing and disjoint already; this compares guests with each other)."""
-    spans, ambiguous = [], []
-    for name, (data, rep) in guests_bytes.items():
-        certain, amb = _spans(data, source, rep)
-        spans += [(lo, hi, name) for lo, hi in certain if hi > lo]
-        ambiguous += [(a, b, s, name) for a, b, s in amb]
-    spans.sort()
-    clashes = []
-    end, owner = -1, None
-    for lo, hi, name in spans:
-        if lo < end and name != owner:
-            clashes.append(f"{owner} and {name} both got file offsets {lo}..{min(hi, end)}")
-        if hi > end:
-            end, owner = hi, name
-    assert not clashes, (f"{len(clashes)} file range(s) served to two guests: "
-                         + "; ".join(clashes[:10]))
-
-    los = [lo for lo, _, _ in spans]
-
-    def taken_by_other(lo: int, hi: int, name: str) -> str | None:
-        # spans are disjoint, so sorted by lo they are sorted by hi too
-        k = bisect.bisect_left(los, hi) - 1
-        while k >= 0 and spans[k][1] > lo:
-            if spans[k][2] != name:
-                return spans[k][2]
-            k -= 1
-        return None
-
-    unresolved = []
-    for a, b, s, name in ambiguous:
-        if not any(not taken_by_other(a, a + t, name) and not taken_by_other(b + t, b + s, name)
-                   for t in range(s + 1)):
-            unresolved.append(f"{name}: the {s} byte(s) at file offset {a} or {b} belong "
-                              f"to another guest either way")
-    assert not unresolved, (f"{len(unresolved)} boundary byte range(s) served to two "
-                            f"guests: " + "; ".join(unresolved[:10]))
-    covered = sum(hi - lo for lo, hi, _ in spans) + sum(s for _, _, s, _ in ambiguous)
-    print(f"{len(guests_bytes)} guests: {len(spans)} pieces, {covered} bytes, file offsets "
-          f"{spans[0][0]}..{max(hi for _, hi, _ in spans)}, pairwise disjoint "
-          f"({len(ambiguous)} piece boundaries with an ambiguous split)")
 
 
 # ---------------------------------------------------------------------------
@@ -356,7 +282,7 @@ def test_entropyd_redials_across_qemu_restart(source_file, entropyd, guests):
 
     rep1 = _verify(res1, source, nbytes=nbytes)
     rep2 = _verify(res2, source, nbytes=nbytes)
-    _assert_no_shared_offsets({"guest 1": (res1.data, rep1), "guest 2": (res2.data, rep2)},
+    assert_no_shared_offsets({"guest 1": (res1.data, rep1), "guest 2": (res2.data, rep2)},
                               source)
     print(f"entropyd redialled {redial:.1f}s after the second QEMU started; "
           f"{d.count_lines(connected)} `connected to` lines")
@@ -412,5 +338,5 @@ def test_four_guests_mixed_endpoints_share_no_bytes(entropyd, guests, sockdir, t
     for name, res in results.items():
         print(f"[{name}]", end=" ")
         received[name] = (res.data, _verify(res, source))
-    _assert_no_shared_offsets(received, source)
+    assert_no_shared_offsets(received, source)
     assert d.running(), "entropyd exited while serving four guests"

@@ -34,8 +34,8 @@ import pytest
 
 import guest
 import peers
-from support import GUEST_TIMEOUT, MIB, STARTUP_DISCARD, check_source, wait_console
-from test_endpoints_x86 import _assert_no_shared_offsets
+from support import (GUEST_TIMEOUT, MIB, STARTUP_DISCARD, assert_no_shared_offsets,
+                     check_source, wait_console)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
 from tlssupport import _CA  # noqa: E402  (the system tests' certificate maker)
@@ -359,7 +359,7 @@ def test_relays_feed_guests_from_generators_and_survive_a_lost_upstream(
                   f"wall {res.wall_seconds:.1f}s")
         assert from_gen2["relay1"] > 0, "relay1's guest got no byte from gen2 after failover"
         assert from_gen2["relay2"] == 0, "relay2's guest got bytes of gen2's file"
-        _assert_no_shared_offsets(received, combined)
+        assert_no_shared_offsets(received, combined)
         print(f"relay1 failed over {failover_s:.1f}s after its link went down; its guest "
               f"finished {r1_done_s:.1f}s after it, link still down; relay2's guest read again "
               f"{resumed_s:.1f}s and finished {r2_done_s:.1f}s after the links came back; "
