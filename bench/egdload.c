@@ -218,8 +218,8 @@ int main(int argc, char **argv)
 			bytes += r;
 			if (tput) {
 				c->owed -= r;
-				int more = 0;
-				while (c->owed <= (long)(depth - 1) * size && more < 64) {
+				int more = 0; /* at most depth: every answer already received */
+				while (c->owed <= (long)(depth - 1) * size) {
 					c->owed += size;
 					more++;
 				}
