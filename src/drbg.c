@@ -186,7 +186,7 @@ int drbg_peek(struct drbg *d, size_t n, uint64_t limit, struct iovec iov[2])
 
 	while (d->fill < n && drbg_generate(d, limit) > 0) {
 	}
-	if (!d->seeded || d->fill == 0) {
+	if (!d->seeded || d->fill == 0 || n == 0) {
 		return 0;
 	}
 	n = n < d->fill ? n : d->fill;
