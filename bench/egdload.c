@@ -17,12 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -34,7 +36,8 @@
 
 struct conn {
 	int fd;
-	long owed;      /* tput: bytes requested and not yet received */
+	long owed;      /* tput: bytes requested and not yet arrived */
+	long seen;      /* tput: bytes arrived (SIOCINQ) and not yet received */
 	long got;       /* lat/rawlat: bytes of the current sample */
 	double t0;      /* lat/rawlat: when the current sample started */
 };
@@ -111,6 +114,22 @@ static void send_all(int fd, const unsigned char *p, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
+	}
+}
+
+/* tput: n more answer bytes arrived on c; ask again for every request fully answered, in
+ * one send, so that DEPTH stay in flight. */
+static void refill(struct conn *c, long n, int depth, int size, const unsigned char *reqs)
+{
+	int more = 0;
+
+	c->owed -= n;
+	while (c->owed <= (long)(depth - 1) * size) {
+		c->owed += size;
+		more++;
+	}
+	if (more) {
+		send_all(c->fd, reqs, 2 * (size_t)more);
 	}
 }
 
@@ -203,6 +222,13 @@ int main(int argc, char **argv)
 		}
 		for (int k = 0; k < n; k++) {
 			struct conn *c = evs[k].data.ptr;
+			int queued = 0;
+			if (tput && ioctl(c->fd, SIOCINQ, &queued) == 0 && queued > c->seen) {
+				/* Ask for more before copying these out: the server
+				 * works on the next answers while we read. */
+				refill(c, queued - c->seen, depth, size, reqs);
+				c->seen = queued;
+			}
 			ssize_t r = recv(c->fd, buf, rawlat || lat ? (size_t)(size - c->got) : BUFSZ,
 					 0);
 			if (r < 0) {
@@ -217,14 +243,10 @@ int main(int argc, char **argv)
 			}
 			bytes += r;
 			if (tput) {
-				c->owed -= r;
-				int more = 0;
-				while (c->owed <= (long)(depth - 1) * size && more < 64) {
-					c->owed += size;
-					more++;
-				}
-				if (more) {
-					send_all(c->fd, reqs, 2 * (size_t)more);
+				long fresh = r > c->seen ? r - c->seen : 0; /* arrived after SIOCINQ */
+				c->seen = r > c->seen ? 0 : c->seen - r;
+				if (fresh) {
+					refill(c, fresh, depth, size, reqs);
 				}
 			} else if (lat || rawlat) {
 				c->got += r;

@@ -3,7 +3,8 @@
  * limits (reseed=, reseed-ms=, and with prediction-resistance=on a seed per request); a
  * reseed takes its bytes from the pool, and when the pool holds too few the client waits,
  * exactly as a raw client waits on an empty pool, and is woken when bytes are put. Output is
- * written straight from the DRBG's block buffer; 0x00 reports what the DRBG can give and
+ * written straight from the DRBG's ring (two iovecs where it wraps), and the next block is
+ * generated after each write, while the peer reads; 0x00 reports what the DRBG can give and
  * 0x01 is answered from it. */
 #include "client_impl.h"
 
@@ -50,24 +51,18 @@ bool client_drbg_ready(struct client *c)
 
 int client_drbg_peek(struct client *c, size_t want, struct iovec iov[2])
 {
-	const uint8_t *out = NULL;
-	size_t n;
-
 	if (!client_drbg_ready(c)) {
 		return 0;
 	}
-	n = drbg_peek(c->cs->drbg, want, reseed_bytes(c), &out);
-	if (n == 0) {
-		return 0;
-	}
-	iov[0].iov_base = (void *)out;
-	iov[0].iov_len = n;
-	return 1;
+	return drbg_peek(c->cs->drbg, want, reseed_bytes(c), iov);
 }
 
 void client_drbg_consume(struct client *c, size_t n)
 {
 	drbg_consume(c->cs->drbg, n);
+	if (!c->opts.pr) { /* with prediction-resistance=on the next request reseeds anyway */
+		drbg_prefill(c->cs->drbg, reseed_bytes(c));
+	}
 }
 
 /* Bits the DRBG can give c now without waiting for the pool (for 0x00). */
@@ -92,6 +87,8 @@ static uint64_t can_give_bits(struct client *c)
 size_t client_drbg_answer(struct client *c, const struct reqq_op *op)
 {
 	size_t k, got = 0;
+	struct iovec iov[2];
+	int cnt;
 
 	if (op->kind == REQQ_LEVEL) {
 		uint64_t bits = can_give_bits(c);
@@ -109,16 +106,13 @@ size_t client_drbg_answer(struct client *c, const struct reqq_op *op)
 	if (k == 0) {
 		return 0;
 	}
-	/* Twice at most: the block buffer may end inside the request. */
-	for (int i = 0; i < 2 && got + 1 < k; i++) {
-		struct iovec iov[2];
-
-		if (client_drbg_peek(c, k - 1 - got, iov) == 0) {
-			break;
-		}
-		memcpy(c->out + 1 + got, iov[0].iov_base, iov[0].iov_len);
-		drbg_consume(c->cs->drbg, iov[0].iov_len);
-		got += iov[0].iov_len;
+	cnt = client_drbg_peek(c, k - 1, iov);
+	for (int i = 0; i < cnt; i++) {
+		memcpy(c->out + 1 + got, iov[i].iov_base, iov[i].iov_len);
+		got += iov[i].iov_len;
+	}
+	if (got > 0) {
+		drbg_consume(c->cs->drbg, got);
 	}
 	c->pr_fresh = false;
 	c->out[0] = (uint8_t)got;

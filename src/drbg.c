@@ -2,8 +2,10 @@
  * off: reseeds happen only when this module asks, with bytes it took from the pool, so that
  * when the pool is short the DRBG stops (drbg_due stays true) instead of stretching an old
  * seed. Output is generated DRBG_BLOCK bytes at a time (fewer when the limit is near) into
- * one buffer; a reseed wipes what is left of it, so no byte produced under an old seed is
- * handed out after a new one was asked for. */
+ * a ring of two blocks, so that an answer crossing a block's end still goes out in one
+ * writev (two iovecs) and the next block can be generated after a write, while the peer
+ * reads, instead of before the next one; a reseed wipes the whole ring, so no byte produced
+ * under an old seed is handed out after a new one was asked for. */
 #include "drbg.h"
 
 #include "drbg_seed.h"
@@ -17,6 +19,7 @@
 #include <openssl/params.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 
 struct drbg {
@@ -29,8 +32,8 @@ struct drbg {
 	uint64_t generated; /* since the last seed */
 	long long seeded_ms;
 	uint64_t seeds;
-	uint8_t buf[DRBG_BLOCK];
-	size_t off, len; /* buf[off..len) not handed out yet */
+	uint8_t ring[DRBG_RING];
+	size_t head, fill; /* fill bytes from ring[head] (wrapping) not handed out yet */
 };
 
 size_t drbg_seed_bytes(double h)
@@ -137,8 +140,8 @@ int drbg_reseed(struct drbg *d, long long now_ms)
 	ok = d->seeded ? EVP_RAND_reseed(d->ctx, 0, NULL, 0, NULL, 0)
 		       : EVP_RAND_instantiate(d->ctx, 256, 0, NULL, 0, NULL);
 	explicit_bzero(d->seed, d->seed_size);
-	explicit_bzero(d->buf, sizeof(d->buf));
-	d->off = d->len = 0;
+	explicit_bzero(d->ring, sizeof(d->ring));
+	d->head = d->fill = 0;
 	if (!ok) {
 		ssl_fail(d->seeded ? "reseed failed" : "instantiation failed");
 		d->seeded = false;
@@ -151,35 +154,71 @@ int drbg_reseed(struct drbg *d, long long now_ms)
 	return 1;
 }
 
-size_t drbg_peek(struct drbg *d, size_t n, uint64_t limit, const uint8_t **out)
+/* Generate one piece after what is buffered: at most a block, what the ring has room for
+ * up to its end, and what limit leaves. 1 if generated, 0 if nothing can be, -1 on a
+ * failure (the ring is wiped and a reseed is then due). */
+static int drbg_generate(struct drbg *d, uint64_t limit)
 {
-	if (!d->seeded) {
+	size_t tail = (d->head + d->fill) % DRBG_RING;
+	uint64_t left = limit > d->generated ? limit - d->generated : 0;
+	size_t want = DRBG_RING - tail < DRBG_BLOCK ? DRBG_RING - tail : DRBG_BLOCK;
+
+	want = DRBG_RING - d->fill < want ? DRBG_RING - d->fill : want;
+	want = left < want ? (size_t)left : want;
+	if (!d->seeded || want == 0) {
 		return 0;
 	}
-	if (d->off == d->len) {
-		uint64_t left = limit > d->generated ? limit - d->generated : 0;
-		size_t want = left < sizeof(d->buf) ? (size_t)left : sizeof(d->buf);
-
-		d->off = d->len = 0;
-		if (want == 0) {
-			return 0;
-		}
-		if (!EVP_RAND_generate(d->ctx, d->buf, want, 256, 0, NULL, 0)) {
-			ssl_fail("generate failed");
-			d->seeded = false; /* reseed (from the pool) before anything else */
-			return 0;
-		}
-		d->len = want;
-		d->generated += want;
+	if (!EVP_RAND_generate(d->ctx, d->ring + tail, want, 256, 0, NULL, 0)) {
+		ssl_fail("generate failed");
+		explicit_bzero(d->ring, sizeof(d->ring));
+		d->head = d->fill = 0;
+		d->seeded = false; /* reseed (from the pool) before anything else */
+		return -1;
 	}
-	*out = d->buf + d->off;
-	return n < d->len - d->off ? n : d->len - d->off;
+	d->fill += want;
+	d->generated += want;
+	return 1;
+}
+
+int drbg_peek(struct drbg *d, size_t n, uint64_t limit, struct iovec iov[2])
+{
+	size_t first;
+
+	while (d->fill < n && drbg_generate(d, limit) > 0) {
+	}
+	if (!d->seeded || d->fill == 0 || n == 0) {
+		return 0;
+	}
+	n = n < d->fill ? n : d->fill;
+	first = DRBG_RING - d->head < n ? DRBG_RING - d->head : n;
+	iov[0].iov_base = d->ring + d->head;
+	iov[0].iov_len = first;
+	if (first == n) {
+		return 1;
+	}
+	iov[1].iov_base = d->ring;
+	iov[1].iov_len = n - first;
+	return 2;
 }
 
 void drbg_consume(struct drbg *d, size_t n)
 {
-	explicit_bzero(d->buf + d->off, n);
-	d->off += n;
+	size_t first = DRBG_RING - d->head < n ? DRBG_RING - d->head : n;
+
+	explicit_bzero(d->ring + d->head, first);
+	explicit_bzero(d->ring, n - first);
+	d->head = (d->head + n) % DRBG_RING;
+	d->fill -= n;
+	if (d->fill == 0) {
+		d->head = 0; /* blocks stay whole: one generate call each */
+	}
+}
+
+void drbg_prefill(struct drbg *d, uint64_t limit)
+{
+	if (d->fill < DRBG_BLOCK) {
+		(void)drbg_generate(d, limit);
+	}
 }
 
 uint64_t drbg_generated(const struct drbg *d)

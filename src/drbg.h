@@ -4,7 +4,7 @@
  * source of our own (drbg_seed.c) that hands over exactly the bytes staged from the pool,
  * never the operating system's. It is fully seeded from DRBG_SEED_BITS of assessed
  * entropy before its first output and reseeded when the caller says so (drbg_due).
- * Output is generated in large blocks into a buffer the caller writes from directly
+ * Output is generated in large blocks into a ring of two the caller writes from directly
  * (drbg_peek), and wiped as it is handed out (drbg_consume) or when a reseed makes it
  * stale. Single-threaded: the event loop that owns it. */
 #ifndef ENTROPYD_DRBG_H
@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct drbg;
 struct pool;
@@ -22,6 +23,8 @@ struct pool;
 #define DRBG_SEED_BITS 384u
 /* Output generated per EVP_RAND_generate call (its per-request maximum). */
 #define DRBG_BLOCK 65536u
+/* Output buffered at most: two blocks, one being handed out while the next is ready. */
+#define DRBG_RING (2u * DRBG_BLOCK)
 
 /* Pool bytes one seed takes when each carries h bits of min-entropy: ceil(384 / h). */
 size_t drbg_seed_bytes(double h);
@@ -38,11 +41,15 @@ bool drbg_due(const struct drbg *d, uint64_t reseed_bytes, uint64_t reseed_ms, l
 /* (Re)seed from the pool now: 1 if done (buffered output is wiped), 0 if the pool holds too
  * few bytes (nothing taken), -1 on an OpenSSL failure. */
 int drbg_reseed(struct drbg *d, long long now_ms);
-/* Up to n bytes of output at *out (at most limit bytes generated per seed: drbg_due's
- * reseed_bytes); 0 when unseeded, or when the limit is reached. Nothing is consumed. */
-size_t drbg_peek(struct drbg *d, size_t n, uint64_t limit, const uint8_t **out);
+/* Up to n bytes of output (at most DRBG_RING; at most limit bytes generated per seed:
+ * drbg_due's reseed_bytes) described by iov[0] and, where the ring wraps, iov[1]; returns
+ * the iovec count, 0 when unseeded or when the limit is reached. Nothing is consumed. */
+int drbg_peek(struct drbg *d, size_t n, uint64_t limit, struct iovec iov[2]);
 /* Hand out (and wipe) the first n bytes drbg_peek showed. */
 void drbg_consume(struct drbg *d, size_t n);
+/* Generate the next block ahead (within limit) if less than a block is buffered, so that
+ * the next request is answered without waiting for the cipher. */
+void drbg_prefill(struct drbg *d, uint64_t limit);
 /* Bytes generated since the last seed (buffered ones included). */
 uint64_t drbg_generated(const struct drbg *d);
 /* Seeds taken so far, and pool bytes they consumed. */

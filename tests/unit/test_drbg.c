@@ -1,7 +1,8 @@
 /* Unit tests for drbg: the seed size for h bits per byte, no output before a seed, a seed
  * that takes exactly its bytes from the pool (and waits, taking nothing, when the pool is
  * short), the reseed accounting by bytes and by time, the output limit per seed, and the
- * seed source (the DRBG's parent) as the only entropy input. */
+ * seed source (the DRBG's parent) as the only entropy input, answers that cross a block's
+ * end in one peek, and output generated ahead never past the limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,8 @@
 #include <cmocka.h>
 
 #include <string.h>
+
+#include <sys/uio.h>
 
 #include "drbg.h"
 #include "pool.h"
@@ -37,12 +40,12 @@ static void test_no_output_before_the_first_seed(void **state)
 {
 	struct pool *p = pool_new(4096);
 	struct drbg *d = drbg_new(p, 8);
-	const uint8_t *out = NULL;
+	struct iovec iov[2];
 
 	assert_non_null(d);
 	assert_false(drbg_seeded(d));
 	assert_true(drbg_due(d, UINT64_MAX, UINT64_MAX, 0));
-	assert_int_equal(drbg_peek(d, 255, UINT64_MAX, &out), 0);
+	assert_int_equal(drbg_peek(d, 255, UINT64_MAX, iov), 0);
 	drbg_free(d);
 	pool_free(p);
 }
@@ -51,7 +54,7 @@ static void test_seed_waits_for_enough_pool_bytes_and_takes_exactly_them(void **
 {
 	struct pool *p = pool_new(4096);
 	struct drbg *d = drbg_new(p, 8);
-	const uint8_t *out = NULL;
+	struct iovec iov[2];
 
 	fill(p, 47, 1);
 	assert_int_equal(drbg_reseed(d, 0), 0); /* one byte short: nothing taken */
@@ -62,8 +65,9 @@ static void test_seed_waits_for_enough_pool_bytes_and_takes_exactly_them(void **
 	assert_int_equal(pool_avail(p), 57 - 48);
 	assert_int_equal(pool_delivered(p), 48);
 	assert_true(drbg_seeded(d));
-	assert_int_equal(drbg_peek(d, 255, UINT64_MAX, &out), 255);
-	assert_non_null(out);
+	assert_int_equal(drbg_peek(d, 255, UINT64_MAX, iov), 1);
+	assert_int_equal(iov[0].iov_len, 255);
+	assert_non_null(iov[0].iov_base);
 	assert_int_equal(drbg_seeds(d), 1);
 	assert_int_equal(drbg_parent_handed(d), 1);
 	drbg_free(d);
@@ -74,7 +78,7 @@ static void test_reseed_accounting_by_bytes_and_by_time(void **state)
 {
 	struct pool *p = pool_new(4096);
 	struct drbg *d = drbg_new(p, 4);
-	const uint8_t *out = NULL;
+	struct iovec iov[2];
 	uint8_t first[32];
 	size_t n;
 
@@ -82,12 +86,13 @@ static void test_reseed_accounting_by_bytes_and_by_time(void **state)
 	assert_int_equal(drbg_reseed(d, 1000), 1);
 	assert_false(drbg_due(d, 1000, 500, 1000));
 	/* Output stops at the limit, whatever is asked. */
-	n = drbg_peek(d, 4000, 1000, &out);
+	assert_int_equal(drbg_peek(d, 4000, 1000, iov), 1);
+	n = iov[0].iov_len;
 	assert_int_equal(n, 1000);
-	memcpy(first, out, sizeof(first));
+	memcpy(first, iov[0].iov_base, sizeof(first));
 	assert_int_equal(drbg_generated(d), 1000);
 	drbg_consume(d, n);
-	assert_int_equal(drbg_peek(d, 10, 1000, &out), 0);
+	assert_int_equal(drbg_peek(d, 10, 1000, iov), 0);
 	assert_true(drbg_due(d, 1000, 500, 1000));
 	assert_false(drbg_due(d, 2000, 500, 1499));
 	assert_true(drbg_due(d, 2000, 500, 1500)); /* reseed-ms elapsed */
@@ -96,9 +101,10 @@ static void test_reseed_accounting_by_bytes_and_by_time(void **state)
 	assert_int_equal(pool_avail(p), 0);
 	assert_int_equal(drbg_generated(d), 0);
 	assert_false(drbg_due(d, 1000, 500, 1600));
-	n = drbg_peek(d, 32, 1000, &out);
+	assert_int_equal(drbg_peek(d, 32, 1000, iov), 1);
+	n = iov[0].iov_len;
 	assert_int_equal(n, 32);
-	assert_memory_not_equal(out, first, sizeof(first));
+	assert_memory_not_equal(iov[0].iov_base, first, sizeof(first));
 	/* The pool is empty: the next reseed waits and the DRBG stays due. */
 	drbg_consume(d, n);
 	assert_int_equal(drbg_reseed(d, 2200), 0);
@@ -113,18 +119,70 @@ static void test_reseed_wipes_buffered_output(void **state)
 {
 	struct pool *p = pool_new(4096);
 	struct drbg *d = drbg_new(p, 8);
-	const uint8_t *out = NULL;
+	struct iovec iov[2];
 	uint8_t before[64];
 
 	fill(p, 96, 9);
 	assert_int_equal(drbg_reseed(d, 0), 1);
-	assert_int_equal(drbg_peek(d, 64, UINT64_MAX, &out), 64);
-	memcpy(before, out, sizeof(before));
+	assert_int_equal(drbg_peek(d, 64, UINT64_MAX, iov), 1);
+	assert_int_equal(iov[0].iov_len, 64);
+	memcpy(before, iov[0].iov_base, sizeof(before));
 	assert_int_equal(drbg_generated(d), DRBG_BLOCK);
 	assert_int_equal(drbg_reseed(d, 0), 1);
 	assert_int_equal(drbg_generated(d), 0);
-	assert_int_equal(drbg_peek(d, 64, UINT64_MAX, &out), 64);
-	assert_memory_not_equal(out, before, sizeof(before));
+	assert_int_equal(drbg_peek(d, 64, UINT64_MAX, iov), 1);
+	assert_int_equal(iov[0].iov_len, 64);
+	assert_memory_not_equal(iov[0].iov_base, before, sizeof(before));
+	drbg_free(d);
+	pool_free(p);
+}
+
+static void test_an_answer_across_a_block_end_is_whole_in_one_peek(void **state)
+{
+	struct pool *p = pool_new(4096);
+	struct drbg *d = drbg_new(p, 8);
+	struct iovec iov[2];
+
+	fill(p, 48, 5);
+	assert_int_equal(drbg_reseed(d, 0), 1);
+	assert_int_equal(drbg_peek(d, 255, UINT64_MAX, iov), 1);
+	drbg_consume(d, 255);
+	/* A whole block asked for with 255 bytes of it gone: all of it, in one peek. */
+	assert_int_equal(drbg_peek(d, DRBG_BLOCK, UINT64_MAX, iov), 1);
+	assert_int_equal(iov[0].iov_len, DRBG_BLOCK);
+	assert_int_equal(drbg_generated(d), 2 * DRBG_BLOCK);
+	drbg_consume(d, DRBG_BLOCK);
+	/* Where the ring wraps: two pieces, the second at the ring's start. */
+	assert_int_equal(drbg_peek(d, DRBG_BLOCK, UINT64_MAX, iov), 2);
+	assert_int_equal(iov[0].iov_len, DRBG_BLOCK - 255);
+	assert_int_equal(iov[1].iov_len, 255);
+	assert_ptr_equal((uint8_t *)iov[0].iov_base + iov[0].iov_len,
+			 (uint8_t *)iov[1].iov_base + DRBG_RING);
+	assert_int_equal(drbg_generated(d), 3 * DRBG_BLOCK);
+	drbg_free(d);
+	pool_free(p);
+}
+
+static void test_prefill_generates_ahead_within_the_limit(void **state)
+{
+	struct pool *p = pool_new(4096);
+	struct drbg *d = drbg_new(p, 8);
+	struct iovec iov[2];
+
+	fill(p, 48, 6);
+	drbg_prefill(d, UINT64_MAX); /* unseeded: nothing */
+	assert_int_equal(drbg_generated(d), 0);
+	assert_int_equal(drbg_reseed(d, 0), 1);
+	assert_int_equal(drbg_peek(d, 100, DRBG_BLOCK + 5000, iov), 1);
+	drbg_consume(d, 100);
+	drbg_prefill(d, DRBG_BLOCK + 5000); /* a block minus 100 buffered: the next, to the limit */
+	assert_int_equal(drbg_generated(d), DRBG_BLOCK + 5000);
+	drbg_prefill(d, DRBG_BLOCK + 5000);
+	assert_int_equal(drbg_generated(d), DRBG_BLOCK + 5000);
+	assert_true(drbg_due(d, DRBG_BLOCK + 5000, UINT64_MAX, 0));
+	/* Everything generated is handed out, and no more. */
+	assert_int_equal(drbg_peek(d, DRBG_RING, DRBG_BLOCK + 5000, iov), 1);
+	assert_int_equal(iov[0].iov_len, DRBG_BLOCK + 5000 - 100);
 	drbg_free(d);
 	pool_free(p);
 }
@@ -137,6 +195,8 @@ int main(void)
 	    cmocka_unit_test(test_seed_waits_for_enough_pool_bytes_and_takes_exactly_them),
 	    cmocka_unit_test(test_reseed_accounting_by_bytes_and_by_time),
 	    cmocka_unit_test(test_reseed_wipes_buffered_output),
+	    cmocka_unit_test(test_an_answer_across_a_block_end_is_whole_in_one_peek),
+	    cmocka_unit_test(test_prefill_generates_ahead_within_the_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
