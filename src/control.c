@@ -23,10 +23,16 @@ struct conn {
 	char peer[160];
 };
 
+/* Open control connections (a get's becomes a client and leaves this count). */
+static unsigned live_conns;
+/* The lines saying a connection was refused over CONTROL_MAX_CONNS. */
+static struct log_limit over_limit;
+
 static void conn_free(struct conn *c)
 {
 	bufferevent_free(c->bev);
 	free(c);
+	live_conns--;
 }
 
 /* Hostile or broken input: one line, and only this connection ends. */
@@ -59,7 +65,7 @@ static void reply_error(struct conn *c, const char *msg)
 static void hand_over(struct conn *c)
 {
 	const struct endpoint *ep = c->ep;
-	struct client_opts opts = {.endpoint = ep->conf.spec};
+	struct client_opts opts = {.endpoint = endpoint_name(ep)};
 	int fd = bufferevent_getfd(c->bev);
 	uint64_t n = c->get;
 	struct client *cl;
@@ -161,8 +167,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 void control_accept(const struct endpoint *ep, int fd, const char *peer)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
 
+	if (live_conns >= CONTROL_MAX_CONNS) {
+		log_limited(&over_limit, LOG_WARNING,
+			    "control %s: %u control connections are open already; connection "
+			    "closed",
+			    peer, live_conns);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
 	if (c == NULL ||
 	    (c->bev = bufferevent_socket_new(ep->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		log_warnx("control %s: out of memory; connection closed", peer);
@@ -170,6 +185,7 @@ void control_accept(const struct endpoint *ep, int fd, const char *peer)
 		close(fd);
 		return;
 	}
+	live_conns++;
 	c->ep = ep;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);

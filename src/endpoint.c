@@ -67,6 +67,10 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->conf = *conf;
 	ep->conf.spec = dup_or_null(conf->spec);
 	ep->conf.opts.endpoint = ep->conf.spec;
+	/* The control socket's spec carries the mode= (and group=) entropyd added. */
+	if (conf->control && conf->path != NULL && asprintf(&ep->name, "unix:%s", conf->path) < 0) {
+		ep->name = NULL;
+	}
 	ep->conf.host = dup_or_null(conf->host);
 	ep->conf.port = dup_or_null(conf->port);
 	ep->conf.path = dup_or_null(conf->path);
@@ -107,6 +111,7 @@ void endpoints_free(struct endpoints *eps)
 		eps->head = ep->next;
 		ep->ops->close(ep);
 		free(ep->conf.spec);
+		free(ep->name);
 		free(ep->conf.host);
 		free(ep->conf.port);
 		free(ep->conf.path);
@@ -132,4 +137,9 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 void endpoints_close_unclaimed(struct endpoints *eps)
 {
 	inherit_close_unclaimed(eps->inherited);
+}
+
+const char *endpoint_name(const struct endpoint *ep)
+{
+	return ep->name != NULL ? ep->name : ep->conf.spec;
 }

@@ -59,6 +59,9 @@ void endpoints_set_stats(struct endpoints *eps, struct stats *st);
 /* Call fn for each endpoint, in the order added. */
 void endpoints_each(struct endpoints *eps, void (*fn)(void *arg, const struct endpoint *ep),
 		    void *arg);
+/* How status names ep and its clients' endpoint: its spec, or unix:PATH for the control
+ * socket (without the mode= entropyd adds). */
+const char *endpoint_name(const struct endpoint *ep);
 /* Close every endpoint (unix socket files that are still ours are removed). */
 void endpoints_free(struct endpoints *eps);
 /* Once every endpoint is added: close the sockets passed in that none of them took. */
@@ -76,6 +79,7 @@ struct endpoint {
 	struct clients *cs;
 	struct stats *stats; /* for control and http endpoints */
 	struct endpoint_conf conf;
+	char *name; /* the control socket: unix:PATH (else NULL: the spec names it) */
 	const struct endpoint_ops *ops;
 	void *impl;
 	struct endpoint *next;

@@ -121,16 +121,12 @@ static void endpoint_json(void *arg, const struct endpoint *ep)
 	struct each_ctx *x = arg;
 	struct json_object *o = json_object_new_object();
 
-	char path[160];
-
-	/* The control socket's spec carries the mode= entropyd added: show its address. */
-	snprintf(path, sizeof(path), "unix:%s", ep->conf.path != NULL ? ep->conf.path : "");
-	add_str(o, "spec", ep->conf.control ? path : ep->conf.spec);
+	add_str(o, "spec", endpoint_name(ep));
 	add_str(o, "kind", ep->conf.control ? "control" : kinds[ep->conf.kind]);
 	add_str(o, "direction", ep->conf.connect ? "connect" : "listen");
 	json_object_object_add(o, "tls", json_object_new_boolean(ep->conf.tls_dir != NULL));
 	add_str(o, "state", ep->ops->state != NULL ? ep->ops->state(ep) : "listening");
-	add_u64(o, "clients", clients_on(x->st->cs, ep->conf.spec));
+	add_u64(o, "clients", clients_on(x->st->cs, endpoint_name(ep)));
 	json_object_array_add(x->arr, o);
 }
 

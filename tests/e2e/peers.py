@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -188,9 +190,21 @@ class Entropyd(Process):
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             raise PeerError(f"entropyd binary not found or not executable: {binary} "
                             f"(build it, or set ENTROPYD)")
+        args = list(args)
+        self._ctl_dir = None
+        if "--control" not in args:
+            # Never the default /run/entropyd/control.sock: each daemon gets its own.
+            self._ctl_dir = tempfile.mkdtemp(prefix="entropyd-ctl-")
+            args += ["--control", os.path.join(self._ctl_dir, "control.sock")]
         super().__init__([str(binary), "-f", *args], "entropyd")
         if wait_ready:
             self.wait_ready(ready_timeout)
+
+    def stop(self, timeout: float = 10) -> int | None:
+        code = super().stop(timeout)
+        if self._ctl_dir is not None and not self.running():
+            shutil.rmtree(self._ctl_dir, ignore_errors=True)
+        return code
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Wait for the line saying all endpoints are set up."""

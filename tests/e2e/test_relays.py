@@ -126,8 +126,9 @@ class NsEntropyd(peers.Process):
     """build/entropyd -f ARGS inside a namespace; stderr collected as for peers.Entropyd."""
 
     def __init__(self, lab: Lab, host: str, args: list[str]):
-        super().__init__([*lab.exec_prefix(host), str(peers.entropyd_path()), "-f", *args],
-                         f"entropyd@{host}")
+        # --control none: never the host's /run/entropyd/control.sock (shared by all hosts).
+        super().__init__([*lab.exec_prefix(host), str(peers.entropyd_path()), "-f", *args,
+                          "--control", "none"], f"entropyd@{host}")
 
 
 def _subject(cert: Path) -> str:

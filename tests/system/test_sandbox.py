@@ -134,7 +134,8 @@ def test_forbidden_system_call_kills_the_daemon_with_sigsys(extra):
     require_binary()
     require_root()
     env = dict(os.environ, ENTROPYD_TEST_FORBIDDEN_SYSCALL="1")
-    proc = subprocess.Popen([ENTROPYD, "-f", "-s", "getrandom", "-l", "tcp:127.0.0.1:0"] + extra,
+    proc = subprocess.Popen([ENTROPYD, "-f", "-s", "getrandom", "-l", "tcp:127.0.0.1:0",
+                             "--control", "none"] + extra,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
     try:
@@ -194,11 +195,13 @@ def test_user_option_refuses_an_unknown_user_and_warns_when_root_is_kept():
     require_binary()
     require_root()
     bad = subprocess.run([ENTROPYD, "-n", "-f", "-s", "getrandom", "-l", "tcp:127.0.0.1:0",
-                          "--user", "no-such-user-entropyd"], capture_output=True, timeout=10)
+                          "--control", "none", "--user", "no-such-user-entropyd"],
+                         capture_output=True, timeout=10)
     assert bad.returncode == 1
     assert b"--user no-such-user-entropyd: no such user" in bad.stderr, bad.stderr
     kept = subprocess.run([ENTROPYD, "-n", "-f", "-s", "getrandom", "-l", "tcp:127.0.0.1:0",
-                           "--user", "root"], capture_output=True, timeout=10)
+                           "--control", "none", "--user", "root"],
+                          capture_output=True, timeout=10)
     assert kept.returncode == 0, kept.stderr
     assert b"--user root: running as root" in kept.stderr, kept.stderr
 

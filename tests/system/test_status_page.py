@@ -2,35 +2,10 @@
 by python3-selenium): loaded while a client draws, its Chart.js graphs show non-zero
 bytes/s and a growing delivered counter. A screenshot goes to the test's tmp folder."""
 
-import time
-
 import pytest
 
 from ctlsupport import Drawer, http_port
-
-from selenium import webdriver  # python3-selenium (DEPS_TEST): missing is a failure
-from selenium.webdriver.chrome.service import Service
-
-
-def chromium():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1400,1300"):
-        opts.add_argument(a)
-    service = Service(executable_path="/usr/bin/chromedriver")
-    return webdriver.Chrome(options=opts, service=service)
-
-
-SERIES = """
-const c = window.entropydCharts;
-if (!c || !c.sources) { return null; }
-const out = {};
-for (const k of Object.keys(c)) {
-  out[k] = c[k].data.datasets.map((d) => ({label: d.label, data: d.data.slice()}));
-}
-return out;
-"""
+from pagesupport import watch_page
 
 
 @pytest.mark.time_limit(120)
@@ -38,17 +13,9 @@ def test_status_page_graphs_show_live_nonzero_rates_and_a_growing_counter(entrop
     d = entropyd(extra=["--listen", "http:127.0.0.1:0"])
     port = http_port(d)
     drawer = Drawer(d.ep(0).address)
-    browser = chromium()
     try:
-        browser.get("http://127.0.0.1:%d/" % port)
-        time.sleep(6)
-        series = browser.execute_script(SERIES)
-        shot = tmp_path / "status-page.png"
-        browser.save_screenshot(str(shot))
-        print("status page screenshot: %s" % shot)
-        errors = browser.find_element("id", "error").text
+        series, errors = watch_page(port, tmp_path / "status-page.png")
     finally:
-        browser.quit()
         drawer.stop()
     assert series is not None, "no Chart objects on the page (Chart.js not served?)"
     assert errors == ""

@@ -2,9 +2,11 @@
 a helper that cannot fail would hide a broken daemon."""
 
 import random
+import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +275,26 @@ def test_listen_lines_are_parsed_and_matched_to_the_arguments():
     assert parse_endpoint_spec("tcp:127.0.0.1:8888,primer=0").port == 8888
     with pytest.raises(AssertionError):
         match_endpoints(["tcp:127.0.0.1:5"], announced)
+
+
+# -- no test binds the default /run/entropyd/control.sock ----------------------------------
+
+STARTS_ENTROPYD = re.compile(r'\[ENTROPYD\b|entropyd_path\(\)\), "-f"|exec "\$0"|'
+                             r'\[str\(binary\), "-f"')
+
+
+def test_every_place_that_starts_entropyd_passes_its_own_control_option():
+    """Tests run as root beside others: entropyd started without --control would bind (or
+    fight over) the host's /run/entropyd/control.sock."""
+    root = Path(__file__).resolve().parents[1]
+    places, missing = 0, []
+    for f in sorted(list(root.glob("system/*.py")) + list(root.glob("e2e/*.py"))):
+        lines = f.read_text().splitlines()
+        for i, ln in enumerate(lines):
+            if STARTS_ENTROPYD.search(ln) and not ln.lstrip().startswith(("#", "STARTS")):
+                places += 1
+                if not any('"--control"' in x or "--control none" in x
+                           for x in lines[max(0, i - 10):i + 10]):
+                    missing.append("%s:%d: %s" % (f.relative_to(root), i + 1, ln.strip()))
+    assert places >= 6, "the pattern no longer finds where tests start entropyd"
+    assert missing == [], "entropyd started without --control:\n" + "\n".join(missing)

@@ -162,7 +162,7 @@ def test_socket_activation_adopts_the_passed_socket():
     # As systemd passes it: the socket is fd 3, LISTEN_FDS=1, LISTEN_PID = the daemon's
     # pid (the shell's, which exec keeps).
     script = ('LISTEN_FDS=1 LISTEN_PID=$$ exec "$0" -f --source getrandom '
-              '--listen tcp:127.0.0.1:%d 3<&%d' % (port, lst.fileno()))
+              '--listen tcp:127.0.0.1:%d --control none 3<&%d' % (port, lst.fileno()))
     proc = subprocess.Popen(["/bin/bash", "-c", script, ENTROPYD], pass_fds=(lst.fileno(),),
                             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = []
