@@ -12,14 +12,15 @@
 #include "conf.h"
 #include "conf_doc.h"
 #include "endpoint.h"
+#include "handover.h"
 #include "inherit.h"
 #include "log.h"
 #include "pool.h"
 #include "sandbox.h"
 #include "src.h"
 #include "src_detect.h"
-#include "written.h"
 #include "stats.h"
+#include "written.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
 	struct sandbox *sb;
 	struct stats *stats;
 	struct reload reload;
+	struct handover *handover;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
 	sigset_t sigs;
@@ -196,6 +198,8 @@ int main(int argc, char **argv)
 	}
 	log_init("entropyd", true, conf.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	/* First: while nothing else is open, the descriptors it names can only be clients. */
+	handover = handover_load();
 	if (conf.list_sources) {
 		src_detect_list(stdout);
 		conf_free(&conf);
@@ -244,12 +248,14 @@ int main(int argc, char **argv)
 		fatalx("cannot create the DRBG for mode=drbg");
 	}
 	endpoints_set_stats(eps, stats);
+	endpoints_set_handover(eps, handover);
 	for (size_t i = 0; i < conf.nendpoints; i++) {
 		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {
 			endpoints_free(eps);
 			fatalx("%s", err);
 		}
 	}
+	endpoints_adopt(eps);
 	endpoints_close_unclaimed(eps);
 	if (conf.check) {
 		log_info("configuration OK");
