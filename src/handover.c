@@ -120,9 +120,9 @@ int handover_save(struct clients *cs, int lowest)
 			continue; /* a datagram peer or a pipe: its endpoint keeps it */
 		}
 		if (c->tr != &transport_stream) {
-			log_info("client %s: %s connection closed by the reload (its state cannot "
-				 "pass to the new image; the peer must reconnect)",
-				 c->peer, c->tr->name);
+			log_info("client %s: TLS connection closed by the reload (OpenSSL's state "
+				 "cannot pass to the new image; the peer must reconnect)",
+				 c->peer);
 			leave(c, "closed by the reload");
 			continue;
 		}

@@ -7,6 +7,7 @@ does not reconnect without reconnect=) keeps its RNG. Bytes are traced from a fi
 removes is closed with one line."""
 
 import os
+import ssl
 import select
 import socket
 import threading
@@ -226,3 +227,32 @@ def test_a_client_whose_endpoint_the_reload_removes_is_closed_with_one_line(entr
         assert len(lines) == 1, d.log()
         assert len(stays.block(16)) == 16
         stays.assert_in_sync(d.pid)
+
+
+@pytest.mark.time_limit(60)
+def test_a_tls_client_is_closed_by_the_reload_with_one_line_while_a_plain_one_stays(
+        entropyd, tmp_path):
+    from tlssupport import Pki, tls_connect
+    pki = Pki(tmp_path)
+    d = entropyd(listen=("tcp:127.0.0.1:0,tls=%s" % pki.server, "tcp:127.0.0.1:0"))
+    s = tls_connect(d.ep(0).address, pki.client_context("hv1"))
+    plain = d.connect(1, label="plain client")
+    try:
+        s.sendall(block_requests(64))
+        got = b""
+        while len(got) < 64:
+            got += s.recv(64)
+        assert len(plain.block(64)) == 64
+        before = reload(d)
+        s.settimeout(5)
+        try:
+            assert s.recv(1) == b"", "the TLS client got a byte after the reload"
+        except (ssl.SSLError, OSError):
+            pass  # closed without close_notify: the connection ended all the same
+        lines = [ln for ln in d.log_lines(before) if "TLS connection closed by the reload" in ln]
+        assert len(lines) == 1, d.log()
+        assert len(plain.block(64)) == 64
+        plain.assert_in_sync(d.pid)
+    finally:
+        s.close()
+        plain.close()
