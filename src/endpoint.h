@@ -1,7 +1,8 @@
 /* endpoint: the registry of configured endpoints and their lifetime. Sockets passed in by
  * systemd (socket activation) or kept by the previous image across a SIGHUP re-exec
  * (inherit.c) are taken by the endpoint of the same address; a re-exec hands every
- * listening socket and pipe on. Each endpoint
+ * listening socket and pipe on, and connected clients (handover.c) back to the endpoint of
+ * the same spec. Each endpoint
  * kind lives in a module of its own behind struct endpoint_ops (listen.c: tcp, unix, udp
  * and fifo listeners; dial.c: connecting endpoints, redialed with backoff); the registry
  * never looks at the kind. Every connection becomes a client of the same state machine. */

@@ -52,9 +52,12 @@ static void fill(struct handover_rec *r, const struct client *c, int fd)
 	r->inlen = c->inlen;
 	r->outlen = c->outlen - c->outoff;
 	memcpy(r->out, c->out + c->outoff, r->outlen);
-	r->nops = c->q.count;
 	for (unsigned i = 0; i < c->q.count; i++) {
-		r->ops[i] = c->q.ops[(c->q.head + i) % REQQ_SLOTS];
+		const struct reqq_op *op = &c->q.ops[(c->q.head + i) % REQQ_SLOTS];
+
+		if (op->kind != REQQ_BLOCK || op->n > 0) { /* an empty 0x02 run owes nothing */
+			r->ops[r->nops++] = *op;
+		}
 	}
 }
 

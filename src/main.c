@@ -76,8 +76,9 @@ static bool reload_parses(const struct reload *r)
 /* SIGHUP: re-execute with the same command line, which reads the config file again, keeping
  * every listening socket and pipe open: the new image adopts those its configuration still
  * names and closes the others (a UDP port that is never unbound keeps QEMU's UDP chardev
- * alive; TCP and unix peers reconnect and are resumed by the primer). Connected clients are
- * dropped. A configuration that does not parse is refused before anything changes. */
+ * alive). Connected plain tcp and unix clients are handed over with their state
+ * (handover.h); TLS clients are closed. A configuration that does not parse is refused
+ * before anything changes. */
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct reload *r = arg;

@@ -15,18 +15,19 @@
 
 static struct handover_rec sample(int fd)
 {
-	struct handover_rec r = {.fd = fd,
-				 .flags = HANDOVER_SPOKE | HANDOVER_OTHER,
-				 .served = 123456789,
-				 .ahead = 0,
-				 .blocks = 77,
-				 .since = 1700000000,
-				 .inlen = 1,
-				 .in = {0x02},
-				 .outlen = 3,
-				 .out = {'4', '2', '1'},
-				 .nops = 3,
-				 .ops = {{REQQ_BLOCK, 200000}, {REQQ_PID, 0}, {REQQ_NONBLOCK, 255}}};
+	struct handover_rec r = {
+	    .fd = fd,
+	    .flags = HANDOVER_SPOKE | HANDOVER_OTHER,
+	    .served = 123456789,
+	    .ahead = 0,
+	    .blocks = 77,
+	    .since = 1700000000,
+	    .inlen = 1,
+	    .in = {0x02},
+	    .outlen = 3,
+	    .out = {'4', '2', '1'},
+	    .nops = 3,
+	    .ops = {{REQQ_BLOCK, 200000}, {REQQ_PID, 0}, {REQQ_NONBLOCK, 255}}};
 
 	strcpy(r.spec, "tcp:127.0.0.1:8888");
 	strcpy(r.peer, "127.0.0.1:40000");
@@ -153,18 +154,18 @@ static void test_fields_out_of_range_make_a_bad_record_and_the_next_is_read(void
 	 * 74..75 + 1, out 77..78 + 3, nops 82, ops from 83 (kind, n). */
 	struct handover_rec r;
 
-	assert_int_equal(read_damaged(0, 2, &r), -1); /* fd 2 */
-	assert_int_equal(read_damaged(4, 0x80, &r), -1);   /* unknown flag */
-	assert_int_equal(r.fd, 10);			   /* the caller may close it */
-	assert_int_equal(read_damaged(28, 0x10, &r), -1);  /* ahead above the bound */
-	assert_int_equal(read_damaged(39, 0x01, &r), -1);  /* spec not printable */
-	assert_int_equal(read_damaged(38, 0x10, &r), -1);  /* spec longer than the record */
-	assert_int_equal(read_damaged(75, 0x10, &r), -1);  /* in: 4097 bytes */
-	assert_int_equal(read_damaged(82, 65, &r), -1);	   /* 65 requests queued */
-	assert_int_equal(read_damaged(82, 2, &r), -1);	   /* fewer than written: bytes left */
-	assert_int_equal(read_damaged(83, 7, &r), -1);	   /* unknown kind */
-	assert_int_equal(read_damaged(83 + 9, 0, &r), -1); /* 0x04 made a 0x02 of 0 bytes */
-	assert_int_equal(read_damaged(83 + 18 + 1, 0, &r), 0); /* 0x01 of 0 bytes: valid */
+	assert_int_equal(read_damaged(0, 2, &r), -1);		/* fd 2 */
+	assert_int_equal(read_damaged(4, 0x80, &r), -1);	/* unknown flag */
+	assert_int_equal(r.fd, 10);				/* the caller may close it */
+	assert_int_equal(read_damaged(28, 0x10, &r), -1);	/* ahead above the bound */
+	assert_int_equal(read_damaged(39, 0x01, &r), -1);	/* spec not printable */
+	assert_int_equal(read_damaged(38, 0x10, &r), -1);	/* spec longer than the record */
+	assert_int_equal(read_damaged(75, 0x10, &r), -1);	/* in: 4097 bytes */
+	assert_int_equal(read_damaged(82, 65, &r), -1);		/* 65 requests queued */
+	assert_int_equal(read_damaged(82, 2, &r), -1);		/* fewer than written: bytes left */
+	assert_int_equal(read_damaged(83, 7, &r), -1);		/* unknown kind */
+	assert_int_equal(read_damaged(83 + 9, 0, &r), -1);	/* 0x04 made a 0x02 of 0 bytes */
+	assert_int_equal(read_damaged(83 + 18 + 1, 0, &r), 0);	/* 0x01 of 0 bytes: valid */
 	assert_int_equal(read_damaged(83 + 18 + 2, 1, &r), -1); /* 0x01 of 511 bytes */
 	assert_int_equal(read_damaged(83 + 8, 0x01, &r), -1);	/* 0x02 of 2^56 bytes */
 
@@ -214,7 +215,8 @@ static void test_random_garbage_is_refused_without_reading_out_of_bounds(void **
 
 				if (rc == 0) {
 					assert_true(r.fd >= 3 && r.inlen <= HANDOVER_IN_MAX &&
-						    r.outlen <= HANDOVER_OUT_MAX && r.nops <= REQQ_SLOTS);
+						    r.outlen <= HANDOVER_OUT_MAX &&
+						    r.nops <= REQQ_SLOTS);
 				}
 				if (rc == -2) {
 					break;
