@@ -531,3 +531,16 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	}
 	return c;
 }
+
+void client_resume(struct client *c, bool eof)
+{
+	if (eof) {
+		set_reading(c, false);
+		c->eof = true;
+	}
+	if (c->inlen > 0 && parse_input(c) < 0) {
+		return;
+	}
+	client_kick(c);
+	client_rotate(c->cs);
+}

@@ -1,7 +1,8 @@
 /* client_impl: what client.c (every peer's state machine and the rotation that shares the
  * pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
  * deadline for half-sent commands) share, with client_close.c (a client's end) and
- * surplus.c (bytes sent ahead to QEMU-like peers). clients.c calls into client.c, never the
+ * surplus.c (bytes sent ahead to QEMU-like peers) and handover.c (a client's state carried
+ * across a reload). clients.c calls into client.c, never the
  * reverse. Only these files include it. */
 #ifndef ENTROPYD_CLIENT_IMPL_H
 #define ENTROPYD_CLIENT_IMPL_H
@@ -107,6 +108,9 @@ size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
 void client_kick(struct client *c);
 /* Queue t for its turn without serving (nothing if queued). */
 void clients_turn_queue(struct clients *cs, struct turn *t);
+/* Serve c, whose state handover.c just restored: parse its buffered input, then answer;
+ * eof: the peer had finished sending. */
+void client_resume(struct client *c, bool eof);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 /* Queue bytes ahead of requests for a peer that behaves like QEMU, up to its endpoint's

@@ -276,8 +276,31 @@ static int open_dialer(struct endpoint *ep, char *err, size_t errlen)
 		 ep->conf.kind == EP_VHOST ? "virtio-rng"
 		 : ep->conf.opts.raw	   ? "raw"
 					   : "egd");
-	dial(d);
+	if (ep->held) {
+		schedule_dial(d); /* unless adopt_dialed resumes the connection handed over */
+	} else {
+		dial(d);
+	}
 	return 0;
+}
+
+/* The connection the previous image dialed, handed over across a reload (handover.h). */
+static struct client *adopt_dialed(struct endpoint *ep, int fd, const char *peer)
+{
+	struct dialer *d = ep->impl;
+
+	if (d == NULL || ep->conf.kind == EP_UDP || d->dial_fd >= 0 ||
+	    clients_on(ep->cs, ep->conf.spec) > 0) {
+		close(fd);
+		return NULL;
+	}
+	evtimer_del(d->timer);
+	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	d->last_errno = 0;
+	d->connected_ms = clock_ms();
+	log_info("%s: connection kept across the reload", ep->conf.spec);
+	return client_new(ep->cs, &transport_stream, NULL, fd, &ep->conf.opts, ep->conf.spec,
+			  connection_closed, d);
 }
 
 static size_t keep_dialer(const struct endpoint *ep, struct inherit_kept *out, size_t room)
@@ -329,5 +352,8 @@ static const char *dialer_state(const struct endpoint *ep)
 	return d->dial_fd >= 0 ? "dialing" : "waiting to redial";
 }
 
-const struct endpoint_ops dial_ops = {
-    .open = open_dialer, .keep = keep_dialer, .close = close_dialer, .state = dialer_state};
+const struct endpoint_ops dial_ops = {.open = open_dialer,
+				      .keep = keep_dialer,
+				      .close = close_dialer,
+				      .adopt = adopt_dialed,
+				      .state = dialer_state};

@@ -2,14 +2,19 @@
 #include "endpoint.h"
 
 #include "dial.h"
+#include "handover.h"
 #include "http.h"
 #include "inherit.h"
 #include "listen.h"
 #include "log.h"
 
+#include "transport.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 
 struct endpoints {
 	struct event_base *base;
@@ -17,6 +22,7 @@ struct endpoints {
 	struct stats *stats;
 	struct endpoint *head;
 	struct inherited *inherited;
+	struct handover *handover;
 };
 
 struct endpoints *endpoints_new(struct event_base *base, struct clients *cs)
@@ -77,6 +83,7 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->conf.local_host = dup_or_null(conf->local_host);
 	ep->conf.local_port = dup_or_null(conf->local_port);
 	ep->ops = ops_for(conf);
+	ep->held = ep->ops->adopt != NULL && handover_names(eps->handover, conf->spec);
 	/* At the tail: endpoints_each lists them in the order given. */
 	for (struct endpoint **at = &eps->head;; at = &(*at)->next) {
 		if (*at == NULL) {
@@ -120,6 +127,7 @@ void endpoints_free(struct endpoints *eps)
 		free(ep);
 	}
 	inherit_free(eps->inherited);
+	handover_free(eps->handover);
 	free(eps);
 }
 
@@ -131,7 +139,62 @@ int endpoints_reexec(struct endpoints *eps, char *const argv[])
 	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
 		n += ep->ops->keep(ep, kept + n, INHERIT_MAX - n);
 	}
+	/* Clients above the listeners' range, which inherit_reexec overwrites. */
+	(void)handover_save(eps->cs, SD_LISTEN_FDS_START + (int)n);
 	return inherit_reexec(kept, n, argv);
+}
+
+void endpoints_set_handover(struct endpoints *eps, struct handover *h)
+{
+	eps->handover = h;
+}
+
+/* The endpoint that can take a client of spec back on the socket fd; NULL if none. */
+static struct endpoint *adopter(struct endpoints *eps, const char *spec, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		return NULL;
+	}
+	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
+		if (ep->ops->adopt != NULL && strcmp(ep->conf.spec, spec) == 0 &&
+		    transport_for(&ep->conf) == &transport_stream &&
+		    (ss.ss_family == AF_UNIX) == (ep->conf.kind == EP_UNIX)) {
+			return ep;
+		}
+	}
+	return NULL;
+}
+
+void endpoints_adopt(struct endpoints *eps)
+{
+	struct handover *h = eps->handover;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < handover_count(h); i++) {
+		const struct handover_rec *r = handover_get(h, i);
+		struct endpoint *ep = r != NULL ? adopter(eps, r->spec, r->fd) : NULL;
+		struct client *c;
+
+		if (ep == NULL) {
+			continue; /* handover_free closes it with its line */
+		}
+		c = ep->ops->adopt(ep, handover_take(h, i), r->peer);
+		if (c == NULL) {
+			log_warnx("client %s: cannot be resumed on %s; connection closed", r->peer,
+				  r->spec);
+			continue;
+		}
+		handover_resume(c, r);
+		kept++;
+	}
+	if (handover_count(h) > 0) {
+		log_info("reload: %zu connected client(s) resumed", kept);
+	}
+	handover_free(h);
+	eps->handover = NULL;
 }
 
 void endpoints_close_unclaimed(struct endpoints *eps)

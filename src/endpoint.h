@@ -1,7 +1,8 @@
 /* endpoint: the registry of configured endpoints and their lifetime. Sockets passed in by
  * systemd (socket activation) or kept by the previous image across a SIGHUP re-exec
  * (inherit.c) are taken by the endpoint of the same address; a re-exec hands every
- * listening socket and pipe on. Each endpoint
+ * listening socket and pipe on, and connected clients (handover.c) back to the endpoint of
+ * the same spec. Each endpoint
  * kind lives in a module of its own behind struct endpoint_ops (listen.c: tcp, unix, udp
  * and fifo listeners; dial.c: connecting endpoints, redialed with backoff); the registry
  * never looks at the kind. Every connection becomes a client of the same state machine. */
@@ -22,6 +23,7 @@ struct endpoints;
 struct endpoint;
 struct tls_conf;
 struct stats;
+struct handover;
 
 /* EP_HTTP: the status page and metrics (http.c); EP_VHOST: a unix socket that speaks
  * vhost-user (vu_conn.c) instead of EGD. */
@@ -67,8 +69,15 @@ void endpoints_free(struct endpoints *eps);
 /* Once every endpoint is added: close the sockets passed in that none of them took. */
 void endpoints_close_unclaimed(struct endpoints *eps);
 /* Re-execute entropyd (same argv) keeping every listening socket and pipe open, passed as
- * systemd passes sockets (LISTEN_FDS); returns only on failure (errno set). */
+ * systemd passes sockets (LISTEN_FDS), and handing connected clients over (handover.h);
+ * returns only on failure (errno set). */
 int endpoints_reexec(struct endpoints *eps, char *const argv[]);
+/* The clients the previous image handed over (before adding endpoints): a connecting
+ * endpoint named by one waits for it instead of dialing. */
+void endpoints_set_handover(struct endpoints *eps, struct handover *h);
+/* Once every endpoint is added: give each client handed over back to the endpoint of its
+ * spec; close those whose endpoint is gone, one line each. Frees the handover. */
+void endpoints_adopt(struct endpoints *eps);
 
 /* ---- For the endpoint kind modules (listen.c, dial.c) ---- */
 
@@ -82,6 +91,7 @@ struct endpoint {
 	char *name; /* the control socket: unix:PATH (else NULL: the spec names it) */
 	const struct endpoint_ops *ops;
 	void *impl;
+	bool held; /* a connection of this endpoint was handed over across the reload */
 	struct endpoint *next;
 };
 
@@ -93,6 +103,9 @@ struct endpoint_ops {
 	size_t (*keep)(const struct endpoint *ep, struct inherit_kept *out, size_t room);
 	/* Release everything the module holds (ep->impl included). */
 	void (*close)(struct endpoint *ep);
+	/* Optional: serve fd, a plain stream connection of this endpoint handed over across a
+	 * reload, as a client named peer; NULL (fd closed) if it cannot be. NULL: none can. */
+	struct client *(*adopt)(struct endpoint *ep, int fd, const char *peer);
 	/* Optional: "dialing", "connected"…; NULL: "listening". */
 	const char *(*state)(const struct endpoint *ep);
 };

@@ -13,7 +13,8 @@
 
 struct inherited;
 
-/* The most descriptors passed in, or on at a re-exec. */
+/* The most listening sockets and pipes passed in, or on at a re-exec. Connected clients do
+ * not count: handover.c passes them (up to HANDOVER_MAX) above this range. */
 #define INHERIT_MAX 64
 
 /* A descriptor to hand to the next image; a unix listener also passes the identity of its

@@ -518,6 +518,34 @@ static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t r
 	return n;
 }
 
+/* A connection the previous image accepted, handed over across a reload (handover.h):
+ * counted against max-per-peer= again, and served as if just accepted. */
+static struct client *adopt(struct endpoint *ep, int fd, const char *peer)
+{
+	struct listener *li = listener_of(ep);
+	struct client_opts control = {.endpoint = ep->conf.spec}; /* as control.c's get */
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct peercap_entry *counted = NULL;
+	bool refused = false;
+	struct client *c;
+
+	if (!ep->conf.control && getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+		counted = peercap_take(li->peers, fd, (struct sockaddr *)&ss, peer, &refused);
+	}
+	if (refused) {
+		close(fd);
+		return NULL;
+	}
+	c = client_new(ep->cs, &transport_stream, NULL, fd,
+		       ep->conf.control ? &control : &ep->conf.opts, peer,
+		       counted != NULL ? peercap_put : NULL, counted);
+	if (c == NULL && counted != NULL) {
+		peercap_put(counted);
+	}
+	return c;
+}
+
 static void close_listener(struct endpoint *ep)
 {
 	struct listener *li = listener_of(ep);
@@ -546,9 +574,9 @@ static void close_listener(struct endpoint *ep)
 }
 
 const struct endpoint_ops listen_tcp_ops = {
-    .open = open_tcp, .keep = keep, .close = close_listener};
+    .open = open_tcp, .keep = keep, .close = close_listener, .adopt = adopt};
 const struct endpoint_ops listen_unix_ops = {
-    .open = open_unix, .keep = keep, .close = close_listener};
+    .open = open_unix, .keep = keep, .close = close_listener, .adopt = adopt};
 const struct endpoint_ops listen_udp_ops = {
     .open = open_udp, .keep = keep, .close = close_listener};
 const struct endpoint_ops listen_fifo_ops = {

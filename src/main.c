@@ -12,14 +12,15 @@
 #include "conf.h"
 #include "conf_doc.h"
 #include "endpoint.h"
+#include "handover.h"
 #include "inherit.h"
 #include "log.h"
 #include "pool.h"
 #include "sandbox.h"
 #include "src.h"
 #include "src_detect.h"
-#include "written.h"
 #include "stats.h"
+#include "written.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -75,8 +76,9 @@ static bool reload_parses(const struct reload *r)
 /* SIGHUP: re-execute with the same command line, which reads the config file again, keeping
  * every listening socket and pipe open: the new image adopts those its configuration still
  * names and closes the others (a UDP port that is never unbound keeps QEMU's UDP chardev
- * alive; TCP and unix peers reconnect and are resumed by the primer). Connected clients are
- * dropped. A configuration that does not parse is refused before anything changes. */
+ * alive). Connected plain tcp and unix clients are handed over with their state
+ * (handover.h); TLS clients are closed. A configuration that does not parse is refused
+ * before anything changes. */
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct reload *r = arg;
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
 	struct sandbox *sb;
 	struct stats *stats;
 	struct reload reload;
+	struct handover *handover;
 	char err[512];
 	char **args = calloc((size_t)argc + 1, sizeof(*args));
 	sigset_t sigs;
@@ -196,6 +199,8 @@ int main(int argc, char **argv)
 	}
 	log_init("entropyd", true, conf.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	/* First: while nothing else is open, the descriptors it names can only be clients. */
+	handover = handover_load();
 	if (conf.list_sources) {
 		src_detect_list(stdout);
 		conf_free(&conf);
@@ -244,12 +249,14 @@ int main(int argc, char **argv)
 		fatalx("cannot create the DRBG for mode=drbg");
 	}
 	endpoints_set_stats(eps, stats);
+	endpoints_set_handover(eps, handover);
 	for (size_t i = 0; i < conf.nendpoints; i++) {
 		if (endpoints_add(eps, &conf.endpoints[i], err, sizeof(err)) < 0) {
 			endpoints_free(eps);
 			fatalx("%s", err);
 		}
 	}
+	endpoints_adopt(eps);
 	endpoints_close_unclaimed(eps);
 	if (conf.check) {
 		log_info("configuration OK");

@@ -45,7 +45,8 @@ struct sandbox {
 
 /* The event loop, clients, logging, memory, threads, signals, time, the file and tty
  * sources (and their re-open), unix socket repair, and the re-exec on SIGHUP (execve and
- * what a new image does before its own filter: loading, opening, binding). */
+ * what a new image does before its own filter: loading, opening, binding; the memfd that
+ * carries connected clients' state across it). */
 /* clang-format off */
 static const char *const base_calls[] = {
 	"read", "write", "readv", "writev", "pread64", "pwrite64", "close", "close_range", "openat",
@@ -68,7 +69,7 @@ static const char *const base_calls[] = {
 	"sched_yield", "sched_getaffinity", "prctl", "arch_prctl", "capget", "execve", "umask",
 	"sysinfo", "restart_syscall", "getcwd", "fsync", "fdatasync", "ftruncate", "getrusage",
 	"membarrier", "setsid", "setpgid", "getpgrp", "getpgid", "fstatfs", "statfs", "rename",
-	"renameat", "renameat2", "seccomp",
+	"renameat", "renameat2", "seccomp", "memfd_create",
 };
 /* clang-format on */
 

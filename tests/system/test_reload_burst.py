@@ -1,6 +1,7 @@
 """A burst of reloads cannot kill the daemon: SIGHUP re-executes entropyd, and a SIGHUP that
 arrives while the new image has no handler yet must wait (pending), not kill it and unbind
-every endpoint, the UDP port QEMU sends to among them."""
+every endpoint, the UDP port QEMU sends to among them. A TCP client drawing all along is
+handed over by every reload, on the same connection."""
 
 import os
 import signal
@@ -39,18 +40,22 @@ class UdpGuest(threading.Thread):
 
 
 class TcpDrawer(threading.Thread):
-    """A TCP client that keeps drawing bytes, reconnecting after each reload drops it."""
+    """A TCP client that keeps drawing bytes (reconnecting if a reload dropped it: each
+    reload hands it over, so it should never have to)."""
 
     def __init__(self, addr):
         super().__init__(daemon=True)
         self.addr = addr
         self.bytes = 0
+        self.connections = 0
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
             try:
                 with socket.create_connection(self.addr, timeout=0.5) as c:
+                    self.connections += 1
+                    c.settimeout(5)  # back-to-back reloads may pause it; only EOF is a drop
                     while not self.stop.is_set():
                         c.sendall(b"\x02\xff")
                         got = c.recv(4096)
@@ -110,9 +115,12 @@ def test_burst_of_sighups_never_kills_the_daemon_nor_unbinds_an_endpoint(entropy
                 "reloads did not settle within 60 s (%d re-execs, %d ready lines)"
                 % (reexecs, readies))
             time.sleep(0.1)
-        print("%d reloads for 100 SIGHUPs; TCP client drew %d bytes"
-              % (reexecs, drawer.bytes))
+        print("%d reloads for 100 SIGHUPs; TCP client drew %d bytes on %d connection(s)"
+              % (reexecs, drawer.bytes, drawer.connections))
         assert reexecs >= 1
+        assert drawer.connections == 1, (
+            "the TCP client had to reconnect %d times: reloads dropped it"
+            % (drawer.connections - 1))
         # The UDP guest keeps being answered after the burst, by the same socket.
         deadline = time.monotonic() + 5
         while not any(t > burst_end for t in guest.replies) and time.monotonic() < deadline:
