@@ -8,7 +8,7 @@
  * - A reply other than raw bytes (0x00, 0x01, 0x04) is built in the client's small `out`
  *   buffer when it reaches the head of the queue; 0x01's bytes are copied there from the
  *   pool and wiped once written.
- * - Clients owed bytes are served round-robin in quanta of at least CLIENT_QUANTUM_MIN; a
+ * - Clients owed bytes are served round-robin in turns of CLIENT_QUANTUM (rotation.c); a
  *   client whose socket is full leaves the rotation until it is writable, so it never
  *   delays another; with rate= (pacer.c) every answer takes tokens first, and a client out
  *   of tokens leaves the rotation until they are back.
@@ -34,36 +34,6 @@
 #include <unistd.h>
 
 #define CLIENT_PRIMER_DELAY_US 100000
-static void client_kick(struct client *c);
-static int client_give(struct client *c, size_t quantum);
-
-void client_rotate(struct clients *cs)
-{
-	if (cs->serving) {
-		return; /* re-entered from a close inside the loop */
-	}
-	cs->serving = true;
-	while (!TAILQ_EMPTY(&cs->hungry)) {
-		size_t avail = pool_avail(cs->pool);
-		struct client *c;
-		size_t quantum;
-
-		if (avail == 0) {
-			pool_want(cs->pool);
-			break;
-		}
-		quantum = avail / cs->nhungry;
-		quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
-		c = TAILQ_FIRST(&cs->hungry);
-		TAILQ_REMOVE(&cs->hungry, c, hungry_link);
-		cs->nhungry--;
-		c->hungry = false;
-		if (client_give(c, quantum) == 0) {
-			client_kick(c);
-		}
-	}
-	cs->serving = false;
-}
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -323,7 +293,7 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Write buf; returns bytes written, or -1 if the client was closed. Arms wev on a short
  * write, and while the transport still holds bytes it counted as written. */
-static ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want)
+ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want)
 {
 	ssize_t w = c->tr->writev(c->tr_ctx, c->fd, iov, cnt);
 	struct log_limit *lim;
@@ -377,7 +347,7 @@ static bool owes_pool_bytes(struct client *c)
 
 /* Answer every queued request that needs no pool bytes, up to the first 0x02; then join the
  * rotation if bytes are owed. */
-static void client_kick(struct client *c)
+void client_kick(struct client *c)
 {
 	struct reqq_op *op;
 
@@ -419,57 +389,6 @@ static void client_kick(struct client *c)
 	} else if (c->eof) {
 		client_close(c, NULL, "peer closed the connection; everything owed was sent");
 	}
-}
-
-/* Give client c up to quantum bytes of the pool for its head 0x02 (or raw stream);
- * returns -1 if the client was closed. */
-static int client_give(struct client *c, size_t quantum)
-{
-	struct pool *pool = c->cs->pool;
-	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
-	uint64_t owed = op != NULL ? op->n : UINT64_MAX;
-	size_t want = owed < quantum ? (size_t)owed : quantum;
-
-	if (c->tr->max_send > 0 && want > c->tr->max_send) {
-		want = c->tr->max_send;
-	}
-	struct iovec iov[2];
-	int cnt = pool_peek(pool, want, iov);
-	size_t have = iov[0].iov_len + (cnt == 2 ? iov[1].iov_len : 0);
-	size_t allowed;
-	ssize_t w;
-
-	if (cnt == 0) {
-		return 0;
-	}
-	allowed = pacer_take(&c->pacer, have, 1);
-	if (allowed == 0) {
-		return 0;
-	}
-	if (allowed < have) {
-		have = allowed;
-		cnt = pool_peek(pool, have, iov);
-	}
-	w = client_writev(c, iov, cnt, have);
-	if (w < 0) {
-		return -1; /* c is gone */
-	}
-	if ((size_t)w < have) {
-		pacer_return(&c->pacer, have - (size_t)w);
-	}
-	if (w == 0) {
-		return 0;
-	}
-	pool_consume(pool, (size_t)w);
-	c->served += (uint64_t)w;
-	c->pacer.delayed += c->pacer.paced ? (uint64_t)w : 0;
-	if (op != NULL) {
-		op->n -= (uint64_t)w;
-		if (op->n == 0) {
-			reqq_pop(&c->q);
-		}
-	}
-	return 0;
 }
 
 /* A paced client has tokens again. */

@@ -1,7 +1,7 @@
-/* client_impl: what client.c (every peer's state machine and the rotation that shares the
- * pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
+/* client_impl: what client.c (every peer's state machine), rotation.c (the rotation that
+ * shares the pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
  * deadline for half-sent commands) share. clients.c calls into client.c, never the
- * reverse. Only those two files include it. */
+ * reverse. Only those files include it. */
 #ifndef ENTROPYD_CLIENT_IMPL_H
 #define ENTROPYD_CLIENT_IMPL_H
 
@@ -17,7 +17,7 @@
 #include <sys/queue.h>
 
 #define CLIENT_INBUF 1024u
-#define CLIENT_QUANTUM_MIN 256u
+#define CLIENT_QUANTUM 256u /* bytes per turn of the rotation (rotation.c) */
 
 struct client {
 	struct clients *cs;
@@ -42,6 +42,7 @@ struct client {
 	size_t outlen, outoff;
 
 	bool hungry;	    /* in cs->hungry, waiting for pool bytes */
+	size_t turn;	    /* bytes left of its turn in the rotation (rotation.c) */
 	bool write_blocked; /* socket full; wev armed */
 	bool closing;
 	struct gate *wgate; /* write=on: health gate for bytes peers write */
@@ -76,6 +77,11 @@ struct clients {
 
 /* Share the pool among the clients owed bytes, round-robin, until one side runs out. */
 void client_rotate(struct clients *cs);
+/* Answer what needs no pool bytes, then join the rotation if bytes are owed. */
+void client_kick(struct client *c);
+/* Write iov (want bytes) to c; bytes written, or -1 if c was closed; arms the write event
+ * on a short write. */
+ssize_t client_writev(struct client *c, const struct iovec *iov, int cnt, size_t want);
 /* Close c; lim is the log category of a close the peer caused, or NULL for an ordinary end. */
 void client_close(struct client *c, struct log_limit *lim, const char *why);
 
