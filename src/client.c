@@ -448,7 +448,8 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	}
 	if ((c->rev == NULL && tr->read != NULL) || c->wev == NULL ||
 	    (primer && c->primer_ev == NULL) ||
-	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, rate_cb, c) < 0) {
+	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, opts->endpoint_rate,
+		       rate_cb, c) < 0) {
 		log_warnx("client %s: cannot create events; closing", peer);
 		free_events(c);
 		tr->close(ctx, fd);
@@ -475,32 +476,27 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 }
 
 /* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
- * (logged as a debug line, or as information when rate= delayed some of its bytes). */
+ * (logged as a debug line, or as information when a bucket throttled some of its bytes). */
 void client_close(struct client *c, struct log_limit *lim, const char *why)
 {
 	struct clients *cs = c->cs;
 	client_closed_fn cb = c->on_closed;
 	void *arg = c->on_closed_arg;
-	char delayed[64] = "";
 
 	if (c->closing) {
 		return;
 	}
 	c->closing = true;
-	if (c->pacer.delayed > 0) {
-		snprintf(delayed, sizeof(delayed),
-			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
-	}
 	if (lim != NULL) {
 		log_limited(lim, LOG_WARNING,
-			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
-			    (unsigned long long)c->served, delayed);
-	} else if (c->pacer.delayed > 0) {
-		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
-			 (unsigned long long)c->served, delayed);
+			    "client %s: %s; connection closed (served %llu bytes, throttled %llu)",
+			    c->peer, why, (unsigned long long)c->served,
+			    (unsigned long long)c->pacer.throttled);
 	} else {
-		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
-			  (unsigned long long)c->served);
+		void (*say)(const char *, ...) = c->pacer.throttled > 0 ? log_info : log_debug;
+
+		say("client %s: %s (served %llu bytes, throttled %llu)", c->peer, why,
+		    (unsigned long long)c->served, (unsigned long long)c->pacer.throttled);
 	}
 	deadline_stop(&cs->partial, &c->partial);
 	if (c->hungry) {

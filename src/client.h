@@ -25,6 +25,7 @@ struct pool;
 struct clients;
 struct client;
 struct transport;
+struct pacer_shared;
 
 /* Per-endpoint behaviour of its clients. */
 struct client_opts {
@@ -32,9 +33,11 @@ struct client_opts {
 	unsigned primer;  /* unrequested bytes sent if a new peer stays silent for 100 ms */
 	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
 	bool has_rate;	  /* rate= was given (else the endpoint kind's default applies) */
-	uint64_t rate_bytes, rate_ms; /* rate=BYTES/MS: answers paced per client; 0 = none */
-	bool has_max_per_peer;	      /* max-per-peer= was given (else the kind's default) */
-	unsigned max_per_peer;	      /* listeners: connections per peer address/uid; 0 = any */
+	uint64_t rate_bytes, rate_ms;	    /* rate=BYTES/MS: answers paced per client; 0 = none */
+	uint64_t eprate_bytes, eprate_ms;   /* endpoint-rate=BYTES/MS: all clients; 0 = none */
+	struct pacer_shared *endpoint_rate; /* its bucket, set by the endpoint (NULL: none) */
+	bool has_max_per_peer;		    /* max-per-peer= was given (else the kind's default) */
+	unsigned max_per_peer; /* listeners: connections per peer address/uid; 0 = any */
 };
 
 /* A peer that sent part of a command and not the rest within this time is closed. */

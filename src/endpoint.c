@@ -69,6 +69,8 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->conf.path = dup_or_null(conf->path);
 	ep->conf.local_host = dup_or_null(conf->local_host);
 	ep->conf.local_port = dup_or_null(conf->local_port);
+	pacer_shared_init(&ep->rate, conf->opts.eprate_bytes, conf->opts.eprate_ms);
+	ep->conf.opts.endpoint_rate = &ep->rate;
 	ep->ops = ops_for(conf);
 	ep->next = eps->head;
 	eps->head = ep;

@@ -10,6 +10,7 @@
 
 #include "client.h"
 #include "inherit.h"
+#include "pacer.h"
 #include "udp.h"
 
 #include <stdbool.h>
@@ -65,6 +66,8 @@ struct endpoint {
 	struct endpoint_conf conf;
 	const struct endpoint_ops *ops;
 	void *impl;
+	struct pacer_shared rate; /* endpoint-rate=: the bucket its clients share (conf.opts
+				     points at it); .throttled counts what it and rate= held */
 	struct endpoint *next;
 };
 

@@ -60,7 +60,7 @@ static int client_give(struct client *c)
 	pool_consume(pool, (size_t)w);
 	c->served += (uint64_t)w;
 	c->turn -= (size_t)w;
-	c->pacer.delayed += c->pacer.paced ? (uint64_t)w : 0;
+	pacer_sent(&c->pacer, (size_t)w);
 	if (op != NULL) {
 		op->n -= (uint64_t)w;
 		if (op->n == 0) {
