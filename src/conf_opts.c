@@ -394,8 +394,10 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
      ep_rate},
     {"endpoint-rate", "BYTES/MS", CONF_ANY_ENDPOINT,
      "cap the endpoint as a whole: one token bucket shared by all its clients (default none)",
-     "Applies on top of rate=: an answer takes tokens from both. Bytes held back by either "
-     "bucket are counted as throttled, per client (logged when it closes) and per endpoint.",
+     "Applies on top of rate=: an answer takes tokens from both. Clients the shared bucket "
+     "holds back queue for it first come, first served, 256 bytes a turn, so they get "
+     "equal shares. Bytes held back by either bucket are counted as throttled, per client (logged "
+     "when it closes) and per endpoint.",
      ep_endpoint_rate},
     {"max-per-peer", "N", STREAM_LISTENERS,
      "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix)",

@@ -69,11 +69,18 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->conf.path = dup_or_null(conf->path);
 	ep->conf.local_host = dup_or_null(conf->local_host);
 	ep->conf.local_port = dup_or_null(conf->local_port);
-	pacer_shared_init(&ep->rate, conf->opts.eprate_bytes, conf->opts.eprate_ms);
-	ep->conf.opts.endpoint_rate = &ep->rate;
 	ep->ops = ops_for(conf);
 	ep->next = eps->head;
 	eps->head = ep;
+	if (conf->opts.eprate_bytes > 0) {
+		ep->rate =
+		    pacer_shared_new(eps->base, conf->opts.eprate_bytes, conf->opts.eprate_ms);
+		if (ep->rate == NULL) {
+			snprintf(err, errlen, "endpoint-rate=: cannot create its bucket");
+			return -1;
+		}
+	}
+	ep->conf.opts.endpoint_rate = ep->rate;
 	return ep->ops->open(ep, err, errlen);
 }
 
@@ -87,6 +94,7 @@ void endpoints_free(struct endpoints *eps)
 
 		eps->head = ep->next;
 		ep->ops->close(ep);
+		pacer_shared_unref(ep->rate); /* its clients may hold it a while longer */
 		free(ep->conf.spec);
 		free(ep->conf.host);
 		free(ep->conf.port);

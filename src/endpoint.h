@@ -66,8 +66,9 @@ struct endpoint {
 	struct endpoint_conf conf;
 	const struct endpoint_ops *ops;
 	void *impl;
-	struct pacer_shared rate; /* endpoint-rate=: the bucket its clients share (conf.opts
-				     points at it); .throttled counts what it and rate= held */
+	struct pacer_shared *rate; /* endpoint-rate=: the bucket its clients share (conf.opts
+				      points at it), or NULL; ->throttled counts what it and
+				      rate= held */
 	struct endpoint *next;
 };
 

@@ -56,6 +56,22 @@ def test_endpoint_rate_caps_the_sum_of_four_clients(entropyd):
     assert 425_000 <= total <= 575_000, "4 clients got %.0f B/s under a 500000 B/s cap" % total
 
 
+def jain(xs):
+    return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if any(xs) else 0.0
+
+
+@pytest.mark.time_limit(60)
+def test_four_clients_share_an_endpoint_rate_equally(entropyd):
+    d = entropyd(listen=["tcp:127.0.0.1:0,primer=0,endpoint-rate=50000/100"])
+    rates = hungry_rates(d, 4)
+    share = [r / sum(rates) for r in rates] if sum(rates) else [0.0] * 4
+    print("endpoint-rate=500000 B/s, 4 clients: shares %s, Jain %.4f"
+          % (", ".join("%.3f" % s for s in share), jain(rates)))
+    for i, s in enumerate(share):
+        assert 0.20 <= s <= 0.30, "client %d got %.1f%% of the endpoint's bytes" % (i, 100 * s)
+    assert jain(rates) >= 0.99, "Jain's index %.4f over 4 clients" % jain(rates)
+
+
 @pytest.mark.time_limit(60)
 def test_per_client_rate_holds_under_an_endpoint_rate(entropyd):
     d = entropyd(listen=["tcp:127.0.0.1:0,primer=0,rate=10000/100,endpoint-rate=1000000/100"])
