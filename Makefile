@@ -92,6 +92,7 @@ bench: deps-test build
 	$(PYTHON) bench/bench_tls.py
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_ppc64.py
+	$(PYTHON) bench/bench_scale.py
 
 # Rewrite the man page's option sections from the option tables (src/conf_opts.c); the unit
 # test man_options fails until this is done after a change to the tables.
