@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egdsched: bad arguments\n");
 		return 2;
 	}
-	prctl(PR_SET_TIMERSLACK, 1UL); /* wake on schedule, not 50 us late */
+	prctl(PR_SET_TIMERSLACK, 1UL);			   /* wake on schedule, not 50 us late */
 	alarm((unsigned)(secs + WARMUP_S + DRAIN_S) + 30); /* never hang a bench run */
 	connect_all(argv[2], argv[3], n);
 	if (strcmp(argv[1], "open") == 0) {
