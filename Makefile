@@ -119,6 +119,7 @@ bench: deps-test build
 	$(PYTHON) bench/bench_guest.py
 	$(PYTHON) bench/bench_vhost.py
 	$(PYTHON) bench/bench_ppc64.py
+	$(PYTHON) bench/bench_scale.py
 	$(PYTHON) bench/bench_compare.py
 	@echo "summary in $(BUILD)/bench-summary.md; bench/readme_table.py copies it into README.md"
 

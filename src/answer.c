@@ -34,7 +34,7 @@ size_t answer_build(const struct reqq_op *op, struct pool *pool, struct pacer *p
 		}
 		out[0] = (uint8_t)pool_take(pool, out + 1, k - 1);
 		*served += out[0];
-		pacer->delayed += pacer->paced ? out[0] : 0;
+		pacer_sent(pacer, out[0]);
 		pacer_return(pacer, k - (1u + out[0]));
 		return 1u + out[0];
 	case REQQ_BLOCK:

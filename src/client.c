@@ -8,7 +8,7 @@
  * - A reply other than raw bytes (0x00, 0x01, 0x04) is built in the client's small `out`
  *   buffer when it reaches the head of the queue; 0x01's bytes are copied there from the
  *   pool and wiped once written.
- * - Clients owed bytes are served round-robin in quanta of at least CLIENT_QUANTUM_MIN; a
+ * - Clients owed bytes are served round-robin in turns of CLIENT_QUANTUM (rotation.c); a
  *   client whose socket is full leaves the rotation until it is writable, so it never
  *   delays another; with rate= (pacer.c) every answer takes tokens first, and a client out
  *   of tokens leaves the rotation until they are back.
@@ -36,16 +36,34 @@
 #include <unistd.h>
 
 #define CLIENT_PRIMER_DELAY_US 100000
-static int client_give(struct client *c, size_t quantum);
+static ssize_t client_give(struct client *c, size_t quantum);
+
+/* True if c's turn was cut short by the pool alone (not by its socket, rate= or the end of
+ * what it asked): it keeps the rest of its turn. */
+static bool turn_interrupted(struct client *c)
+{
+	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
+
+	return !c->opts.drbg && pool_avail(c->cs->pool) == 0 && !c->write_blocked &&
+	       !c->pacer.waiting && !c->eof &&
+	       (c->opts.raw || (op != NULL && op->kind == REQQ_BLOCK));
+}
 
 /* Its turn in the rotation: up to quantum bytes, then answer what follows. */
-static void client_serve(struct turn *t, size_t quantum)
+static bool client_serve(struct turn *t, size_t quantum)
 {
 	struct client *c = (struct client *)((char *)t - offsetof(struct client, turn));
+	ssize_t w = client_give(c, quantum);
 
-	if (client_give(c, quantum) == 0) {
-		client_kick(c);
+	if (w < 0) {
+		return false; /* c is gone */
 	}
+	if ((size_t)w < quantum && turn_interrupted(c)) {
+		t->left = quantum - (size_t)w;
+		return true;
+	}
+	client_kick(c);
+	return false;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
@@ -404,7 +422,7 @@ void client_kick(struct client *c)
 
 /* Give client c up to quantum bytes of the pool for its head 0x02 (or raw stream);
  * returns -1 if the client was closed. */
-static int client_give(struct client *c, size_t quantum)
+static ssize_t client_give(struct client *c, size_t quantum)
 {
 	struct pool *pool = c->cs->pool;
 	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
@@ -447,7 +465,7 @@ static int client_give(struct client *c, size_t quantum)
 		pool_consume(pool, (size_t)w);
 	}
 	c->served += (uint64_t)w;
-	c->pacer.delayed += c->pacer.paced ? (uint64_t)w : 0;
+	pacer_sent(&c->pacer, (size_t)w);
 	if (op != NULL) {
 		op->n -= (uint64_t)w;
 		if (op->n == 0) {
@@ -455,7 +473,7 @@ static int client_give(struct client *c, size_t quantum)
 		}
 	}
 	c->pr_fresh = c->pr_fresh && op != NULL && op->n > 0; /* a request (raw: a write) done */
-	return 0;
+	return w;
 }
 
 /* A paced client has tokens again. */
@@ -506,7 +524,8 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	}
 	if ((c->rev == NULL && tr->read != NULL) || c->wev == NULL ||
 	    (primer && c->primer_ev == NULL) ||
-	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, rate_cb, c) < 0) {
+	    pacer_init(&c->pacer, cs->base, opts->rate_bytes, opts->rate_ms, opts->endpoint_rate,
+		       rate_cb, c) < 0) {
 		log_warnx("client %s: cannot create events; closing", peer);
 		client_free_events(c);
 		tr->close(ctx, fd);

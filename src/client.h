@@ -26,6 +26,7 @@ struct pool;
 struct clients;
 struct client;
 struct transport;
+struct pacer_shared;
 
 /* Per-endpoint behaviour of its clients. */
 struct client_opts {
@@ -34,14 +35,16 @@ struct client_opts {
 	unsigned surplus; /* bytes kept ahead of a QEMU-like peer's requests (surplus.c) */
 	bool allow_write; /* write=on: accept 0x03 (else refused, connection closed) */
 	bool has_rate;	  /* rate= was given (else the endpoint kind's default applies) */
-	uint64_t rate_bytes, rate_ms; /* rate=BYTES/MS: answers paced per client; 0 = none */
-	bool has_max_per_peer;	      /* max-per-peer= was given (else the kind's default) */
-	unsigned max_per_peer;	      /* listeners: connections per peer address/uid; 0 = any */
-	bool drbg;		      /* mode=drbg: serve the DRBG's output (clients_drbg) */
-	bool pr;		      /* prediction-resistance=on: reseed before every request */
-	uint64_t reseed_bytes;	      /* reseed=: output per seed at most (0: the default) */
-	uint64_t reseed_ms;	      /* reseed-ms=: a seed's lifetime at most (0: the default) */
-	const char *endpoint;	      /* the endpoint's spec, copied by each client (status) */
+	uint64_t rate_bytes, rate_ms;	    /* rate=BYTES/MS: answers paced per client; 0 = none */
+	uint64_t eprate_bytes, eprate_ms;   /* endpoint-rate=BYTES/MS: all clients; 0 = none */
+	struct pacer_shared *endpoint_rate; /* its bucket, set by the endpoint (NULL: none) */
+	bool has_max_per_peer;		    /* max-per-peer= was given (else the kind's default) */
+	unsigned max_per_peer; /* listeners: connections per peer address/uid; 0 = any */
+	bool drbg;	       /* mode=drbg: serve the DRBG's output (clients_drbg) */
+	bool pr;	       /* prediction-resistance=on: reseed before every request */
+	uint64_t reseed_bytes; /* reseed=: output per seed at most (0: the default) */
+	uint64_t reseed_ms;    /* reseed-ms=: a seed's lifetime at most (0: the default) */
+	const char *endpoint;  /* the endpoint's spec, copied by each client (status) */
 };
 
 /* One client at one moment (for status and metrics). */
@@ -66,13 +69,15 @@ struct client_stat {
  * them take turns in one queue. */
 struct turn {
 	/* Take up to quantum bytes (the pool has some); join again (clients_turn_join) if
-	 * still owed bytes. */
-	void (*serve)(struct turn *t, size_t quantum);
+	 * still owed bytes. Returns true only if the pool ran dry before the turn was over:
+	 * t then lives, is not queued, and has set left to what remains of its turn. */
+	bool (*serve)(struct turn *t, size_t quantum);
 	/* Shutting down: release the consumer (no redial); NULL for clients, which the
 	 * registry closes itself. */
 	void (*shutdown)(struct turn *t);
 	bool queued;
-	int q; /* its queue: 0 owed pool bytes, 1 owed DRBG output (mode=drbg) */
+	int q;	     /* its queue: 0 owed pool bytes, 1 owed DRBG output (mode=drbg) */
+	size_t left; /* bytes left of a turn the pool cut short (clients.c) */
 	TAILQ_ENTRY(turn) link;
 	LIST_ENTRY(turn) member; /* consumers other than clients (clients_member_add) */
 };

@@ -117,7 +117,7 @@ size_t client_drbg_answer(struct client *c, const struct reqq_op *op)
 	c->pr_fresh = false;
 	c->out[0] = (uint8_t)got;
 	c->served += got;
-	c->pacer.delayed += c->pacer.paced ? got : 0;
+	pacer_sent(&c->pacer, got);
 	pacer_return(&c->pacer, k - (1u + got));
 	return 1u + got;
 }

@@ -37,13 +37,18 @@ static void partial_expired(struct deadline_item *it, void *arg)
 	client_close(c, &c->cs->lim_timeout, why);
 }
 
-/* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) round-robin until none
- * is owed or their supply runs out. */
+/* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
+ * their supply runs out. The raw queue is a deficit round robin: a turn is worth the same
+ * CLIENT_QUANTUM_MIN bytes whatever the pool holds and however many wait (a share of what
+ * happened to be in the pool gave the first of a burst several times what the last got),
+ * or CLIENT_QUANTUM_PLENTY when the pool holds that much for every waiting turn (nobody can
+ * be short-changed then, and many queued requests go out in one write). A turn the pool cut
+ * short keeps its place at the head with what is left of it (serve returns true). */
 static void rotate_queue(struct clients *cs, int q)
 {
 	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
 		size_t avail = pool_avail(cs->pool);
-		struct turn *t;
+		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
 		size_t quantum = CLIENT_DRBG_QUANTUM;
 
 		if (q == 0 && avail == 0) {
@@ -51,12 +56,19 @@ static void rotate_queue(struct clients *cs, int q)
 			break;
 		}
 		if (q == 0) {
-			quantum = avail / cs->nhungry[0];
-			quantum = quantum < CLIENT_QUANTUM_MIN ? CLIENT_QUANTUM_MIN : quantum;
+			bool plenty = avail / CLIENT_QUANTUM_PLENTY > cs->nhungry[0];
+
+			quantum = t->left > 0 ? t->left
+				  : plenty    ? CLIENT_QUANTUM_PLENTY
+					      : CLIENT_QUANTUM_MIN;
 		}
-		t = TAILQ_FIRST(&cs->hungry[q]);
+		t->left = 0;
 		clients_turn_leave(cs, t);
-		t->serve(t, quantum);
+		if (t->serve(t, quantum) && q == 0 && t->left > 0 && !t->queued) {
+			t->queued = true; /* cut short by the pool: first when bytes come */
+			TAILQ_INSERT_HEAD(&cs->hungry[0], t, link);
+			cs->nhungry[0]++;
+		}
 	}
 }
 
@@ -206,25 +218,21 @@ void client_close(struct client *c, struct log_limit *lim, const char *why)
 	struct clients *cs = c->cs;
 	client_closed_fn cb = c->on_closed;
 	void *arg = c->on_closed_arg;
-	char delayed[64] = "";
 
 	if (c->closing) {
 		return;
 	}
 	c->closing = true;
-	if (c->pacer.delayed > 0) {
-		snprintf(delayed, sizeof(delayed),
-			 ", %llu of them delayed by rate=", (unsigned long long)c->pacer.delayed);
-	}
 	if (lim != NULL) {
 		log_limited(lim, LOG_WARNING,
-			    "client %s: %s; connection closed (served %llu bytes%s)", c->peer, why,
-			    (unsigned long long)c->served, delayed);
-	} else if (c->pacer.delayed > 0) {
-		log_info("client %s: %s (served %llu bytes%s)", c->peer, why,
-			 (unsigned long long)c->served, delayed);
+			    "client %s: %s; connection closed (served %llu bytes, throttled %llu)",
+			    c->peer, why, (unsigned long long)c->served,
+			    (unsigned long long)c->pacer.throttled);
+	} else if (c->pacer.throttled > 0) {
+		log_info("client %s: %s (served %llu bytes, throttled %llu)", c->peer, why,
+			 (unsigned long long)c->served, (unsigned long long)c->pacer.throttled);
 	} else {
-		log_debug("client %s: %s (served %llu bytes)", c->peer, why,
+		log_debug("client %s: %s (served %llu bytes, throttled 0)", c->peer, why,
 			  (unsigned long long)c->served);
 	}
 	deadline_stop(&cs->partial, &c->partial);

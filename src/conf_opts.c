@@ -219,14 +219,13 @@ static int ep_write(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
-static int ep_rate(void *target, char *val, char *why, size_t whylen)
+/* BYTES/MS (or off: both 0) into *bytes and *ms. */
+static int parse_rate(char *val, uint64_t *bytes, uint64_t *ms, char *why, size_t whylen)
 {
-	struct endpoint_conf *e = target;
 	char *slash = strchr(val, '/');
-	long n, ms;
+	long n, per;
 
-	e->opts.has_rate = true;
-	e->opts.rate_bytes = e->opts.rate_ms = 0;
+	*bytes = *ms = 0;
 	if (strcmp(val, "off") == 0) {
 		return 0;
 	}
@@ -234,13 +233,28 @@ static int ep_rate(void *target, char *val, char *why, size_t whylen)
 		*slash = '\0';
 	}
 	if (slash == NULL || conf_parse_long(val, 1, (long)RATE_MAX_BYTES, 10, &n) < 0 ||
-	    conf_parse_long(slash + 1, 1, (long)RATE_MAX_MS, 10, &ms) < 0) {
+	    conf_parse_long(slash + 1, 1, (long)RATE_MAX_MS, 10, &per) < 0) {
 		snprintf(why, whylen, "expected BYTES/MS, e.g. 2097152/1000, or off");
 		return -1;
 	}
-	e->opts.rate_bytes = (uint64_t)n;
-	e->opts.rate_ms = (uint64_t)ms;
+	*bytes = (uint64_t)n;
+	*ms = (uint64_t)per;
 	return 0;
+}
+
+static int ep_rate(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	e->opts.has_rate = true;
+	return parse_rate(val, &e->opts.rate_bytes, &e->opts.rate_ms, why, whylen);
+}
+
+static int ep_endpoint_rate(void *target, char *val, char *why, size_t whylen)
+{
+	struct endpoint_conf *e = target;
+
+	return parse_rate(val, &e->opts.eprate_bytes, &e->opts.eprate_ms, why, whylen);
 }
 
 static int ep_max_per_peer(void *target, char *val, char *why, size_t whylen)
@@ -448,10 +462,17 @@ const struct conf_spec_opt conf_endpoint_opts[] = {
     {"rate", "BYTES/MS", CONF_ANY_ENDPOINT,
      "pace each client's answers (default 2097152/1000 on udp, none elsewhere; off: no limit)",
      "A token bucket of BYTES bytes refilled every MS milliseconds, per client (per peer on "
-     "udp, per VM on vhost-user). A paced client keeps its queued requests and is answered as "
-     "tokens return; the "
-     "bytes that were delayed are logged when it closes.",
+     "udp, per VM on vhost-user), as QEMU's max-bytes/period: the same long-run rate, bursts "
+     "of at most BYTES. A paced client keeps its queued requests and is answered as tokens "
+     "return; the bytes held back are logged as throttled when it closes.",
      ep_rate},
+    {"endpoint-rate", "BYTES/MS", CONF_ANY_ENDPOINT,
+     "cap the endpoint as a whole: one token bucket shared by all its clients (default none)",
+     "Applies on top of rate=: an answer takes tokens from both. Clients the shared bucket "
+     "holds back queue for it first come, first served, 256 bytes a turn, so they get "
+     "equal shares. Bytes held back by either bucket are counted as throttled, per client (logged "
+     "when it closes) and per endpoint.",
+     ep_endpoint_rate},
     {"max-per-peer", "N", STREAM_LISTENERS,
      "connections one peer may hold, 0..1000000 (default 64 for tcp, 0 = no limit for unix "
      "and vhost-user)",

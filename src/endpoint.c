@@ -91,6 +91,15 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 			break;
 		}
 	}
+	if (conf->opts.eprate_bytes > 0) {
+		ep->rate =
+		    pacer_shared_new(eps->base, conf->opts.eprate_bytes, conf->opts.eprate_ms);
+		if (ep->rate == NULL) {
+			snprintf(err, errlen, "endpoint-rate=: cannot create its bucket");
+			return -1;
+		}
+	}
+	ep->conf.opts.endpoint_rate = ep->rate;
 	return ep->ops->open(ep, err, errlen);
 }
 
@@ -117,6 +126,7 @@ void endpoints_free(struct endpoints *eps)
 
 		eps->head = ep->next;
 		ep->ops->close(ep);
+		pacer_shared_unref(ep->rate); /* its clients may hold it a while longer */
 		free(ep->conf.spec);
 		free(ep->name);
 		free(ep->conf.host);

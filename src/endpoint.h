@@ -11,6 +11,7 @@
 
 #include "client.h"
 #include "inherit.h"
+#include "pacer.h"
 #include "udp.h"
 
 #include <stdbool.h>
@@ -92,6 +93,9 @@ struct endpoint {
 	const struct endpoint_ops *ops;
 	void *impl;
 	bool held; /* a connection of this endpoint was handed over across the reload */
+	struct pacer_shared *rate; /* endpoint-rate=: the bucket its clients share (conf.opts
+				      points at it), or NULL; ->throttled counts what it and
+				      rate= held */
 	struct endpoint *next;
 };
 

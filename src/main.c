@@ -94,15 +94,31 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* One descriptor per guest: raise the soft limit to the hard one (often 1024 -> 524288). */
+/* One descriptor per guest: raise the soft limit to the hard one (often 1024 -> 524288),
+ * and say in one line how many clients that allows. */
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
+	rlim_t was;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("cannot read the descriptor limit (RLIMIT_NOFILE)");
+		return;
 	}
+	was = rl.rlim_cur;
+	if (rl.rlim_cur == rl.rlim_max) {
+		log_info("descriptor limit: %llu (already the hard limit)",
+			 (unsigned long long)rl.rlim_cur);
+		return;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("descriptor limit: %llu; could not raise it to the hard limit %llu",
+			 (unsigned long long)was, (unsigned long long)rl.rlim_max);
+		return;
+	}
+	log_info("descriptor limit: %llu (raised from %llu to the hard limit)",
+		 (unsigned long long)rl.rlim_cur, (unsigned long long)was);
 }
 
 /* Lock memory so tested bytes never reach swap; best effort with a clear warning. As root,

@@ -249,8 +249,8 @@ static int pending(struct vring *vr)
 	return n > vr->num ? -1 : n;
 }
 
-long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, vring_fill_fn fill,
-		 void *arg, bool *used_any, char *err, size_t errlen)
+long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t cap,
+		 vring_fill_fn fill, void *arg, bool *used_any, char *err, size_t errlen)
 {
 	size_t done = 0;
 
@@ -260,7 +260,7 @@ long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, vring_
 	}
 	/* At most one queue's worth per call: a guest that keeps posting empty chains
 	 * cannot hold the loop. */
-	for (unsigned taken = 0; done < max && taken < vr->num; taken++) {
+	for (unsigned taken = 0; done < max && done < cap && taken < vr->num; taken++) {
 		struct iovec iov[VRING_MAX_IOV];
 		size_t niov, n;
 		int p = pending(vr);
@@ -279,7 +279,7 @@ long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, vring_
 		if (walk(vr, m, head, iov, &niov, err, errlen) < 0) {
 			return -1;
 		}
-		n = fill(arg, iov, niov, max - done);
+		n = fill(arg, iov, niov, cap - done);
 		elem = vr->used + 4 + 8 * (size_t)(vr->used_idx % vr->num);
 		id = htole32(head);
 		len = htole32((uint32_t)n);

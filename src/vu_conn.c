@@ -18,6 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Bytes a turn may run over to finish the chain it began (charged to its next turns). */
+#define VU_OVERSHOOT 65536u
+
 struct vu_conn {
 	struct event_base *base;
 	struct clients *cs;
@@ -35,6 +38,7 @@ struct vu_conn {
 	client_closed_fn on_closed;
 	void *on_closed_arg;
 	uint64_t served;
+	size_t debt; /* bytes taken beyond its last turns (a chain finished whole) */
 };
 
 static void conn_free(struct vu_conn *v)
@@ -155,30 +159,40 @@ static size_t fill_from_pool(void *arg, const struct iovec *iov, size_t n, size_
 
 /* Its turn: fill chains with up to quantum bytes, signal the guest, queue again while
  * chains are left. */
-static void serve(struct turn *t, size_t quantum)
+static bool serve(struct turn *t, size_t quantum)
 {
 	struct vu_conn *v = (struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn));
 	struct vu_dev *d = &v->dev;
 	size_t avail = pool_avail(clients_pool(v->cs));
-	size_t max = quantum < avail ? quantum : avail, allowed;
+	size_t cap = quantum + VU_OVERSHOOT, allowed;
 	uint16_t old = d->vr.used_idx;
 	bool used;
 	char why[96];
 	long n;
 
-	if (!vu_live(d) || max == 0) {
-		return;
+	if (!vu_live(d) || avail == 0) {
+		return false;
 	}
-	allowed = pacer_take(&v->pacer, max, 1);
+	if (v->debt >= quantum) { /* a whole chain went beyond earlier turns: pay it back */
+		v->debt -= quantum;
+		clients_turn_join(v->cs, &v->turn); /* inside the rotation: queued only */
+		return false;
+	}
+	quantum -= v->debt;
+	v->debt = 0;
+	cap = cap < avail ? cap : avail;
+	allowed = pacer_take(&v->pacer, cap, 1);
 	if (allowed == 0) {
-		return; /* paced: the pacer calls back */
+		return false; /* paced: the pacer calls back */
 	}
-	n = vring_serve(&d->vr, &d->mem, allowed, fill_from_pool, v, &used, why, sizeof(why));
+	n = vring_serve(&d->vr, &d->mem, quantum < allowed ? quantum : allowed, allowed,
+			fill_from_pool, v, &used, why, sizeof(why));
 	pacer_return(&v->pacer, n < 0 ? allowed : allowed - (size_t)n);
+	v->debt = n > 0 && (size_t)n > quantum ? (size_t)n - quantum : 0;
 	if (n < 0) {
 		vu_break(d, why);
 		rearm(v);
-		return;
+		return false;
 	}
 	v->served += (uint64_t)n;
 	if (used && d->call_fd >= 0 && vring_need_call(&d->vr, old)) {
@@ -189,6 +203,7 @@ static void serve(struct turn *t, size_t quantum)
 	if (n > 0 && vring_has_avail(&d->vr)) {
 		clients_turn_join(v->cs, &v->turn); /* inside the rotation: queued only */
 	}
+	return false;
 }
 
 static void pacer_wake(void *arg)
@@ -334,7 +349,8 @@ int vu_conn_new(struct event_base *base, struct clients *cs, int fd, const struc
 	v->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, v);
 	v->kick_ev = event_new(base, -1, 0, NULL, NULL);
 	if (v->rev == NULL || v->kick_ev == NULL || event_add(v->rev, NULL) < 0 ||
-	    pacer_init(&v->pacer, base, opts->rate_bytes, opts->rate_ms, pacer_wake, v) < 0) {
+	    pacer_init(&v->pacer, base, opts->rate_bytes, opts->rate_ms, opts->endpoint_rate,
+		       pacer_wake, v) < 0) {
 		log_warnx("vhost-user %s: out of memory; closing", peer);
 		conn_free(v);
 		return -1;

@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (vu_live(&d)) {
 			uint16_t old = d.vr.used_idx;
 			long n =
-			    vring_serve(&d.vr, &d.mem, 4096, fill, &d.mem, &used, err, sizeof(err));
+			    vring_serve(&d.vr, &d.mem, 4096, 8192, fill, &d.mem, &used, err, sizeof(err));
 
 			if (n < 0) {
 				vu_break(&d, err);

@@ -131,7 +131,7 @@ double sp80090b_markov(const uint8_t *bits, size_t n)
  * one pass: with a_u = log2(u) (1-z)^(u-1), sum_t [z^2 sum_{u<t} a_u + z a_t]. */
 static double comp_g(double z, long nb)
 {
-	long double pw = 1.0L, a, prefix = 0, pairs = 0, tail = 0;
+	long double pw = 1.0L, a, pairs = 0, tail = 0;
 	long v = nb - COMP_D;
 
 	for (long u = 1; u <= nb; u++) {
@@ -144,7 +144,6 @@ static double comp_g(double z, long nb)
 				pairs += (long double)(nb - u) * a;
 			}
 		}
-		prefix += a;
 		pw *= 1.0L - (long double)z;
 		if (pw < 1e-40L) {
 			break;

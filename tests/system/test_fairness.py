@@ -1,0 +1,148 @@
+"""Fairness when bytes are scarce: a slow source (a FIFO the test fills) and 64 clients
+that all keep asking. Each client's share of the bytes must be equal: Jain's fairness
+index (sum x)^2 / (n * sum x^2) >= 0.99, over a window of a steady trickle and over one
+burst (the old rotation split a burst as avail / nhungry, each turn smaller than the
+last: Jain 0.91)."""
+
+import os
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+
+NCLIENTS = 64
+IN_FLIGHT = 4  # 255-byte requests each client keeps outstanding
+CHUNK = 2048  # bytes the pacer writes into the FIFO at a time
+PACE_S = 0.01  # ... every PACE_S: about 200 KB/s, far less than 64 clients ask
+WARMUP_S = 1.5
+WINDOW_S = 5.0
+
+
+def jain(xs):
+    s = sum(xs)
+    return s * s / (len(xs) * sum(x * x for x in xs)) if s else 0.0
+
+
+def _pace(fd, stop):
+    data = os.urandom(CHUNK * 64)
+    off = 0
+    nxt = time.monotonic()
+    while not stop.is_set():
+        os.write(fd, data[off:off + CHUNK])
+        off = (off + CHUNK) % len(data)
+        nxt += PACE_S
+        time.sleep(max(0.0, nxt - time.monotonic()))
+
+
+def hungry_shares(d, seconds, warmup):
+    """64 clients, each with IN_FLIGHT requests of 255 bytes in flight, renewing each one
+    as it is answered; bytes each got between warmup and warmup + seconds."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    try:
+        for i in range(NCLIENTS):
+            s = socket.create_connection(d.ep().address, timeout=10)
+            s.setblocking(False)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ, i)
+        for s in socks:
+            s.send(b"\x02\xff" * IN_FLIGHT)
+        got = [0] * NCLIENTS
+        pending = [0] * NCLIENTS  # bytes of the current answer received
+        start = time.monotonic()
+        t0, t1 = start + warmup, start + warmup + seconds
+        while True:
+            now = time.monotonic()
+            if now >= t1:
+                break
+            for key, _ in sel.select(timeout=t1 - now):
+                i = key.data
+                data = key.fileobj.recv(65536)
+                assert data, "client %d: entropyd closed the connection" % i
+                if t0 <= time.monotonic() < t1:
+                    got[i] += len(data)
+                pending[i] += len(data)
+                done, pending[i] = divmod(pending[i], 255)
+                if done:
+                    key.fileobj.send(b"\x02\xff" * done)
+        return got
+    finally:
+        for s in socks:
+            sel.unregister(s)
+            s.close()
+
+
+@pytest.mark.time_limit(60)
+def test_64_hungry_clients_get_equal_shares_of_a_slow_source(entropyd, tmp_path):
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)
+    stop = threading.Event()
+    pacer = threading.Thread(target=_pace, args=(wfd, stop), daemon=True)
+    try:
+        d = entropyd(sources=["file:%s,stall=0" % fifo], listen=["tcp:127.0.0.1:0,primer=0"])
+        pacer.start()
+        got = hungry_shares(d, WINDOW_S, WARMUP_S)
+    finally:
+        stop.set()
+        if pacer.is_alive():
+            pacer.join(5)
+        os.close(wfd)
+    total = sum(got)
+    index = jain(got)
+    print("64 clients, %d bytes in %.1f s: min %d max %d, Jain %.4f"
+          % (total, WINDOW_S, min(got), max(got), index))
+    assert total > 100_000, "the slow source delivered only %d bytes in %.1f s" % (
+        total, WINDOW_S)
+    assert index >= 0.99, "unequal shares: Jain's index %.4f (min %d, max %d bytes)" % (
+        index, min(got), max(got))
+
+
+def burst_shares(d, fd, burst, owed):
+    """64 clients each owe `owed` bytes; once all wait, the source delivers `burst` bytes
+    at once (after its start-up bytes); returns what each client received of it."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    try:
+        for i in range(NCLIENTS):
+            s = socket.create_connection(d.ep().address, timeout=10)
+            s.setblocking(False)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ, i)
+            s.send(b"\x02\xff" * (owed // 255))
+        time.sleep(0.5)  # every request is queued in entropyd
+        data = os.urandom(1024 + burst)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        got = [0] * NCLIENTS
+        deadline = time.monotonic() + 20
+        while sum(got) < burst and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                got[key.data] += len(key.fileobj.recv(65536))
+        assert sum(got) == burst, "%d of the %d bytes arrived" % (sum(got), burst)
+        return got
+    finally:
+        for s in socks:
+            sel.unregister(s)
+            s.close()
+
+
+@pytest.mark.time_limit(60)
+def test_a_burst_of_a_slow_source_is_shared_equally_by_64_hungry_clients(entropyd, tmp_path):
+    fifo = tmp_path / "burst.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)
+    try:
+        d = entropyd(sources=["file:%s,stall=0" % fifo], listen=["tcp:127.0.0.1:0,primer=0"])
+        got = burst_shares(d, wfd, 65536, 255 * 64)
+    finally:
+        os.close(wfd)
+    index = jain(got)
+    print("one burst of 65536 bytes to 64 clients: min %d max %d, Jain %.4f"
+          % (min(got), max(got), index))
+    assert index >= 0.99, "unequal shares: Jain's index %.4f (min %d, max %d bytes)" % (
+        index, min(got), max(got))
