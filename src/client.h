@@ -52,7 +52,7 @@ struct client_stat {
 	const char *peer, *endpoint;
 	uint64_t served;    /* bytes sent */
 	uint64_t owed;	    /* bytes asked for and not sent yet */
-	uint64_t throttled; /* bytes held back by a throttle (none yet: 0) */
+	uint64_t throttled; /* bytes held back by rate= or endpoint-rate= */
 	double rate;	    /* bytes/s over the last 10 s */
 	long long since;    /* connected at (seconds since the epoch) */
 };

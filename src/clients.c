@@ -274,8 +274,9 @@ void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_
 
 	LIST_FOREACH(c, &cs->all, all_link)
 	{
-		struct client_stat st = {c->peer, c->endpoint,		 c->served, 0,
-					 0,	  meter_rate(&c->meter), c->since};
+		struct client_stat st = {c->peer, c->endpoint,	      c->served,
+					 0,	  c->pacer.throttled, meter_rate(&c->meter),
+					 c->since};
 
 		for (unsigned i = 0; i < c->q.count; i++) {
 			const struct reqq_op *op = &c->q.ops[(c->q.head + i) % REQQ_SLOTS];

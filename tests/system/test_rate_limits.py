@@ -2,12 +2,15 @@
 still holds per client under it, and the bytes a bucket held back are logged as throttled
 in each client's close line."""
 
+import json
 import re
 import selectors
 import socket
 import time
 
 import pytest
+
+from ctlsupport import entropyctl
 
 WARMUP_S = 0.6  # the buckets start full: their first burst is not counted
 WINDOW_S = 3.0
@@ -93,3 +96,21 @@ def test_throttled_bytes_are_logged_when_a_client_closes(entropyd):
         served, throttled = map(int, re.search(r"served (\d+) bytes, throttled (\d+)",
                                                ln).groups())
         assert 0 < throttled <= served, ln
+
+
+@pytest.mark.time_limit(60)
+def test_status_shows_each_clients_throttled_bytes(entropyd):
+    # A client held back by rate= shows the bytes held back in entropyctl status --json
+    # (and so in /api/status and /metrics), while it is still connected.
+    d = entropyd(listen=["tcp:127.0.0.1:0,primer=0,rate=2000/100"])
+    with socket.create_connection(d.ep().address, timeout=10) as s:
+        s.send(b"\x02\xff" * 64)  # 16,320 bytes asked at 20,000 B/s: paced
+        got = 0
+        while got < 4000:
+            data = s.recv(65536)
+            assert data, "closed by entropyd"
+            got += len(data)
+        doc = json.loads(entropyctl("status", "--json", socket_path=d.control).stdout)
+        rows = [c for c in doc["clients"] if c["peer"] == "tcp:%s:%d" % s.getsockname()[:2]]
+        assert len(rows) == 1, doc["clients"]
+        assert 0 < rows[0]["throttled_bytes"] <= rows[0]["bytes_served"], rows[0]
