@@ -1,9 +1,10 @@
-/* client_impl: what client.c (every peer's state machine and the rotation that shares the
- * pool) and clients.c (the registry: creating and freeing it, waking on pool bytes, the
- * deadline for half-sent commands) share, with client_close.c (a client's end) and
- * surplus.c (bytes sent ahead to QEMU-like peers) and handover.c (a client's state carried
- * across a reload). clients.c calls into client.c, never the
- * reverse. Only these files include it. */
+/* client_impl: what client.c (every peer's state machine), rotation.c (the rotation that
+ * shares the pool), client_close.c (a client's end), clients.c (the registry: creating and
+ * freeing it, waking on pool bytes, the deadline for half-sent commands), client_drbg.c
+ * (mode=drbg), surplus.c (bytes sent ahead to QEMU-like peers) and handover.c (a client's
+ * state carried across a reload) share. clients.c calls into client.c, never the reverse;
+ * rotation.c reaches consumers only through their turn's serve. Only these files include
+ * it. */
 #ifndef ENTROPYD_CLIENT_IMPL_H
 #define ENTROPYD_CLIENT_IMPL_H
 

@@ -1,8 +1,8 @@
-/* clients: the registry of clients: created and freed with the daemon, woken when the pool
- * has bytes for those owed some, the rotation that shares the pool among them (and among
- * the other consumers that hold a turn, vhost-user devices), and closing those whose half-sent
- * command (or whose transport's handshake) outlived its deadline. The state machine itself is
- * client.c. */
+/* clients: the registry of clients (and of the other consumers that hold a turn, vhost-user
+ * devices): created and freed with the daemon, woken when the pool has bytes for those owed
+ * some (the rotation itself: rotation.c), their status, and closing those whose half-sent
+ * command (or whose transport's handshake) outlived its deadline. The state machine itself
+ * is client.c; a client's end, client_close.c. */
 #include "client_impl.h"
 
 #include "drbg.h"
@@ -35,77 +35,6 @@ static void partial_expired(struct deadline_item *it, void *arg)
 			 c->inlen, CLIENT_PARTIAL_TIMEOUT_MS / 1000);
 	}
 	client_close(c, &c->cs->lim_timeout, why);
-}
-
-/* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
- * their supply runs out. The raw queue is a deficit round robin: a turn is worth the same
- * CLIENT_QUANTUM_MIN bytes whatever the pool holds and however many wait (a share of what
- * happened to be in the pool gave the first of a burst several times what the last got),
- * or CLIENT_QUANTUM_PLENTY when the pool holds that much for every waiting turn (nobody can
- * be short-changed then, and many queued requests go out in one write). A turn the pool cut
- * short keeps its place at the head with what is left of it (serve returns true). */
-static void rotate_queue(struct clients *cs, int q)
-{
-	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
-		size_t avail = pool_avail(cs->pool);
-		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
-		size_t quantum = CLIENT_DRBG_QUANTUM;
-
-		if (q == 0 && avail == 0) {
-			pool_want(cs->pool);
-			break;
-		}
-		if (q == 0) {
-			bool plenty = avail / CLIENT_QUANTUM_PLENTY > cs->nhungry[0];
-
-			quantum = t->left > 0 ? t->left
-				  : plenty    ? CLIENT_QUANTUM_PLENTY
-					      : CLIENT_QUANTUM_MIN;
-		}
-		t->left = 0;
-		clients_turn_leave(cs, t);
-		if (t->serve(t, quantum) && q == 0 && t->left > 0 && !t->queued) {
-			t->queued = true; /* cut short by the pool: first when bytes come */
-			TAILQ_INSERT_HEAD(&cs->hungry[0], t, link);
-			cs->nhungry[0]++;
-		}
-	}
-}
-
-void client_rotate(struct clients *cs)
-{
-	if (cs->serving) {
-		return; /* re-entered from a close inside the loop */
-	}
-	cs->serving = true;
-	cs->drbg_starved = false;
-	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
-	rotate_queue(cs, 0);
-	cs->serving = false;
-}
-
-void clients_turn_queue(struct clients *cs, struct turn *t)
-{
-	if (!t->queued) {
-		t->queued = true;
-		TAILQ_INSERT_TAIL(&cs->hungry[t->q], t, link);
-		cs->nhungry[t->q]++;
-	}
-}
-
-void clients_turn_join(struct clients *cs, struct turn *t)
-{
-	clients_turn_queue(cs, t);
-	client_rotate(cs);
-}
-
-void clients_turn_leave(struct clients *cs, struct turn *t)
-{
-	if (t->queued) {
-		t->queued = false;
-		TAILQ_REMOVE(&cs->hungry[t->q], t, link);
-		cs->nhungry[t->q]--;
-	}
 }
 
 void clients_member_add(struct clients *cs, struct turn *t)
@@ -197,56 +126,6 @@ void clients_free(struct clients *cs)
 	free(cs);
 }
 
-void client_free_events(struct client *c)
-{
-	if (c->rev != NULL) {
-		event_free(c->rev);
-	}
-	if (c->wev != NULL) {
-		event_free(c->wev);
-	}
-	if (c->primer_ev != NULL) {
-		event_free(c->primer_ev);
-	}
-	pacer_free(&c->pacer);
-}
-
-/* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
- * (logged as a debug line, or as information when rate= delayed some of its bytes). */
-void client_close(struct client *c, struct log_limit *lim, const char *why)
-{
-	struct clients *cs = c->cs;
-	client_closed_fn cb = c->on_closed;
-	void *arg = c->on_closed_arg;
-
-	if (c->closing) {
-		return;
-	}
-	c->closing = true;
-	if (lim != NULL) {
-		log_limited(lim, LOG_WARNING,
-			    "client %s: %s; connection closed (served %llu bytes, throttled %llu)",
-			    c->peer, why, (unsigned long long)c->served,
-			    (unsigned long long)c->pacer.throttled);
-	} else if (c->pacer.throttled > 0) {
-		log_info("client %s: %s (served %llu bytes, throttled %llu)", c->peer, why,
-			 (unsigned long long)c->served, (unsigned long long)c->pacer.throttled);
-	} else {
-		log_debug("client %s: %s (served %llu bytes, throttled 0)", c->peer, why,
-			  (unsigned long long)c->served);
-	}
-	deadline_stop(&cs->partial, &c->partial);
-	clients_turn_leave(cs, &c->turn);
-	LIST_REMOVE(c, all_link);
-	client_free_events(c);
-	gate_free(c->wgate);
-	c->tr->close(c->tr_ctx, c->fd);
-	explicit_bzero(c, sizeof(*c));
-	free(c);
-	if (cb != NULL) {
-		cb(arg);
-	}
-}
 bool client_idle(const struct client *c)
 {
 	return c->q.count == 0 && c->outlen == c->outoff && !c->opts.raw;

@@ -1,0 +1,81 @@
+/* rotation: shares the pool among the consumers owed bytes (clients, and vhost-user devices
+ * through the same struct turn): one queue of turns for raw pool bytes and one for DRBG
+ * output, served in order. The consumers' serve callbacks are called through the turn;
+ * this file includes none of them. */
+#include "client_impl.h"
+
+#include "pool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
+ * their supply runs out. The raw queue is a deficit round robin: a turn is worth the same
+ * CLIENT_QUANTUM_MIN bytes whatever the pool holds and however many wait (a share of what
+ * happened to be in the pool gave the first of a burst several times what the last got),
+ * or CLIENT_QUANTUM_PLENTY when the pool holds that much for every waiting turn (nobody can
+ * be short-changed then, and many queued requests go out in one write). A turn the pool cut
+ * short keeps its place at the head with what is left of it (serve returns true). */
+static void rotate_queue(struct clients *cs, int q)
+{
+	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
+		size_t avail = pool_avail(cs->pool);
+		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
+		size_t quantum = CLIENT_DRBG_QUANTUM;
+
+		if (q == 0 && avail == 0) {
+			pool_want(cs->pool);
+			break;
+		}
+		if (q == 0) {
+			bool plenty = avail / CLIENT_QUANTUM_PLENTY > cs->nhungry[0];
+
+			quantum = t->left > 0 ? t->left
+				  : plenty    ? CLIENT_QUANTUM_PLENTY
+					      : CLIENT_QUANTUM_MIN;
+		}
+		t->left = 0;
+		clients_turn_leave(cs, t);
+		if (t->serve(t, quantum) && q == 0 && t->left > 0 && !t->queued) {
+			t->queued = true; /* cut short by the pool: first when bytes come */
+			TAILQ_INSERT_HEAD(&cs->hungry[0], t, link);
+			cs->nhungry[0]++;
+		}
+	}
+}
+
+void client_rotate(struct clients *cs)
+{
+	if (cs->serving) {
+		return; /* re-entered from a close inside the loop */
+	}
+	cs->serving = true;
+	cs->drbg_starved = false;
+	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
+	rotate_queue(cs, 0);
+	cs->serving = false;
+}
+
+void clients_turn_queue(struct clients *cs, struct turn *t)
+{
+	if (!t->queued) {
+		t->queued = true;
+		TAILQ_INSERT_TAIL(&cs->hungry[t->q], t, link);
+		cs->nhungry[t->q]++;
+	}
+}
+
+void clients_turn_join(struct clients *cs, struct turn *t)
+{
+	clients_turn_queue(cs, t);
+	client_rotate(cs);
+}
+
+void clients_turn_leave(struct clients *cs, struct turn *t)
+{
+	if (t->queued) {
+		t->queued = false;
+		TAILQ_REMOVE(&cs->hungry[t->q], t, link);
+		cs->nhungry[t->q]--;
+	}
+}
