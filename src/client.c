@@ -312,7 +312,9 @@ static void primer_cb(evutil_socket_t fd, short what, void *arg)
 	struct client *c = arg;
 	struct clients *cs = c->cs;
 
-	if (c->spoke) {
+	/* A peer whose bytes wait unread spoke in time: its read event was not reported yet
+	 * (epoll hands out a few dozen at a time after a burst of accepts). */
+	if (c->spoke || transport_input_waiting(c->tr, c->tr_ctx, c->fd)) {
 		return;
 	}
 	log_limited(&cs->lim_primer, LOG_DEBUG,

@@ -4,6 +4,7 @@
 
 #include "tls.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 static ssize_t fd_read(void *ctx, int fd, void *buf, size_t n)
@@ -41,4 +42,15 @@ const struct transport *transport_for(const struct endpoint_conf *c)
 bool transport_read_pending(const struct transport *tr, void *ctx)
 {
 	return tr->read_pending != NULL && tr->read_pending(ctx);
+}
+
+bool transport_input_waiting(const struct transport *tr, void *ctx, int fd)
+{
+	char b;
+
+	if (tr->read == NULL) {
+		return false;
+	}
+	/* A byte, or the end of the stream (0); -1 (EAGAIN, or not a socket): nothing known. */
+	return transport_read_pending(tr, ctx) || recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
 }

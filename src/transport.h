@@ -68,6 +68,9 @@ extern const struct transport transport_pipe;
 
 /* True if tr holds input it already read from its fd (decrypted TLS records). */
 bool transport_read_pending(const struct transport *tr, void *ctx);
+/* True if the peer of a readable transport has sent something (or closed) that the client
+ * has not read yet: bytes held by tr, or waiting on fd. */
+bool transport_input_waiting(const struct transport *tr, void *ctx, int fd);
 
 /* The transport for a connection of the stream endpoint c (accepted or dialed). */
 const struct transport *transport_for(const struct endpoint_conf *c);

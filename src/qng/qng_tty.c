@@ -148,7 +148,11 @@ static int tty_write(void *ctx, const uint8_t *b, size_t n)
 			continue;
 		}
 		if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(t->error, sizeof(t->error), "write: %s", strerror(errno));
+			/* An unplug seen while sending a command reads like one seen reading. */
+			snprintf(t->error, sizeof(t->error), "%swrite: %s%s",
+				 errno == EPIPE || errno == ECONNRESET ? "the device went away ("
+								       : "",
+				 strerror(errno), errno == EPIPE || errno == ECONNRESET ? ")" : "");
 			return -1;
 		}
 		long left = deadline - qng_now_ms();

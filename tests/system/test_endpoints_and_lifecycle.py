@@ -6,12 +6,14 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
 
 from egdsupport import block_requests, req_block, req_pid
-from entropyd_proc import ipv6_loopback_available, run_entropyd
+from entropyd_proc import (Daemon, build_args, ipv6_loopback_available, require_binary,
+                           run_entropyd)
 
 PRIMER_DELAY = 0.1  # contract: primer sent if the client says nothing for 100 ms
 QUIET = 0.4         # comfortably longer than that
@@ -103,6 +105,53 @@ def test_no_primer_for_a_client_whose_first_request_is_split(entropyd):
         c.send(b"\x08")
         assert len(c.recv_exact(8)) == 8
         c.assert_in_sync(d.pid)
+
+
+@pytest.mark.time_limit(90)
+def test_no_primer_for_peers_whose_request_waits_when_a_starved_daemon_accepts_them():
+    """200 peers connect and send 04 while entropyd is stopped (SIGSTOP): each spoke before
+    it was even accepted. Then entropyd runs starved (SCHED_IDLE, on one CPU next to a busy
+    loop), so 100 ms pass between accepting them and reading them all; epoll reports a few
+    dozen readable peers per round. None of them may get primer bytes before its reply."""
+    require_binary()
+    spec = "tcp:127.0.0.1:0,max-per-peer=0"
+    cpu = str(min(os.sched_getaffinity(0)))
+    busy = subprocess.Popen(["taskset", "-c", cpu, "sh", "-c", "while :; do :; done"])
+    d = Daemon(["taskset", "-c", cpu, "chrt", "--idle", "0"] + build_args(listen=(spec,)))
+    socks = []
+    ok = False
+    try:
+        d.wait_ready((spec,), timeout=30)
+        os.kill(d.pid, signal.SIGSTOP)
+        try:
+            for _ in range(200):
+                socks.append(socket.create_connection(d.ep().address, timeout=30))
+                socks[-1].sendall(req_pid())
+        finally:
+            os.kill(d.pid, signal.SIGCONT)
+        want = bytes([len(str(d.pid))]) + str(d.pid).encode()
+        primed = 0
+        for s in socks:
+            got = b""
+            while len(got) < len(want):
+                chunk = s.recv(4096)
+                assert chunk, "entropyd closed a peer that sent 04"
+                got += chunk
+            primed += not got.startswith(want)
+        print("%d of %d peers got bytes before their pid reply; %d primer log line(s)"
+              % (primed, len(socks), d.count_log("primer bytes")))
+        assert primed == 0, ("%d of %d peers whose 04 waited when they were accepted got "
+                             "primer bytes first" % (primed, len(socks)))
+        ok = True
+    finally:
+        busy.kill()
+        busy.wait()
+        for s in socks:
+            s.close()
+        rc, killed = d.stop()
+        if not ok:
+            print("--- entropyd log ---\n" + d.log())
+    assert not killed and rc == 0
 
 
 def test_primer_on_a_unix_endpoint(entropyd, tmp_path):

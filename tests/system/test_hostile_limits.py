@@ -47,8 +47,11 @@ STREAM_KINDS = {"tcp": _tcp_spec, "unix": _unix_spec, "tls": _tls_spec}
 
 
 def listen_spec(kind, tmp_path, opts=""):
-    """The --listen argument for an endpoint of this kind, with ,options appended."""
-    return STREAM_KINDS[kind](tmp_path, opts)
+    """The --listen argument for an endpoint of this kind, with ,options appended; primer=0:
+    a peer that asks first only once its handshake (and the next peer's) is done can be
+    silent for more than 100 ms on a loaded machine and would get 128 primer bytes where
+    it expects its reply (the primer is tested in test_endpoints_and_lifecycle.py)."""
+    return STREAM_KINDS[kind](tmp_path, ",primer=0" + opts)
 
 
 def open_peer(d, i=0, label="peer", handshake=5.0):
@@ -198,6 +201,21 @@ def _sample_rss(pid, samples):
     samples.append(rss_kib(pid))
 
 
+# The bystander's 1024 bytes must come within this much of entropyd's CPU time (all its
+# threads): a daemon busy with the hogs' requests while the bystander waits burns it in
+# well under a second. Wall-clock time would measure the machine's load as well; a wall
+# bound (BYSTANDER_WALL_S) stays for a daemon that neither works nor serves.
+BYSTANDER_CPU_S = 0.5
+BYSTANDER_WALL_S = 10.0
+
+
+def _cpu_seconds(pid):
+    """User + system CPU time of process pid so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.mark.time_limit(60)
 @pytest.mark.parametrize("kind", sorted(STREAM_KINDS))
 def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bounded(
@@ -232,6 +250,7 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
                                  "sent": 0, "last_sent": time.monotonic()})
                     sel.register(c.sock, selectors.EVENT_WRITE, hogs[-1])
             rss_during = []
+            waits = []  # the bystander's: (wall, entropyd's CPU) seconds
             bystander_bytes = 0
             t0 = time.monotonic()
             next_check = t0
@@ -247,10 +266,12 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
                 if time.monotonic() >= next_check:
                     next_check += 0.5
                     _sample_rss(d.pid, rss_during)
-                    t1 = time.monotonic()
-                    bystander_bytes += len(bystander.block(1024, timeout=5))
-                    assert time.monotonic() - t1 < 2.0, "the bystander waited %.1f s" % (
-                        time.monotonic() - t1)
+                    t1, cpu1 = time.monotonic(), _cpu_seconds(d.pid)
+                    bystander_bytes += len(bystander.block(1024, timeout=BYSTANDER_WALL_S))
+                    waits.append((time.monotonic() - t1, _cpu_seconds(d.pid) - cpu1))
+                    assert waits[-1][1] < BYSTANDER_CPU_S, (
+                        "the bystander waited %.1f s, while entropyd used %.2f s of CPU"
+                        % waits[-1])
             end = time.monotonic()
             bystander.assert_in_sync(d.pid)
             for h in hogs:
@@ -262,9 +283,13 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
                     assert h["sent"] < 64 << 20, "%s: %d bytes of requests taken" % (
                         h["c"].label, h["sent"])
                 else:
-                    # Read all along: kept reading the 02 requests (DESIGN.md, Clients).
-                    assert h["sent"] > 8 << 20, "%s: only %d bytes of requests taken" % (
-                        h["c"].label, h["sent"])
+                    # Read all along (DESIGN.md, Clients): still taking its requests at the
+                    # end, where a pushed-back socket has been full for over 2 s. (A byte
+                    # count would measure the machine's load: its sender may run little.)
+                    assert end - h["last_sent"] < 2.0, (
+                        "%s: pushed back: its requests were last taken %.1f s before the "
+                        "end (%d bytes in all)" % (h["c"].label, end - h["last_sent"],
+                                                   h["sent"]))
             _sample_rss(d.pid, rss_during)
         finally:
             sel.close()
@@ -280,7 +305,9 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
     for h in hogs:
         print("  %s: %d bytes of requests taken in %.0f s, last %.1f s before the end"
               % (h["c"].label, h["sent"], FLOOD_SECONDS, end - h["last_sent"]))
-    print("  bystander: %d bytes served during the flood" % bystander_bytes)
+    print("  bystander: %d bytes served during the flood; longest wait %.2f s, most "
+          "entropyd CPU during a wait %.2f s" % (bystander_bytes, max(w for w, _ in waits),
+                                                 max(c for _, c in waits)))
     growth = max(rss_during + [rss_after]) - rss_before
     assert growth < RSS_GROWTH_BOUND_KIB, (
         "daemon RSS grew by %d KiB (bound %d KiB) with six clients pipelining without "
@@ -302,7 +329,7 @@ def test_command_trickled_a_byte_every_2_s_is_closed_at_10_s_but_slow_whole_comm
             open_peer(d, 2, "whole commands, slowly") as whole, \
             open_peer(d, 3, "one byte every 2 s, each command done in 2 s") as split:
         for c in (trickler, whole, split):
-            assert c.pid() == d.pid  # speaks first: no primer bytes in the way
+            assert c.pid() == d.pid
         t0 = time.monotonic()
         closed_at = None
         for tick in range(15):  # t = 0, 1, ..., 14 s

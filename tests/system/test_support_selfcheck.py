@@ -68,7 +68,9 @@ def test_checker_accepts_boundary_coincidences():
 
 
 def test_checker_accepts_tiny_pieces():
-    f = random_file_bytes(100_000)
+    # Fixed bytes: in fresh random bytes a 2..5-byte piece recurs near its place about one
+    # time in 300, and the checker then rightly calls it ambiguous.
+    f = random.Random(68).randbytes(100_000)
     streams = {"a": f[1024:3000] + f[3003:3005] + f[3010:5000],
                "b": f[3000:3003] + f[3005:3010] + f[5000:7000]}
     align_streams(f, streams, min_offset=1024)

@@ -629,6 +629,35 @@ static void test_qng_socket_backend_detects_a_stall_after_the_timeout(void **sta
 	qngsim_free(s.m);
 }
 
+/* A device unplugged while the driver sends a command (the socket's peer closed): the
+ * error says the device went away, as a read would have. */
+static void test_qng_socket_backend_says_went_away_when_a_write_finds_it_unplugged(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char err[256];
+	uint8_t c = 0x00;
+	void *ctx;
+	int lfd, afd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/test_qng_unplug.%d.sock", (int)getpid());
+	unlink(sa.sun_path);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	ctx = qng_tty_new(sa.sun_path, true);
+	assert_int_equal(qng_tty_ops.open(ctx, NULL, err, sizeof(err)), 0);
+	afd = accept(lfd, NULL, NULL);
+	assert_true(afd >= 0);
+	close(afd); /* unplugged */
+	assert_int_equal(qng_tty_ops.write(ctx, &c, 1), -1);
+	assert_non_null(qng_tty_ops.error(ctx));
+	assert_true(contains(qng_tty_ops.error(ctx), "went away"));
+	qng_tty_ops.close(ctx);
+	qng_tty_ops.free(ctx);
+	close(lfd);
+	unlink(sa.sun_path);
+}
+
 /* ---- Pure helpers ---- */
 
 static void test_qng_pick_never_chooses_a_plain_ftdi_adapter(void **state)
@@ -767,6 +796,8 @@ int main(void)
 	    cmocka_unit_test(test_qng_logs_only_through_the_callback_its_caller_set),
 	    cmocka_unit_test(test_qng_library_pipes_free_their_own_contexts),
 	    cmocka_unit_test(test_qng_socket_backend_detects_a_stall_after_the_timeout),
+	    cmocka_unit_test(
+		test_qng_socket_backend_says_went_away_when_a_write_finds_it_unplugged),
 	    cmocka_unit_test(test_qng_pick_never_chooses_a_plain_ftdi_adapter),
 	    cmocka_unit_test(test_qng_ftdi_status_bytes_are_removed_from_every_packet),
 	    cmocka_unit_test(test_qng_generation_comes_from_the_fourth_serial_character),
