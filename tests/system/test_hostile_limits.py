@@ -274,8 +274,15 @@ def test_clients_pipelining_without_reading_are_pushed_back_and_memory_stays_bou
                         % waits[-1])
             end = time.monotonic()
             bystander.assert_in_sync(d.pid)
+            # Over TLS the timing of the push-back is OpenSSL's, not the queue's: it reads a
+            # record ahead on its own schedule and holds reads while a write is blocked, so
+            # "last taken" swings with the machine's load. What must hold there too: the
+            # bytes taken stay bounded (below) and so does the RSS (after the loop).
             for h in hogs:
-                if h["kind"] != "02 ff":
+                if kind == "tls":
+                    assert h["kind"] == "02 ff" or h["sent"] < 64 << 20, (
+                        "%s: %d bytes of requests taken" % (h["c"].label, h["sent"]))
+                elif h["kind"] != "02 ff":
                     # Pushed back: the socket filled and stayed full.
                     assert end - h["last_sent"] > 2.0, (
                         "%s: the daemon still took its requests %.1f s before the end "
