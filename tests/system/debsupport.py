@@ -1,5 +1,5 @@
 """The Debian package for the tests: $ENTROPYD_DEB if set (make check builds it first with
-`make deb`), else `make deb` is run here. Also: what meson.build says the package must hold."""
+`make deb`), else `make deb` is run here."""
 
 import os
 import re
@@ -35,9 +35,3 @@ def deb_path():
         pytest.fail("make deb failed (status %d):\n%s\n%s" % (r.returncode, r.stdout[-3000:],
                                                               r.stderr[-3000:]), pytrace=False)
     return deb
-
-
-def ships_entropyctl():
-    """Whether meson.build builds entropyctl (then the package must carry it)."""
-    return re.search(r"executable\(\s*'entropyctl'", (REPO / "meson.build").read_text()) \
-        is not None

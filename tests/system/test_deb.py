@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from debsupport import deb_path, ships_entropyctl
+from debsupport import deb_path
 
 EXPECTED = [
     "usr/sbin/entropyd",
@@ -50,7 +50,7 @@ def test_package_unpacks_into_a_scratch_root_with_every_file(tmp_path):
                        timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                         "DPKG_ROOT": str(root)})
     assert r.returncode == 0, r.stdout + r.stderr
-    expected = EXPECTED + (CTL if ships_entropyctl() else [])
+    expected = EXPECTED + CTL
     # An unpacked conffile waits as FILE.dpkg-new until the package is configured.
     missing = [f for f in expected if not (root / f).is_file()
                and not (f.startswith("etc/") and (root / (f + ".dpkg-new")).is_file())]
