@@ -12,6 +12,7 @@
 #include "transport.h"
 #include "udp.h"
 #include "vu_conn.h"
+#include "vu_handover.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -303,6 +304,27 @@ static struct client *adopt_dialed(struct endpoint *ep, int fd, const char *peer
 			  connection_closed, d);
 }
 
+/* The vhost-user device the previous image dialed, handed over (vu_handover.h); if it
+ * cannot be resumed, dial at once (QEMU replays the set-up to a new connection). */
+static int adopt_vu_dialed(struct endpoint *ep, const struct handover_vu_rec *r)
+{
+	struct dialer *d = ep->impl;
+
+	if (d == NULL || d->dial_fd >= 0 || !evtimer_pending(d->timer, NULL)) {
+		vu_handover_drop(r, "its endpoint is connected already");
+		return -1;
+	}
+	evtimer_del(d->timer);
+	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
+	d->last_errno = 0;
+	d->connected_ms = clock_ms();
+	if (vu_handover_resume(ep->base, ep->cs, &ep->conf.opts, r, connection_closed, d) < 0) {
+		dial(d);
+		return -1;
+	}
+	return 0;
+}
+
 static size_t keep_dialer(const struct endpoint *ep, struct inherit_kept *out, size_t room)
 {
 	const struct dialer *d = ep->impl;
@@ -356,4 +378,5 @@ const struct endpoint_ops dial_ops = {.open = open_dialer,
 				      .keep = keep_dialer,
 				      .close = close_dialer,
 				      .adopt = adopt_dialed,
+				      .adopt_vu = adopt_vu_dialed,
 				      .state = dialer_state};

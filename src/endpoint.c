@@ -178,6 +178,31 @@ static struct endpoint *adopter(struct endpoints *eps, const char *spec, int fd)
 	return NULL;
 }
 
+/* The vhost-user devices handed over, each back to the endpoint of its spec. */
+static void adopt_vus(struct endpoints *eps)
+{
+	struct handover *h = eps->handover;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < handover_vu_count(h); i++) {
+		const struct handover_vu_rec *r = handover_vu_get(h, i);
+		struct endpoint *ep = r != NULL ? eps->head : NULL;
+
+		while (ep != NULL && (ep->ops->adopt_vu == NULL || ep->conf.kind != EP_VHOST ||
+				      strcmp(ep->conf.spec, r->spec) != 0)) {
+			ep = ep->next;
+		}
+		if (ep == NULL) {
+			continue; /* handover_free closes it with its line */
+		}
+		handover_vu_take(h, i);
+		kept += ep->ops->adopt_vu(ep, r) == 0;
+	}
+	if (handover_vu_count(h) > 0) {
+		log_info("reload: %zu vhost-user device(s) resumed", kept);
+	}
+}
+
 void endpoints_adopt(struct endpoints *eps)
 {
 	struct handover *h = eps->handover;
@@ -203,6 +228,7 @@ void endpoints_adopt(struct endpoints *eps)
 	if (handover_count(h) > 0) {
 		log_info("reload: %zu connected client(s) resumed", kept);
 	}
+	adopt_vus(eps);
 	handover_free(h);
 	eps->handover = NULL;
 }

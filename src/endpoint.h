@@ -25,6 +25,7 @@ struct endpoint;
 struct tls_conf;
 struct stats;
 struct handover;
+struct handover_vu_rec;
 
 /* EP_HTTP: the status page and metrics (http.c); EP_VHOST: a unix socket that speaks
  * vhost-user (vu_conn.c) instead of EGD. */
@@ -110,6 +111,9 @@ struct endpoint_ops {
 	/* Optional: serve fd, a plain stream connection of this endpoint handed over across a
 	 * reload, as a client named peer; NULL (fd closed) if it cannot be. NULL: none can. */
 	struct client *(*adopt)(struct endpoint *ep, int fd, const char *peer);
+	/* Optional: serve r, a vhost-user device of this endpoint handed over across a reload
+	 * (vu_handover.h); -1 (its descriptors closed) if it cannot be. */
+	int (*adopt_vu)(struct endpoint *ep, const struct handover_vu_rec *r);
 	/* Optional: "dialing", "connected"…; NULL: "listening". */
 	const char *(*state)(const struct endpoint *ep);
 };

@@ -6,6 +6,7 @@
 #include "handover.h"
 
 #include "client_impl.h"
+#include "vu_handover.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -30,6 +31,9 @@ struct handover {
 	struct handover_rec *recs;
 	bool *ok; /* valid and not taken */
 	size_t n;
+	struct handover_vu_rec *vus; /* vhost-user devices */
+	bool *vuok;
+	size_t nvu;
 };
 
 /* ---- the old image ---- */
@@ -97,9 +101,9 @@ static void leave(struct client *c, const char *why)
 int handover_save(struct clients *cs, int lowest)
 {
 	struct client *c, *next;
-	size_t n = 0, off = HANDOVER_HEADER, over = 0;
+	size_t n = 0, off = HANDOVER_HEADER, over = 0, cap, nvu = vu_handover_count(cs), nvufds = 0;
 	uint64_t owed = 0;
-	int kept[HANDOVER_MAX], mfd;
+	int kept[HANDOVER_MAX], mfd, *vufds;
 	uint8_t *buf;
 	struct handover_rec *r = malloc(sizeof(*r));
 	char env[24];
@@ -109,10 +113,14 @@ int handover_save(struct clients *cs, int lowest)
 		n++;
 	}
 	n = n < HANDOVER_MAX ? n : HANDOVER_MAX;
-	buf = malloc(HANDOVER_HEADER + n * HANDOVER_REC_MAX);
-	if (buf == NULL || r == NULL) {
+	nvu = nvu < HANDOVER_VU_MAX ? nvu : HANDOVER_VU_MAX;
+	cap = HANDOVER_HEADER + n * HANDOVER_REC_MAX + 4 + nvu * (4 + HANDOVER_VU_REC_MAX);
+	buf = malloc(cap);
+	vufds = malloc((nvu + 1) * VU_HANDOVER_FDS * sizeof(int));
+	if (buf == NULL || r == NULL || vufds == NULL) {
 		free(buf);
 		free(r);
+		free(vufds);
 		log_warnx("reload: out of memory; connected clients are dropped");
 		return -1;
 	}
@@ -153,6 +161,7 @@ int handover_save(struct clients *cs, int lowest)
 			  HANDOVER_MAX);
 	}
 	handover_put_header(buf, (uint32_t)n);
+	nvu = vu_handover_save(cs, lowest, HANDOVER_VU_MAX, buf, cap, &off, vufds, &nvufds);
 	mfd = write_memfd(buf, off, lowest);
 	explicit_bzero(buf, off);
 	explicit_bzero(r, sizeof(*r));
@@ -160,16 +169,25 @@ int handover_save(struct clients *cs, int lowest)
 	free(r);
 	if (mfd < 0) {
 		log_warn("reload: cannot write the clients' state to a memfd; they are dropped");
+		for (size_t i = 0; i < nvufds; i++) {
+			close(vufds[i]);
+		}
+		free(vufds);
 		return -1;
 	}
 	/* From here on they survive execve. */
 	for (size_t i = 0; i < n; i++) {
 		fcntl(kept[i], F_SETFD, 0);
 	}
+	for (size_t i = 0; i < nvufds; i++) {
+		fcntl(vufds[i], F_SETFD, 0);
+	}
+	free(vufds);
 	snprintf(env, sizeof(env), "%d", mfd);
 	setenv(HANDOVER_ENV, env, 1);
-	log_info("reload: handing %zu connected client(s) over, owed %llu bytes", n,
-		 (unsigned long long)owed);
+	log_info("reload: handing %zu connected client(s) and %zu vhost-user device(s) over, "
+		 "owed %llu bytes",
+		 n, nvu, (unsigned long long)owed);
 	return (int)n;
 }
 
@@ -180,7 +198,8 @@ static uint8_t *read_state(int fd, size_t *len)
 {
 	struct stat st;
 	uint8_t *buf;
-	size_t max = HANDOVER_HEADER + (size_t)HANDOVER_MAX * HANDOVER_REC_MAX;
+	size_t max = HANDOVER_HEADER + (size_t)HANDOVER_MAX * HANDOVER_REC_MAX + 4 +
+		     (size_t)HANDOVER_VU_MAX * (4 + HANDOVER_VU_REC_MAX);
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
 	    (size_t)st.st_size > max) {
@@ -238,6 +257,98 @@ static const char *check_fd(const struct handover *h, size_t i, int mfd, bool *o
 	return NULL;
 }
 
+/* True if a valid client record, or device record before vu, names fd. */
+static bool claimed(const struct handover *h, int fd, size_t vu)
+{
+	int fds[VU_HANDOVER_FDS];
+
+	for (size_t j = 0; j < h->n; j++) {
+		if (h->ok[j] && h->recs[j].fd == fd) {
+			return true;
+		}
+	}
+	for (size_t j = 0; j < vu; j++) {
+		size_t k = h->vuok[j] ? vu_handover_fds(&h->vus[j], fds) : 0;
+
+		for (size_t i = 0; i < k; i++) {
+			if (fds[i] == fd) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Why device record i's descriptors cannot be taken; NULL if they can. *ours: its
+ * connection is a socket the new image may close. */
+static const char *check_vu_fds(const struct handover *h, size_t i, int mfd, bool *ours)
+{
+	int fds[VU_HANDOVER_FDS];
+	size_t k = vu_handover_fds(&h->vus[i], fds);
+
+	*ours = false;
+	for (size_t a = 0; a < k; a++) {
+		if (fds[a] < 3 + listen_count() || fds[a] == mfd) {
+			return "names a standard or listening descriptor";
+		}
+		for (size_t b = 0; b < a; b++) {
+			if (fds[a] == fds[b]) {
+				return "names a descriptor twice";
+			}
+		}
+		if (claimed(h, fds[a], i)) {
+			return "names the descriptor of another record";
+		}
+	}
+	*ours = sd_is_socket_unix(h->vus[i].fd, SOCK_STREAM, -1, NULL, 0) > 0;
+	return vu_handover_check_fds(&h->vus[i]);
+}
+
+/* Read the device records at buf[*off..len) into h (after the clients'). */
+static void load_vus(struct handover *h, const uint8_t *buf, size_t len, size_t off, int mfd)
+{
+	char err[160];
+	long count = handover_get_vu_count(buf, len, &off, err, sizeof(err));
+
+	if (count > 0 && ((h->vus = calloc((size_t)count, sizeof(*h->vus))) == NULL ||
+			  (h->vuok = calloc((size_t)count, sizeof(*h->vuok))) == NULL)) {
+		snprintf(err, sizeof(err), "out of memory");
+		count = -1;
+	}
+	if (count < 0) {
+		log_warnx("reload: vhost-user devices are not resumed: %s", err);
+		return;
+	}
+	for (long i = 0; i < count; i++) {
+		struct handover_vu_rec *r = &h->vus[i];
+		int rc = handover_get_vu_rec(buf, len, &off, r, err, sizeof(err));
+		bool ours = false;
+		const char *why = rc < 0 ? err : check_vu_fds(h, (size_t)i, mfd, &ours);
+		int fds[VU_HANDOVER_FDS];
+
+		h->nvu = (size_t)i + 1;
+		h->vuok[i] = why == NULL;
+		if (!h->vuok[i]) {
+			if (rc < 0 && r->fd >= 3 + listen_count() && r->fd != mfd &&
+			    !claimed(h, r->fd, (size_t)i)) {
+				ours = sd_is_socket_unix(r->fd, SOCK_STREAM, -1, NULL, 0) > 0;
+			}
+			log_warnx("reload: handed-over vhost-user device %ld is bad (%s); %s", i,
+				  why, ours ? "its connection is closed" : "ignored");
+			if (ours) {
+				close(r->fd);
+			}
+		} else {
+			for (size_t k = vu_handover_fds(r, fds); k > 0; k--) {
+				(void)fcntl(fds[k - 1], F_SETFD, FD_CLOEXEC);
+			}
+		}
+		if (rc == -2) {
+			break;
+		}
+	}
+}
+
 struct handover *handover_load(void)
 {
 	const char *env = getenv(HANDOVER_ENV);
@@ -247,6 +358,7 @@ struct handover *handover_load(void)
 	uint8_t *buf = NULL;
 	size_t len = 0, off = HANDOVER_HEADER;
 	long count;
+	bool whole = true; /* every client record read: the devices' follow */
 
 	if (env == NULL) {
 		return NULL;
@@ -266,6 +378,7 @@ struct handover *handover_load(void)
 		log_warnx("reload: connected clients are not resumed: %s",
 			  count < 0 ? err : "out of memory");
 		count = 0;
+		whole = false;
 	}
 	for (long i = 0; h != NULL && i < count; i++) {
 		struct handover_rec *r = &h->recs[i];
@@ -286,8 +399,12 @@ struct handover *handover_load(void)
 			(void)fcntl(r->fd, F_SETFD, FD_CLOEXEC);
 		}
 		if (rc == -2) {
+			whole = false;
 			break;
 		}
+	}
+	if (whole) {
+		load_vus(h, buf, len, off, (int)mfd);
 	}
 	explicit_bzero(buf, len);
 	free(buf);
@@ -313,7 +430,27 @@ bool handover_names(const struct handover *h, const char *spec)
 			return true;
 		}
 	}
+	for (size_t i = 0; i < handover_vu_count(h); i++) {
+		if (h->vuok[i] && strcmp(h->vus[i].spec, spec) == 0) {
+			return true;
+		}
+	}
 	return false;
+}
+
+size_t handover_vu_count(const struct handover *h)
+{
+	return h != NULL ? h->nvu : 0;
+}
+
+const struct handover_vu_rec *handover_vu_get(const struct handover *h, size_t i)
+{
+	return h != NULL && i < h->nvu && h->vuok[i] ? &h->vus[i] : NULL;
+}
+
+void handover_vu_take(struct handover *h, size_t i)
+{
+	h->vuok[i] = false;
 }
 
 int handover_take(struct handover *h, size_t i)
@@ -358,6 +495,21 @@ void handover_free(struct handover *h)
 			close(h->recs[i].fd);
 		}
 	}
+	for (size_t i = 0; i < h->nvu; i++) {
+		int fds[VU_HANDOVER_FDS];
+
+		if (h->vuok[i]) {
+			log_info("vhost-user %s: its endpoint %s is gone after the reload; "
+				 "connection closed",
+				 h->vus[i].peer, h->vus[i].spec);
+			for (size_t k = vu_handover_fds(&h->vus[i], fds); k > 0; k--) {
+				close(fds[k - 1]);
+			}
+		}
+	}
+	explicit_bzero(h->vus, h->nvu * sizeof(*h->vus));
+	free(h->vus);
+	free(h->vuok);
 	free(h->recs);
 	free(h->ok);
 	free(h);

@@ -36,6 +36,12 @@ bool handover_names(const struct handover *h, const char *spec);
 int handover_take(struct handover *h, size_t i);
 /* Give c, just created on record r's descriptor, r's state, and serve it. */
 void handover_resume(struct client *c, const struct handover_rec *r);
+/* How many vhost-user device records were read (valid or not). */
+size_t handover_vu_count(const struct handover *h);
+/* Device record i, or NULL if it was bad or is taken. */
+const struct handover_vu_rec *handover_vu_get(const struct handover *h, size_t i);
+/* Take device record i (the caller owns its descriptors now). */
+void handover_vu_take(struct handover *h, size_t i);
 /* Close the descriptors no endpoint took, one line each, and free. */
 void handover_free(struct handover *h);
 

@@ -14,6 +14,7 @@
 #include "udp.h"
 #include "unixpath.h"
 #include "vu_conn.h"
+#include "vu_handover.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -522,28 +523,44 @@ static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t r
  * counted against max-per-peer= again, and served as if just accepted. */
 static struct client *adopt(struct endpoint *ep, int fd, const char *peer)
 {
-	struct listener *li = listener_of(ep);
 	struct client_opts control = {.endpoint = ep->conf.spec}; /* as control.c's get */
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	struct peercap_entry *counted = NULL;
 	bool refused = false;
-	struct client *c;
+	struct peercap_entry *counted =
+	    ep->conf.control ? NULL : peercap_retake(listener_of(ep)->peers, fd, peer, &refused);
+	struct client *c = NULL;
 
-	if (!ep->conf.control && getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-		counted = peercap_take(li->peers, fd, (struct sockaddr *)&ss, peer, &refused);
-	}
-	if (refused) {
+	if (!refused) {
+		c = client_new(ep->cs, &transport_stream, NULL, fd,
+			       ep->conf.control ? &control : &ep->conf.opts, peer,
+			       counted != NULL ? peercap_put : NULL, counted);
+	} else {
 		close(fd);
-		return NULL;
 	}
-	c = client_new(ep->cs, &transport_stream, NULL, fd,
-		       ep->conf.control ? &control : &ep->conf.opts, peer,
-		       counted != NULL ? peercap_put : NULL, counted);
 	if (c == NULL && counted != NULL) {
 		peercap_put(counted);
 	}
 	return c;
+}
+
+/* The same for a vhost-user device (vu_handover.h). */
+static int adopt_vu(struct endpoint *ep, const struct handover_vu_rec *r)
+{
+	bool refused;
+	struct peercap_entry *counted =
+	    peercap_retake(listener_of(ep)->peers, r->fd, r->peer, &refused);
+
+	if (refused) {
+		vu_handover_drop(r, "over max-per-peer=");
+		return -1;
+	}
+	if (vu_handover_resume(ep->base, ep->cs, &ep->conf.opts, r,
+			       counted != NULL ? peercap_put : NULL, counted) < 0) {
+		if (counted != NULL) {
+			peercap_put(counted);
+		}
+		return -1;
+	}
+	return 0;
 }
 
 static void close_listener(struct endpoint *ep)
@@ -576,7 +593,7 @@ static void close_listener(struct endpoint *ep)
 const struct endpoint_ops listen_tcp_ops = {
     .open = open_tcp, .keep = keep, .close = close_listener, .adopt = adopt};
 const struct endpoint_ops listen_unix_ops = {
-    .open = open_unix, .keep = keep, .close = close_listener, .adopt = adopt};
+    .open = open_unix, .keep = keep, .close = close_listener, .adopt = adopt, .adopt_vu = adopt_vu};
 const struct endpoint_ops listen_udp_ops = {
     .open = open_udp, .keep = keep, .close = close_listener};
 const struct endpoint_ops listen_fifo_ops = {

@@ -160,3 +160,15 @@ void peercap_free(struct peercap *pc)
 	}
 	free(pc);
 }
+
+struct peercap_entry *peercap_retake(struct peercap *pc, int fd, const char *peer, bool *refused)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	*refused = false;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+		return NULL;
+	}
+	return peercap_take(pc, fd, (struct sockaddr *)&ss, peer, refused);
+}

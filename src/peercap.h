@@ -18,6 +18,8 @@ struct peercap *peercap_new(const char *spec, unsigned cap);
  * one rate-limited log line naming peer, when the peer already holds cap connections. */
 struct peercap_entry *peercap_take(struct peercap *pc, int fd, const struct sockaddr *sa,
 				   const char *peer, bool *refused);
+/* The same for a connection handed over across a reload (its peer from getpeername). */
+struct peercap_entry *peercap_retake(struct peercap *pc, int fd, const char *peer, bool *refused);
 /* A counted connection closed (a client_closed_fn: arg is the entry). */
 void peercap_put(void *entry);
 /* Free the table and its entries (connections that outlive it are no longer counted). */

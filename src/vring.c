@@ -7,10 +7,12 @@
 #include "vring.h"
 
 #include <endian.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define DESC_F_NEXT 1u
 #define DESC_F_WRITE 2u
@@ -30,6 +32,7 @@ int vring_mem_add(struct vring_mem *m, int fd, uint64_t gpa, uint64_t size, uint
 	struct stat st;
 	uint64_t len = mmap_offset + size;
 	void *p;
+	int copy;
 
 	if (m->n >= VRING_MAX_REGIONS) {
 		return fail(err, errlen, "more than 8 memory regions");
@@ -52,6 +55,11 @@ int vring_mem_add(struct vring_mem *m, int fd, uint64_t gpa, uint64_t size, uint
 	if (p == MAP_FAILED) {
 		return fail(err, errlen, "cannot map a memory region");
 	}
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (copy < 0) {
+		munmap(p, (size_t)len);
+		return fail(err, errlen, "cannot keep a memory region's descriptor");
+	}
 	(void)madvise(p, (size_t)len, MADV_DONTDUMP); /* guest memory stays out of core dumps */
 	r = &m->r[m->n++];
 	*r = (struct vring_region){.gpa = gpa,
@@ -59,7 +67,8 @@ int vring_mem_add(struct vring_mem *m, int fd, uint64_t gpa, uint64_t size, uint
 				   .uaddr = uaddr,
 				   .host = (uint8_t *)p + mmap_offset,
 				   .map = p,
-				   .maplen = (size_t)len};
+				   .maplen = (size_t)len,
+				   .fd = copy};
 	return 0;
 }
 
@@ -67,6 +76,7 @@ void vring_mem_clear(struct vring_mem *m)
 {
 	for (unsigned i = 0; i < m->n; i++) {
 		munmap(m->r[i].map, m->r[i].maplen);
+		close(m->r[i].fd);
 	}
 	memset(m, 0, sizeof(*m));
 }

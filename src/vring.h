@@ -26,6 +26,7 @@ struct vring_region {
 	uint8_t *host;		   /* where gpa is mapped here */
 	void *map;		   /* the whole mapping (mmap_offset + size bytes) */
 	size_t maplen;
+	int fd; /* a copy of the front-end's descriptor, kept for a reload (vu_handover.c) */
 };
 
 /* The memory table. */
@@ -46,11 +47,12 @@ struct vring {
 	uint8_t *desc, *avail, *used;
 };
 
-/* Map len bytes of fd (the region at mmap_offset in it) as region gpa..gpa+size of m;
- * -1 with a reason in err (overlap, overflow, a file too short, mmap failed). */
+/* Map len bytes of fd (the region at mmap_offset in it) as region gpa..gpa+size of m,
+ * keeping a copy of fd (fd itself stays the caller's); -1 with a reason in err (overlap,
+ * overflow, a file too short, mmap failed). */
 int vring_mem_add(struct vring_mem *m, int fd, uint64_t gpa, uint64_t size, uint64_t uaddr,
 		  uint64_t mmap_offset, char *err, size_t errlen);
-/* Unmap every region. */
+/* Unmap every region (and close the copies of their descriptors). */
 void vring_mem_clear(struct vring_mem *m);
 /* Host address of guest-physical gpa..gpa+len, all in one region; NULL if not. */
 uint8_t *vring_gpa(const struct vring_mem *m, uint64_t gpa, uint64_t len);

@@ -25,6 +25,7 @@ struct vu_conn {
 	struct event_base *base;
 	struct clients *cs;
 	int fd;
+	const char *spec; /* its endpoint's (client_opts.endpoint) */
 	char peer[128];
 	struct event *rev, *kick_ev;
 	unsigned armed_gen; /* dev.kick_gen the kick event was armed for */
@@ -326,18 +327,21 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int vu_conn_new(struct event_base *base, struct clients *cs, int fd, const struct client_opts *opts,
-		const char *peer, client_closed_fn on_closed, void *arg)
+/* A connection on fd with a device as after vu_dev_init; NULL (fd closed) if out of memory. */
+static struct vu_conn *conn_new(struct event_base *base, struct clients *cs, int fd,
+				const struct client_opts *opts, const char *peer,
+				client_closed_fn on_closed, void *arg)
 {
 	struct vu_conn *v = calloc(1, sizeof(*v));
 
 	if (v == NULL) {
 		close(fd);
-		return -1;
+		return NULL;
 	}
 	v->base = base;
 	v->cs = cs;
 	v->fd = fd;
+	v->spec = opts->endpoint;
 	v->on_closed = on_closed;
 	v->on_closed_arg = arg;
 	snprintf(v->peer, sizeof(v->peer), "%s", peer);
@@ -353,8 +357,79 @@ int vu_conn_new(struct event_base *base, struct clients *cs, int fd, const struc
 		       pacer_wake, v) < 0) {
 		log_warnx("vhost-user %s: out of memory; closing", peer);
 		conn_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+int vu_conn_new(struct event_base *base, struct clients *cs, int fd, const struct client_opts *opts,
+		const char *peer, client_closed_fn on_closed, void *arg)
+{
+	struct vu_conn *v = conn_new(base, cs, fd, opts, peer, on_closed, arg);
+
+	if (v == NULL) {
 		return -1;
 	}
 	log_info("vhost-user %s: front-end connected", v->peer);
+	return 0;
+}
+
+struct vu_conn *vu_conn_of(struct turn *t)
+{
+	return t->serve == serve ? (struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn))
+				 : NULL;
+}
+
+void vu_conn_state(const struct vu_conn *v, struct vu_conn_state *st)
+{
+	*st = (struct vu_conn_state){.fd = v->fd,
+				     .spec = v->spec,
+				     .peer = v->peer,
+				     .served = v->served,
+				     .dev = &v->dev,
+				     .hdr = v->hdr,
+				     .payload = v->msg.payload,
+				     .got = v->got,
+				     .in_payload = v->in_payload,
+				     .part_fds = v->msg.fds,
+				     .npart_fds = v->msg.nfds};
+}
+
+int vu_conn_resume(struct event_base *base, struct clients *cs, const struct client_opts *opts,
+		   const struct vu_conn_state *st, struct vu_dev *dev, client_closed_fn on_closed,
+		   void *arg)
+{
+	struct vu_conn *v = conn_new(base, cs, st->fd, opts, st->peer, on_closed, arg);
+	char why[128];
+
+	for (size_t i = 0; v != NULL && i < st->npart_fds; i++) {
+		v->msg.fds[v->msg.nfds++] = st->part_fds[i];
+	}
+	if (v == NULL) {
+		for (size_t i = 0; i < st->npart_fds; i++) {
+			close(st->part_fds[i]);
+		}
+		vu_dev_reset(dev);
+		return -1;
+	}
+	v->dev = *dev;
+	v->served = st->served;
+	v->got = st->partlen < VU_HDR_SIZE ? st->partlen : st->partlen - VU_HDR_SIZE;
+	memcpy(v->hdr, st->part, st->partlen < VU_HDR_SIZE ? st->partlen : VU_HDR_SIZE);
+	if (st->partlen >= VU_HDR_SIZE) {
+		if (vu_parse_header(v->hdr, &v->msg, why, sizeof(why)) < 0 ||
+		    v->got >= v->msg.size) {
+			log_warnx("vhost-user %s: handed-over partial message is bad (%s); "
+				  "connection closed",
+				  v->peer, v->got >= v->msg.size ? "it is whole" : why);
+			conn_free(v);
+			return -1;
+		}
+		v->in_payload = true;
+		memcpy(v->msg.payload, st->part + VU_HDR_SIZE, v->got);
+	}
+	v->armed_gen = v->dev.kick_gen - 1;
+	rearm(v);
+	log_info("vhost-user %s: connection kept across the reload", v->peer);
 	return 0;
 }

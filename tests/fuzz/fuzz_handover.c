@@ -10,6 +10,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The vhost-user device records after the clients': a valid one is in range and encodes
+ * back to the same. */
+static void fuzz_vus(const uint8_t *data, size_t size, size_t off)
+{
+	static struct handover_vu_rec v, back;
+	static uint8_t buf[HANDOVER_VU_REC_MAX + 4];
+	char err[160];
+	long count = handover_get_vu_count(data, size, &off, err, sizeof(err));
+
+	for (long i = 0; i < count; i++) {
+		int rc = handover_get_vu_rec(data, size, &off, &v, err, sizeof(err));
+		size_t len = 0, at = 0;
+
+		if (rc == -2) {
+			break;
+		}
+		if (rc == 0 && (v.fd < 3 || v.nregions > VRING_MAX_REGIONS ||
+				v.npart_fds > VU_MAX_FDS || v.partlen > HANDOVER_VU_PART_MAX ||
+				handover_put_vu_rec(&v, buf, sizeof(buf), &len) < 0 ||
+				handover_get_vu_rec(buf, len, &at, &back, err, sizeof(err)) != 0 ||
+				back.partlen != v.partlen || strcmp(back.peer, v.peer) != 0)) {
+			abort();
+		}
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct handover_rec r, back;
@@ -23,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t len = 0, at = 0;
 
 		if (rc == -2) {
-			break;
+			return 0;
 		}
 		if (rc == 0) {
 			if (r.fd < 3 || r.inlen > HANDOVER_IN_MAX || r.outlen > HANDOVER_OUT_MAX ||
@@ -36,5 +62,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 	}
+	fuzz_vus(data, size, count >= 0 ? off : size);
 	return 0;
 }

@@ -103,7 +103,7 @@ def test_tcp_and_unix_clients_drawing_across_a_reload_keep_their_stream(entropyd
                                min_offset=STARTUP_BYTES)
         assert sum(m for pcs in placed.values() for _p, _o, m in pcs) == 2 * want
         assert d.count_log(r"reload: 2 connected client\(s\) resumed") == 1
-        handed = d.wait_log(r"handing 2 connected client\(s\) over")
+        handed = d.wait_log(r"handing 2 connected client\(s\) and 0 vhost-user")
         owed = int(handed.split("owed ")[1].split()[0])
         print(handed)
         assert owed > 10_000, "the reload did not come while the clients were owed bytes"
