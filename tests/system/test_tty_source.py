@@ -56,6 +56,10 @@ def test_tty_trng_gets_its_init_command_and_then_serves(entropyd):
             dev.received,)
         with d.connect() as c:
             got = c.block(4096, timeout=20)
+        # The device thread records a chunk just after writing it: stop it first, or the
+        # last chunk served may not be in dev.sent yet.
+        dev.stop = True
+        dev.thread.join(5)
         assert bytes(got) in bytes(dev.sent), "served bytes are not the device's"
         # the line is raw: no byte was translated (CR/LF mapping would break the search above)
         attrs = termios.tcgetattr(dev.master)
