@@ -117,13 +117,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (vu_live(&d)) {
 			uint16_t old = d.vr.used_idx;
-			long n =
-			    vring_serve(&d.vr, &d.mem, 4096, fill, &d.mem, &used, err, sizeof(err));
+			size_t n;
+			int rc = vring_serve(&d.vr, &d.mem, 4096, fill, &d.mem, &n, &used, err,
+					     sizeof(err));
 
-			if (n < 0) {
-				vu_break(&d, err);
-			} else if (n > 4096) {
+			if (n > 4096) {
 				fail("served more than asked");
+			} else if (rc < 0) {
+				vu_break(&d, err);
 			} else if (used) {
 				(void)vring_need_call(&d.vr, old);
 			}
