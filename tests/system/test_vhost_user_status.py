@@ -6,6 +6,7 @@ stops inside a message is closed after 10 s, as an EGD client inside a command i
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import time
@@ -149,3 +150,29 @@ def test_front_end_that_stops_inside_a_message_is_closed_after_10_s(entropyd, tm
     finally:
         good.close()
         slow.close()
+
+
+@pytest.mark.time_limit(60)
+def test_dialed_vm_is_a_row_with_its_descriptor_and_its_endpoint_is_connected(entropyd,
+                                                                             tmp_path):
+    sock_path = tmp_path / "qemu.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(sock_path))
+    srv.listen(1)
+    srv.settimeout(15)
+    d = entropyd(sources=["getrandom"], listen=(), connect=["vhost-user:%s" % sock_path])
+    conn, _ = srv.accept()
+    f = vf.Front(conn)
+    try:
+        f.setup()
+        got = len(f.read_bytes(2048, chunk=256))
+        st = status(d)
+    finally:
+        f.close()
+        srv.close()
+    rows = vm_rows(st)
+    assert len(rows) == 1, st["clients"]
+    assert re.fullmatch(r"vhost-user:%s#\d+" % re.escape(str(sock_path)), rows[0]["peer"])
+    assert rows[0]["bytes_served"] == got and rows[0]["state"] == "running"
+    ep = [e for e in st["endpoints"] if e["kind"] == "vhost-user"][0]
+    assert ep["state"] == "connected" and ep["clients"] == 1, ep
