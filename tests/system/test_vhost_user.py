@@ -141,6 +141,21 @@ def test_two_devices_and_an_egd_client_never_receive_the_same_byte(entropyd, ran
     assert all(n > 1 for n in pieces.values()), pieces
 
 
+@pytest.mark.time_limit(60)
+def test_each_kick_wakes_the_device_without_a_read_of_the_kick_eventfd(entropyd, tmp_path):
+    """The kick eventfd is watched edge-triggered: every request is served from the
+    wake-up alone, and its counter (which a drain would reset) keeps every kick."""
+    d, sock = vhost_daemon(entropyd, tmp_path, ["getrandom"])
+    f = vf.Front.connect(sock)
+    try:
+        f.setup(event_idx=True)
+        got = f.read_bytes(200 * 64, chunk=64)  # one chain, one kick, one wait each
+        assert len(got) == 200 * 64
+        assert os.eventfd_read(f.kick) == 200, "the back-end read the kick eventfd"
+    finally:
+        f.close()
+
+
 def reconnect_setup(f, sock):
     """What QEMU replays to a back-end that dialed it again: no handshake."""
     f.sock = sock
