@@ -80,6 +80,7 @@ def test_event_idx_updates_avail_event_and_suppresses_calls_before_used_event(
         (_, n), = f.wait_used(1) if f.post([64]) else None
         assert n == 64
         assert f.avail_event() == f.avail_idx, "the back-end did not publish avail_event"
+        f.wait_call(0.2)  # the wanted call, unless wait_used saw the chain before it came
         # Ask for a call only once five more chains are used: one chain, no call.
         f.set_used_event(f.used_seen + 5)
         f.post([64])
