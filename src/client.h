@@ -47,11 +47,15 @@ struct client_opts {
 	const char *endpoint;  /* the endpoint's spec, copied by each client (status) */
 };
 
-/* One client at one moment (for status and metrics). */
+/* One client (or another consumer: a VM's vhost-user device) at one moment (for status and
+ * metrics). */
 struct client_stat {
 	const char *peer, *endpoint;
-	uint64_t served;    /* bytes sent */
-	uint64_t owed;	    /* bytes asked for and not sent yet */
+	const char *kind; /* "egd" (a client), "vm" (a vhost-user device) */
+	const char
+	    *state;	 /* "running"; a VM: "running", "stopped" (ring not started) or "broken" */
+	uint64_t served; /* bytes sent */
+	uint64_t owed;	 /* bytes asked for and not sent yet */
 	uint64_t throttled; /* bytes held back by rate= or endpoint-rate= */
 	double rate;	    /* bytes/s over the last 10 s */
 	long long since;    /* connected at (seconds since the epoch) */
@@ -75,6 +79,10 @@ struct turn {
 	/* Shutting down: release the consumer (no redial); NULL for clients, which the
 	 * registry closes itself. */
 	void (*shutdown)(struct turn *t);
+	/* Consumers other than clients: fill its snapshot (clients_each), sample its served
+	 * counter for its rate (clients_tick, once a second). NULL for clients. */
+	void (*stat)(struct turn *t, struct client_stat *st);
+	void (*tick)(struct turn *t);
 	bool queued;
 	int q;	     /* its queue: 0 owed pool bytes, 1 owed DRBG output (mode=drbg) */
 	size_t left; /* bytes left of a turn the pool cut short (clients.c) */
@@ -118,14 +126,14 @@ bool client_idle(const struct client *c);
 void client_drop(struct client *c, const char *why);
 /* Owe c n more bytes, as if it had asked for them with 0x02 (the control socket's get). */
 void client_owe(struct client *c, uint64_t n);
-/* Call fn with each client's snapshot. */
+/* Call fn with each client's snapshot, then each other consumer's (VMs). */
 void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_stat *st),
 		  void *arg);
 /* Sample each client's served counter (once a second) for its rate. */
 void clients_tick(struct clients *cs);
 /* How many clients are owed bytes and wait for the pool. */
 size_t clients_waiting(const struct clients *cs);
-/* How many clients came through the endpoint named spec. */
+/* How many clients (and VMs) came through the endpoint named spec. */
 size_t clients_on(const struct clients *cs, const char *spec);
 
 #endif

@@ -25,7 +25,7 @@ void client_free_events(struct client *c)
 }
 
 /* Close c. lim: the log category of a close the peer caused, or NULL for an ordinary end
- * (logged as a debug line, or as information when rate= delayed some of its bytes). */
+ * (logged as a debug line, or as information when a bucket throttled some of its bytes). */
 void client_close(struct client *c, struct log_limit *lim, const char *why)
 {
 	struct clients *cs = c->cs;

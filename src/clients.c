@@ -150,12 +150,18 @@ void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_
 		  void *arg)
 {
 	struct client *c;
+	struct turn *t;
 
 	LIST_FOREACH(c, &cs->all, all_link)
 	{
-		struct client_stat st = {c->peer, c->endpoint,	      c->served,
-					 0,	  c->pacer.throttled, meter_rate(&c->meter),
-					 c->since};
+		struct client_stat st = {.peer = c->peer,
+					 .endpoint = c->endpoint,
+					 .kind = "egd",
+					 .state = "running",
+					 .served = c->served,
+					 .throttled = c->pacer.throttled,
+					 .rate = meter_rate(&c->meter),
+					 .since = c->since};
 
 		for (unsigned i = 0; i < c->q.count; i++) {
 			const struct reqq_op *op = &c->q.ops[(c->q.head + i) % REQQ_SLOTS];
@@ -164,15 +170,28 @@ void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_
 		}
 		fn(arg, &st);
 	}
+	LIST_FOREACH(t, &cs->members, member)
+	{
+		struct client_stat st = {0};
+
+		t->stat(t, &st);
+		fn(arg, &st);
+	}
 }
 
 void clients_tick(struct clients *cs)
 {
 	struct client *c;
 
+	struct turn *t;
+
 	LIST_FOREACH(c, &cs->all, all_link)
 	{
 		meter_sample(&c->meter, c->served);
+	}
+	LIST_FOREACH(t, &cs->members, member)
+	{
+		t->tick(t);
 	}
 }
 
@@ -184,11 +203,19 @@ size_t clients_waiting(const struct clients *cs)
 size_t clients_on(const struct clients *cs, const char *spec)
 {
 	const struct client *c;
+	struct turn *t;
 	size_t n = 0;
 
 	LIST_FOREACH(c, &cs->all, all_link)
 	{
 		n += strcmp(c->endpoint, spec) == 0;
+	}
+	LIST_FOREACH(t, &cs->members, member)
+	{
+		struct client_stat st = {0};
+
+		t->stat(t, &st);
+		n += st.endpoint != NULL && strcmp(st.endpoint, spec) == 0;
 	}
 	return n;
 }

@@ -114,8 +114,11 @@ static void dial_done_cb(evutil_socket_t fd, short what, void *arg)
 		netaddr_no_delay(fd);
 	}
 	if (ep->conf.kind == EP_VHOST) {
-		if (vu_conn_new(ep->base, ep->cs, fd, &ep->conf.opts, ep->conf.spec,
-				connection_closed, d) < 0) {
+		char peer[160];
+
+		snprintf(peer, sizeof(peer), "%s#%d", ep->conf.spec, (int)fd);
+		if (vu_conn_new(ep->base, ep->cs, fd, &ep->conf.opts, peer, connection_closed, d) <
+		    0) {
 			connection_closed(d);
 		}
 		return;

@@ -137,6 +137,8 @@ static void client_json(void *arg, const struct client_stat *c)
 
 	add_str(o, "peer", c->peer);
 	add_str(o, "endpoint", c->endpoint);
+	add_str(o, "kind", c->kind);
+	add_str(o, "state", c->state);
 	add_u64(o, "bytes_served", c->served);
 	add_u64(o, "bytes_owed", c->owed);
 	json_object_object_add(o, "rate", json_object_new_double(c->rate));

@@ -259,11 +259,13 @@ static int pending(struct vring *vr)
 	return n > vr->num ? -1 : n;
 }
 
-long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t cap,
-		 vring_fill_fn fill, void *arg, bool *used_any, char *err, size_t errlen)
+int vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t cap,
+		vring_fill_fn fill, void *arg, size_t *written, bool *used_any, char *err,
+		size_t errlen)
 {
 	size_t done = 0;
 
+	*written = 0;
 	*used_any = false;
 	if (vr->avail == NULL) {
 		return 0;
@@ -278,6 +280,7 @@ long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t
 		uint8_t *elem;
 		uint32_t id, len;
 
+		*written = done; /* counted even if this chain breaks the ring */
 		if (p < 0) {
 			return fail(err, errlen,
 				    "avail index ran ahead by more than the queue size");
@@ -301,7 +304,8 @@ long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t
 		done += n;
 		*used_any = true;
 	}
-	return (long)done;
+	*written = done;
+	return 0;
 }
 
 bool vring_need_call(const struct vring *vr, uint16_t old_used)

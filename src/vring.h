@@ -69,12 +69,14 @@ int vring_attach(struct vring *vr, const struct vring_mem *m, char *err, size_t 
 typedef size_t (*vring_fill_fn)(void *arg, const struct iovec *iov, size_t n, size_t limit);
 
 /* Take available chains in order and fill each (through fill) while fewer than max bytes
- * are written and no chain is left, marking each used with the length written; the chain
+ * are written and a chain is left, marking each used with the length written; the chain
  * begun last is filled whole if cap (>= max) allows, so a turn ending inside a chain does
- * not cut it short. Returns the bytes written (*used_any: a chain was used), or -1 with a
- * reason in err: the guest broke the ring (what was used before stays used). */
-long vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t cap,
-		 vring_fill_fn fill, void *arg, bool *used_any, char *err, size_t errlen);
+ * not cut it short. *written: the bytes written into chains now used, *used_any: a chain
+ * was used. Returns 0, or -1 with a reason in err: the guest broke the ring (what was used
+ * before stays used and counted). */
+int vring_serve(struct vring *vr, const struct vring_mem *m, size_t max, size_t cap,
+		vring_fill_fn fill, void *arg, size_t *written, bool *used_any, char *err,
+		size_t errlen);
 /* True if the guest has chains waiting (without taking one). */
 bool vring_has_avail(const struct vring *vr);
 /* After chains were used since old_used: should the guest be signalled (its

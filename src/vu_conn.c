@@ -5,6 +5,7 @@
 #include "vu_conn.h"
 
 #include "log.h"
+#include "meter.h"
 #include "pacer.h"
 #include "pool.h"
 #include "vhost_user.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Bytes a turn may run over to finish the chain it began (charged to its next turns). */
@@ -28,7 +30,9 @@ struct vu_conn {
 	const char *spec; /* its endpoint's (client_opts.endpoint) */
 	char peer[128];
 	struct event *rev, *kick_ev;
-	unsigned armed_gen; /* dev.kick_gen the kick event was armed for */
+	struct event *partial_ev; /* a message begun and not finished: its deadline */
+	unsigned armed_gen;	  /* dev.kick_gen the kick event was armed for */
+	bool kick_et;		  /* the kick eventfd is watched edge-triggered (kick_cb) */
 	struct vu_dev dev;
 	struct turn turn;
 	struct pacer pacer;
@@ -39,7 +43,10 @@ struct vu_conn {
 	client_closed_fn on_closed;
 	void *on_closed_arg;
 	uint64_t served;
-	size_t debt; /* bytes taken beyond its last turns (a chain finished whole) */
+	size_t debt;	    /* bytes taken beyond its last turns (a chain finished whole) */
+	char endpoint[96];  /* the spec of its endpoint (status) */
+	long long since;    /* connected at (seconds since the epoch) */
+	struct meter meter; /* served, sampled each second */
 };
 
 static void conn_free(struct vu_conn *v)
@@ -50,6 +57,9 @@ static void conn_free(struct vu_conn *v)
 	}
 	if (v->kick_ev != NULL) {
 		event_free(v->kick_ev);
+	}
+	if (v->partial_ev != NULL) {
+		event_free(v->partial_ev);
 	}
 	pacer_free(&v->pacer);
 	for (size_t i = 0; i < v->msg.nfds; i++) {
@@ -85,6 +95,29 @@ static void conn_shutdown(struct turn *t)
 	conn_free((struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn)));
 }
 
+static void conn_stat(struct turn *t, struct client_stat *st)
+{
+	struct vu_conn *v = (struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn));
+
+	*st = (struct client_stat){.peer = v->peer,
+				   .endpoint = v->endpoint,
+				   .kind = "vm",
+				   .state = v->dev.broken      ? "broken"
+					    : vu_live(&v->dev) ? "running"
+							       : "stopped",
+				   .served = v->served,
+				   .throttled = v->pacer.throttled,
+				   .rate = meter_rate(&v->meter),
+				   .since = v->since};
+}
+
+static void conn_tick(struct turn *t)
+{
+	struct vu_conn *v = (struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn));
+
+	meter_sample(&v->meter, v->served);
+}
+
 /* Join the rotation if the ring is live, chains wait and rate= allows. */
 static void want_turn(struct vu_conn *v)
 {
@@ -93,12 +126,20 @@ static void want_turn(struct vu_conn *v)
 	}
 }
 
+/* The guest kicked. The kick eventfd is watched edge-triggered where the event backend can
+ * (epoll): every write by the front-end wakes the loop once, so its counter need not be
+ * read back; one system call less per request (its counter reaches 2^64 - 1 after that
+ * many kicks, which no guest lives to post). Elsewhere it is drained. */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	uint64_t n;
+	struct vu_conn *v = arg;
 
-	(void)!read(fd, &n, sizeof(n)); /* drain; EAGAIN when nothing is left is fine */
-	want_turn(arg);
+	if (!v->kick_et) {
+		uint64_t n;
+
+		(void)!read(fd, &n, sizeof(n)); /* EAGAIN when nothing is left is fine */
+	}
+	want_turn(v);
 }
 
 /* The ring started, stopped, moved or broke: watch the kick eventfd the device has now. */
@@ -119,7 +160,8 @@ static void rearm(struct vu_conn *v)
 	if (!vu_live(&v->dev)) {
 		return;
 	}
-	event_assign(v->kick_ev, v->base, v->dev.kick_fd, EV_READ | EV_PERSIST, kick_cb, v);
+	event_assign(v->kick_ev, v->base, v->dev.kick_fd,
+		     EV_READ | EV_PERSIST | (v->kick_et ? EV_ET : 0), kick_cb, v);
 	event_add(v->kick_ev, NULL);
 	want_turn(v); /* chains posted before the kick eventfd came */
 }
@@ -169,7 +211,8 @@ static bool serve(struct turn *t, size_t quantum)
 	uint16_t old = d->vr.used_idx;
 	bool used;
 	char why[96];
-	long n;
+	size_t n;
+	int rc;
 
 	if (!vu_live(d) || avail == 0) {
 		return false;
@@ -186,22 +229,25 @@ static bool serve(struct turn *t, size_t quantum)
 	if (allowed == 0) {
 		return false; /* paced: the pacer calls back */
 	}
-	n = vring_serve(&d->vr, &d->mem, quantum < allowed ? quantum : allowed, allowed,
-			fill_from_pool, v, &used, why, sizeof(why));
-	pacer_return(&v->pacer, n < 0 ? allowed : allowed - (size_t)n);
-	v->debt = n > 0 && (size_t)n > quantum ? (size_t)n - quantum : 0;
-	if (n < 0) {
-		vu_break(d, why);
-		rearm(v);
-		return false;
-	}
-	v->served += (uint64_t)n;
+	rc = vring_serve(&d->vr, &d->mem, quantum < allowed ? quantum : allowed, allowed,
+			 fill_from_pool, v, &n, &used, why, sizeof(why));
+	pacer_return(&v->pacer, allowed - n);
+	pacer_sent(&v->pacer, n);
+	v->debt = n > quantum ? n - quantum : 0;
+	v->served += (uint64_t)n; /* taken from the pool, even if the ring broke after */
 	if (used && d->call_fd >= 0 && vring_need_call(&d->vr, old)) {
 		uint64_t one = 1;
 
 		(void)!write(d->call_fd, &one, sizeof(one));
 	}
-	if (n > 0 && vring_has_avail(&d->vr)) {
+	if (rc < 0) {
+		vu_break(d, why);
+		rearm(v);
+		return false;
+	}
+	if (!vring_has_avail(&d->vr)) {
+		v->pacer.paced = false; /* caught up with the guest */
+	} else if (n > 0) {
 		clients_turn_join(v->cs, &v->turn); /* inside the rotation: queued only */
 	}
 	return false;
@@ -270,6 +316,9 @@ static int dispatch(struct vu_conn *v)
 
 	v->in_payload = false;
 	v->got = 0;
+	if (evtimer_pending(v->partial_ev, NULL)) {
+		evtimer_del(v->partial_ev);
+	}
 	if (vu_handle(&v->dev, &v->msg, reply, &replylen, err, sizeof(err)) < 0) {
 		conn_close(v, err);
 		return -1;
@@ -280,6 +329,17 @@ static int dispatch(struct vu_conn *v)
 	}
 	rearm(v);
 	return 0;
+}
+
+/* A message begun CLIENT_PARTIAL_TIMEOUT_MS ago is still not whole. */
+static void partial_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct vu_conn *v = arg;
+	char why[96];
+
+	snprintf(why, sizeof(why), "sent %zu byte(s) of a message and not the rest in %u s",
+		 (v->in_payload ? VU_HDR_SIZE : 0) + v->got, CLIENT_PARTIAL_TIMEOUT_MS / 1000);
+	conn_close(v, why);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -294,6 +354,13 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		ssize_t r = receive(v, at + v->got, need - v->got, &why);
 
 		if (r < 0 && why == NULL && (errno == EAGAIN || errno == EINTR)) {
+			if ((v->in_payload || v->got > 0) &&
+			    !evtimer_pending(v->partial_ev, NULL)) {
+				struct timeval tv = {CLIENT_PARTIAL_TIMEOUT_MS / 1000,
+						     (CLIENT_PARTIAL_TIMEOUT_MS % 1000) * 1000};
+
+				evtimer_add(v->partial_ev, &tv); /* from the first stall on */
+			}
 			return;
 		}
 		if (r <= 0) {
@@ -345,14 +412,22 @@ static struct vu_conn *conn_new(struct event_base *base, struct clients *cs, int
 	v->on_closed = on_closed;
 	v->on_closed_arg = arg;
 	snprintf(v->peer, sizeof(v->peer), "%s", peer);
+	snprintf(v->endpoint, sizeof(v->endpoint), "%s",
+		 opts->endpoint != NULL ? opts->endpoint : "");
+	v->since = (long long)time(NULL);
 	vu_dev_init(&v->dev);
 	v->armed_gen = v->dev.kick_gen;
+	v->kick_et = (event_base_get_features(base) & EV_FEATURE_ET) != 0;
 	v->turn.serve = serve;
 	v->turn.shutdown = conn_shutdown;
+	v->turn.stat = conn_stat;
+	v->turn.tick = conn_tick;
 	clients_member_add(cs, &v->turn);
 	v->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, v);
 	v->kick_ev = event_new(base, -1, 0, NULL, NULL);
-	if (v->rev == NULL || v->kick_ev == NULL || event_add(v->rev, NULL) < 0 ||
+	v->partial_ev = evtimer_new(base, partial_expired, v);
+	if (v->rev == NULL || v->kick_ev == NULL || v->partial_ev == NULL ||
+	    event_add(v->rev, NULL) < 0 ||
 	    pacer_init(&v->pacer, base, opts->rate_bytes, opts->rate_ms, opts->endpoint_rate,
 		       pacer_wake, v) < 0) {
 		log_warnx("vhost-user %s: out of memory; closing", peer);

@@ -8,7 +8,11 @@
  * the same queue EGD clients wait in. When the guest kicks and chains are waiting, it joins
  * the queue; on its turn it fills chains with up to the quantum every waiting consumer gets
  * (the pool's bytes divided among them), and queues again while chains are left. So a VM
- * and an EGD client take bytes in turn, and no byte goes to two of them. */
+ * and an EGD client take bytes in turn, and no byte goes to two of them.
+ *
+ * A front-end that sends part of a message and stops is closed CLIENT_PARTIAL_TIMEOUT_MS
+ * after its first stall, as an EGD client inside a command is. The device is a row of the
+ * status (clients_each: kind vm, state running, stopped or broken). */
 #ifndef ENTROPYD_VU_CONN_H
 #define ENTROPYD_VU_CONN_H
 

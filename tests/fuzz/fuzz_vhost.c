@@ -117,15 +117,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (vu_live(&d)) {
 			uint16_t old = d.vr.used_idx;
-			long n = vring_serve(&d.vr, &d.mem, 4096, 8192, fill, &d.mem, &used, err,
-					     sizeof(err));
+			size_t n;
+			int rc = vring_serve(&d.vr, &d.mem, 4096, 8192, fill, &d.mem, &n, &used,
+					     err, sizeof(err));
 
-			if (n < 0) {
-				vu_break(&d, err);
-			} else if (n > 8192) {
+			if (n > 8192) {
 				fail("served more than the cap (a chain begun under 4096 is filled "
-				     "whole "
-				     "up to 8192, never beyond)");
+				     "whole up to 8192, never beyond)");
+			} else if (rc < 0) {
+				vu_break(&d, err);
 			} else if (used) {
 				(void)vring_need_call(&d.vr, old);
 			}

@@ -80,6 +80,7 @@ def test_event_idx_updates_avail_event_and_suppresses_calls_before_used_event(
         (_, n), = f.wait_used(1) if f.post([64]) else None
         assert n == 64
         assert f.avail_event() == f.avail_idx, "the back-end did not publish avail_event"
+        f.wait_call(0.2)  # the wanted call, unless wait_used saw the chain before it came
         # Ask for a call only once five more chains are used: one chain, no call.
         f.set_used_event(f.used_seen + 5)
         f.post([64])
@@ -139,6 +140,21 @@ def test_two_devices_and_an_egd_client_never_receive_the_same_byte(entropyd, ran
     assert all(len(streams[k]) == want for k in streams)
     # The three took turns: none was served all at once.
     assert all(n > 1 for n in pieces.values()), pieces
+
+
+@pytest.mark.time_limit(60)
+def test_each_kick_wakes_the_device_without_a_read_of_the_kick_eventfd(entropyd, tmp_path):
+    """The kick eventfd is watched edge-triggered: every request is served from the
+    wake-up alone, and its counter (which a drain would reset) keeps every kick."""
+    d, sock = vhost_daemon(entropyd, tmp_path, ["getrandom"])
+    f = vf.Front.connect(sock)
+    try:
+        f.setup(event_idx=True)
+        got = f.read_bytes(200 * 64, chunk=64)  # one chain, one kick, one wait each
+        assert len(got) == 200 * 64
+        assert os.eventfd_read(f.kick) == 200, "the back-end read the kick eventfd"
+    finally:
+        f.close()
 
 
 def reconnect_setup(f, sock):

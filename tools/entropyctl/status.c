@@ -186,10 +186,10 @@ static void print_plain(struct json_object *st)
 	printf("\n");
 
 	struct table tc = {
-	    7,
+	    8,
 	    0,
-	    {"Client", "Endpoint", "Served", "Owed", "Rate/s", "Throttled", "Connected"},
-	    {false, false, true, true, true, true, false},
+	    {"Client", "Endpoint", "Served", "Owed", "Rate/s", "Throttled", "Connected", "State"},
+	    {false, false, true, true, true, true, false, false},
 	    NULL};
 	json_object_object_get_ex(st, "clients", &arr);
 	for (size_t i = 0; arr != NULL && i < json_object_array_length(arr); i++) {
@@ -198,7 +198,7 @@ static void print_plain(struct json_object *st)
 		row(&tc, str(s, "peer"), str(s, "endpoint"), human(a, num(s, "bytes_served")),
 		    human(b, num(s, "bytes_owed")), human(c, num(s, "rate")),
 		    human(e, num(s, "throttled_bytes")),
-		    ago(f, now, (long long)num(s, "connected_since")));
+		    ago(f, now, (long long)num(s, "connected_since")), str(s, "state"));
 	}
 	print_table(&tc, "no client");
 }
