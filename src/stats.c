@@ -4,6 +4,7 @@
 #include "client.h"
 #include "endpoint.h"
 #include "meter.h"
+#include "netaddr.h"
 #include "pool.h"
 #include "src.h"
 
@@ -113,8 +114,40 @@ struct each_ctx {
 	struct json_object *arr;
 };
 
+/* Where ep can be reached: the addresses its sockets are bound to (a port given as 0 is
+ * the one the kernel chose), its path, or for a connecting endpoint what it dials. */
+static void endpoint_address(const struct endpoint *ep, char *out, size_t outlen)
+{
+	static const char *const inet[] = {[EP_TCP] = "tcp", [EP_UDP] = "udp", [EP_HTTP] = "http"};
+	struct inherit_kept kept[8];
+	size_t n = 0, at = 0;
+
+	out[0] = '\0';
+	if (ep->conf.path != NULL) {
+		snprintf(out, outlen, "%s", ep->conf.path);
+		return;
+	}
+	if (ep->conf.connect || ep->ops->keep == NULL ||
+	    (size_t)ep->conf.kind >= sizeof(inet) / sizeof(inet[0]) ||
+	    inet[ep->conf.kind] == NULL) {
+		snprintf(out, outlen, "%s:%s", ep->conf.host ? ep->conf.host : "",
+			 ep->conf.port ? ep->conf.port : "");
+		return;
+	}
+	n = ep->ops->keep(ep, kept, sizeof(kept) / sizeof(kept[0]));
+	for (size_t i = 0; i < n && at < outlen; i++) {
+		char name[160];
+
+		netaddr_sock_name(kept[i].fd, "tcp", name, sizeof(name));
+		/* without its "tcp:": 127.0.0.1:8888, [::1]:8888 */
+		at += (size_t)snprintf(out + at, outlen - at, "%s%s", i ? " " : "", name + 4);
+	}
+}
+
 static void endpoint_json(void *arg, const struct endpoint *ep)
 {
+	char address[256];
+
 	static const char *const kinds[] = {
 	    [EP_TCP] = "tcp",	[EP_UNIX] = "unix", [EP_UDP] = "udp",
 	    [EP_FIFO] = "fifo", [EP_HTTP] = "http", [EP_VHOST] = "vhost-user"};
@@ -124,6 +157,8 @@ static void endpoint_json(void *arg, const struct endpoint *ep)
 	add_str(o, "spec", endpoint_name(ep));
 	add_str(o, "kind", ep->conf.control ? "control" : kinds[ep->conf.kind]);
 	add_str(o, "direction", ep->conf.connect ? "connect" : "listen");
+	endpoint_address(ep, address, sizeof(address));
+	add_str(o, "address", address);
 	json_object_object_add(o, "tls", json_object_new_boolean(ep->conf.tls_dir != NULL));
 	add_str(o, "state", ep->ops->state != NULL ? ep->ops->state(ep) : "listening");
 	add_u64(o, "clients", clients_on(x->st->cs, endpoint_name(ep)));

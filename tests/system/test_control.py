@@ -148,8 +148,9 @@ def test_control_socket_is_mode_0660_in_a_directory_created_for_it(entropyd, tmp
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == 0o660
     assert status(d)["endpoints"][-1] == {"spec": "unix:%s" % path, "kind": "control",
-                                          "direction": "listen", "tls": False,
-                                          "state": "listening", "clients": 0}
+                                          "direction": "listen", "address": str(path),
+                                          "tls": False, "state": "listening",
+                                          "clients": 0}
 
 
 @pytest.mark.time_limit(60)
@@ -161,3 +162,17 @@ def test_control_socket_answers_after_a_sighup_reload(entropyd):
     d.wait_log(r"ready:", start=mark, timeout=20)
     assert os.stat(d.control).st_ino == ino, "the socket was re-bound, not kept"
     assert status(d)["sources"][0]["spec"] == "getrandom"
+
+
+@pytest.mark.time_limit(30)
+def test_status_gives_each_endpoint_the_address_it_is_bound_to(entropyd, tmp_path):
+    # A port given as 0 is the kernel's choice: status names the port a client must use.
+    sock = tmp_path / "e.sock"
+    d = entropyd(listen=["tcp:127.0.0.1:0", "unix:%s" % sock])
+    doc = json.loads(entropyctl("status", "--json", socket_path=d.control).stdout)
+    rows = {e["spec"]: e for e in doc["endpoints"]}
+    host, port = d.ep().address
+    assert rows["tcp:127.0.0.1:0"]["address"] == "%s:%d" % (host, port), rows
+    assert rows["unix:%s" % sock]["address"] == str(sock), rows
+    plain = entropyctl("status", socket_path=d.control).stdout
+    assert "%s:%d" % (host, port) in plain, plain

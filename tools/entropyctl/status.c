@@ -166,10 +166,10 @@ static void print_plain(struct json_object *st)
 	print_table(&ts, "no source");
 	printf("\n");
 
-	struct table te = {5,
+	struct table te = {6,
 			   0,
-			   {"Endpoint", "Kind", "Direction", "State", "Clients"},
-			   {false, false, false, false, true},
+			   {"Endpoint", "Kind", "Direction", "Address", "State", "Clients"},
+			   {false, false, false, false, false, true},
 			   NULL};
 	json_object_object_get_ex(st, "endpoints", &arr);
 	for (size_t i = 0; arr != NULL && i < json_object_array_length(arr); i++) {
@@ -179,7 +179,7 @@ static void print_plain(struct json_object *st)
 		json_object_object_get_ex(s, "tls", &tls);
 		snprintf(a, sizeof(a), "%s%s", str(s, "kind"),
 			 json_object_get_boolean(tls) ? "+tls" : "");
-		row(&te, str(s, "spec"), a, str(s, "direction"), str(s, "state"),
+		row(&te, str(s, "spec"), a, str(s, "direction"), str(s, "address"), str(s, "state"),
 		    str(s, "clients"));
 	}
 	print_table(&te, "no endpoint");
