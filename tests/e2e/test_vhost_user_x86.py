@@ -9,6 +9,12 @@ between). Both layouts QEMU offers are tested (see guest.vhost_user_backend):
     vhost-user:PATH`) and redials: the layout in which a guest's read survives a
     restart of entropyd.
 
+A reload (SIGHUP: entropyd re-executes itself, same PID) hands the device over to
+the new image: a guest of the first layout, whose QEMU never reconnects, reads on
+across three reloads. The same is checked for an rng-egd guest whose tcp chardev
+has no reconnect= (test_reload_keeps_clients.py and test_vhost_reload.py check the
+state handed over with Python peers; these prove it with QEMU).
+
 Each test boots the Debian cloud-kernel guest under TCG (guest.py) and checks
 that the bytes it read are pieces of entropyd's file source in file order,
 after the bytes the start-up health test discards. The gaps between pieces are
@@ -28,7 +34,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -270,3 +278,119 @@ def test_vhost_user_guest_killed_mid_read_does_not_disturb_the_others(entropyd, 
     assert_no_shared_offsets(received, source)
     assert d.running(), "entropyd exited while serving the late guest"
     assert not d.count_lines(r"\b(abort|assert|Segmentation)"), d.describe()
+
+
+# ---------------------------------------------------------------------------
+# Reloads (SIGHUP) mid-read: the same process serves on, QEMU never reconnects
+# ---------------------------------------------------------------------------
+
+RELOAD_READY = r"\bready: \d+ source"
+RELOADS = 3
+RELOAD_CHUNKS = 16  # the read in 16 chunks; a reload after chunks 2, 5 and 8
+
+
+def _fifo_source(tmp_path: Path, size: int):
+    """A named pipe fed with `size` known bytes by a thread. A regular file would be read
+    again from its start by each new image; the pipe keeps what the old image did not
+    read, so the bytes a guest gets across reloads are pieces in increasing order: none
+    twice. Returns (the --source spec, the bytes, the pipe's write end)."""
+    data = os.urandom(size)
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)
+
+    def feed():
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(wfd, view):]
+        except OSError:
+            pass  # closed at the end of the test
+
+    threading.Thread(target=feed, daemon=True).start()
+    return f"file:{fifo},stall=0", data, wfd
+
+
+@pytest.fixture
+def fifo_source(tmp_path):
+    fds = []
+
+    def make(size: int):
+        spec, data, wfd = _fifo_source(tmp_path, size)
+        fds.append(wfd)
+        return spec, data
+
+    yield make
+    for fd in fds:
+        os.close(fd)
+
+
+def _reload_during_read(d: peers.Entropyd, run: guest.GuestRun, resumed: str) -> None:
+    """SIGHUP entropyd after chunks 2, 5 and 8 of the guest's read, each time waiting for
+    the new image to be ready and to log `resumed`; the read must still be under way
+    after the last one, and entropyd's PID the same."""
+    pid = d.pid
+    for k, after in enumerate((2, 5, 8)[:RELOADS]):
+        wait_console(run, rf"^E2E: PROGRESS chunks={after} ", GUEST_TIMEOUT)
+        start = len(d.lines)
+        os.kill(pid, signal.SIGHUP)
+        _peer(d.wait_line, RELOAD_READY, 30, start)
+        _peer(d.wait_line, resumed, 10, start)
+        assert d.running() and d.pid == pid, f"entropyd exited on reload {k + 1}"
+        print(f"reload {k + 1} after chunk {after}: {d.lines[start:]}")
+    done = _progress(run.console())
+    assert done < RELOAD_CHUNKS, \
+        f"the guest had read {done} of {RELOAD_CHUNKS} chunks at the last reload: too late"
+
+
+def _log_at_read_done(d: peers.Entropyd, run: guest.GuestRun) -> str:
+    """entropyd's log when the guest's read is done, before its QEMU powers off (and
+    closes the connection)."""
+    wait_console(run, r"^E2E: READ-DONE", GUEST_TIMEOUT)
+    return d.stderr_text()
+
+
+def test_vhost_user_guest_read_completes_across_three_reloads(entropyd, guests, sockdir,
+                                                               fifo_source):
+    spec, source = fifo_source(READ + 16 * MIB)
+    sock = sockdir / "vu.sock"
+    d = entropyd("--source", spec, "--listen", f"vhost-user:{sock}")
+    _peer(peers.wait_path, sock, 10, d.proc)
+    run = _qemu_connecting_guest(guests, sock, READ, chunk=READ // RELOAD_CHUNKS)
+    _reload_during_read(d, run, r"reload: 1 vhost-user device\(s\) resumed")
+    log = _log_at_read_done(d, run)
+    res = finish(run)
+    # max_restarts=0: the file position never goes back, no byte reached the guest twice.
+    _verify(res, source, READ)
+    assert d.running(), "entropyd exited after the reloads"
+    assert len(re.findall(r"vhost-user \S+: front-end connected", log)) == 1, \
+        f"QEMU connected more than once (or never)\n{d.describe()}"
+    assert len(re.findall(r"connection kept across the reload", log)) == RELOADS, d.describe()
+    assert not re.search(r"not resumed|connection closed|closed the connection", log), \
+        d.describe()
+    assert "Failed to set msg fds" not in run.qemu_output(), run.describe()
+
+
+def test_egd_guest_over_tcp_without_reconnect_reads_across_three_reloads(entropyd, guests,
+                                                                         fifo_source):
+    spec, source = fifo_source(MIB + 16 * MIB)
+    d = entropyd("-v", "--source", spec, "--listen", "tcp:127.0.0.1:0")
+    port = _peer(d.port)
+    # No reconnect=: a chardev that lost its connection would never get another, and
+    # rng-egd would not ask again for the requests it had pending: the read would hang.
+    run = guests(guest.egd_backend(f"socket,id=egd0,host=127.0.0.1,port={port}"),
+                 nbytes=MIB, chunk=MIB // RELOAD_CHUNKS)
+    _reload_during_read(d, run, r"reload: 1 connected client\(s\) resumed")
+    log = _log_at_read_done(d, run)
+    res = finish(run)
+    # max_restarts=0: the file position never goes back, no byte reached the guest twice.
+    report = check_source(res.data, source, min_offset=STARTUP_DISCARD)
+    print(f"[egd] read {res.nbytes} bytes in {res.read_seconds:.2f}s; {report}")
+    assert d.running(), "entropyd exited after the reloads"
+    # Each new image logs the client it resumed as connected again, under the same peer
+    # address: a QEMU that had reconnected would come from another port.
+    peers_seen = re.findall(r"client (\S+): connected", log)
+    assert len(peers_seen) == 1 + RELOADS and len(set(peers_seen)) == 1, \
+        f"QEMU connected more than once: {peers_seen}\n{d.describe()}"
+    assert len(re.findall(r"reload: 1 connected client\(s\) resumed", log)) == RELOADS
+    assert not re.search(r"not resumed|connection closed", log), d.describe()

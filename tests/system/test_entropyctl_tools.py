@@ -162,3 +162,85 @@ def test_feed_kernel_without_root_prints_one_line(entropyd, tmp_path):
     err = r.stderr.decode().strip()
     assert r.returncode == 1 and r.stdout == b"", (r.stdout, err)
     assert len(err.splitlines()) == 1 and "root (CAP_SYS_ADMIN)" in err, err
+
+
+def ioctl_bufs(strace_out):
+    """(bits, bytes) of every successful RNDADDENTROPY (strace -xx -s N shows the buffer)."""
+    return [(int(m.group(1)), bytes.fromhex(m.group(2).replace("\\x", ""))) for m in re.finditer(
+        r'RNDADDENTROPY, \{entropy_count=(\d+), buf_size=\d+, buf="((?:\\x[0-9a-f]{2})*)"\}\) = 0$',
+        strace_out, re.M)][1:]  # the first is the permission probe
+
+
+def assert_from_file_in_order(bufs, data):
+    """Every buffer is a piece of the file source, after the start-up discard, the pieces
+    at increasing offsets: served by the daemon, none twice."""
+    at = 1024  # the bytes the start-up health test discards
+    for _, b in bufs:
+        off = data.find(b, at)
+        assert off >= at, "fed bytes %s... are not from the source after offset %d" % (
+            b[:8].hex(), at)
+        at = off + len(b)
+
+
+def strace_feed(trace, *args, timeout=30):
+    return subprocess.run(["strace", "-o", str(trace), "-e", "trace=ioctl,connect", "-xx",
+                           "-s", "8192", ENTROPYCTL, *args], capture_output=True,
+                          timeout=timeout)
+
+
+@pytest.mark.time_limit(60)
+def test_feed_kernel_draws_through_the_control_socket_named_by_socket(entropyd, tmp_path):
+    assert os.geteuid() == 0, "feed-kernel needs root: run the system tests as root"
+    data = os.urandom(1 << 20)
+    src = tmp_path / "source.bin"
+    src.write_bytes(data)
+    d = entropyd(sources=["file:%s" % src], listen=())  # no EGD endpoint at all
+    trace = tmp_path / "strace.out"
+    r = strace_feed(trace, "--socket", d.control, "feed-kernel", "--bytes", "200",
+                    "--interval", "0.2")
+    out = trace.read_text()
+    assert r.returncode == 0, r.stderr.decode()
+    assert "feeding the kernel from control socket %s" % d.control in r.stdout.decode()
+    bufs = ioctl_bufs(out)
+    assert sum(len(b) for _, b in bufs) == 200, bufs
+    # The control socket is local and trusted: 4 bits per byte by default, as a unix socket.
+    assert all(bits == 4 * len(b) for bits, b in bufs), bufs
+    assert_from_file_in_order(bufs, data)
+    # One connection to the control socket per round.
+    path_hex = "".join("\\x%02x" % c for c in d.control.encode())
+    assert out.count('sun_path="%s"' % path_hex) == len(bufs), out
+
+
+@pytest.mark.time_limit(60)
+def test_feed_kernel_without_from_uses_the_default_control_socket(tmp_path):
+    """In a private mount namespace with an empty /run: an entropyd whose control socket is
+    the default /run/entropyd/control.sock, and feed-kernel with no --from and no --socket."""
+    assert os.geteuid() == 0, "feed-kernel needs root: run the system tests as root"
+    entropyd_bin = os.environ.get("ENTROPYD", str(REPO / "build" / "entropyd"))
+    data = os.urandom(1 << 20)
+    src = tmp_path / "source.bin"
+    src.write_bytes(data)
+    trace, log = tmp_path / "strace.out", tmp_path / "entropyd.log"
+    script = r"""
+mount -t tmpfs none /run && mkdir /run/entropyd || exit 3
+"$1" -f --source "file:$2" --control /run/entropyd/control.sock 2>"$3" &
+pid=$!
+i=0
+while [ ! -S /run/entropyd/control.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+strace -o "$4" -e trace=ioctl,connect -xx -s 8192 "$5" feed-kernel --once
+rc=$?
+kill $pid
+wait $pid
+exit $rc
+"""
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", entropyd_bin, str(src), str(log), str(trace), ENTROPYCTL],
+                       capture_output=True, timeout=40)
+    assert r.returncode == 0, (r.stdout, r.stderr, log.read_text())
+    assert "from control socket /run/entropyd/control.sock" in r.stdout.decode(), r.stdout
+    out = trace.read_text()
+    control_hex = "".join("\\x%02x" % c for c in b"/run/entropyd/control.sock")
+    assert out.count('sun_path="%s"' % control_hex) == 1, out
+    bufs = ioctl_bufs(out)
+    assert len(bufs) == 1 and len(bufs[0][1]) == 64 and bufs[0][0] == 256, bufs
+    assert_from_file_in_order(bufs, data)

@@ -4,6 +4,7 @@
 #define ENTROPYCTL_CTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_object;
 
@@ -15,6 +16,13 @@ int ctl_connect(void);
 int ctl_send(int fd, struct json_object *req);
 /* Read one reply line (at most max bytes) and parse it; NULL after printing why. */
 struct json_object *ctl_reply(int fd, size_t max);
+
+/* Ask the control socket for n bytes (get.c): the descriptor they follow on, or -1 after
+ * printing why. */
+int ctl_get_start(uint64_t n);
+/* Read exactly n bytes from fd (get.c; a non-blocking fd waits at most 30 s for each piece);
+ * -1 at an error (errno set) or at the end (errno 0). */
+int ctl_read_full(int fd, void *buf, size_t n);
 
 /* entropyctl status [--json] */
 int ctl_status_main(int argc, char **argv);

@@ -1,7 +1,7 @@
 /* get: `entropyctl get N`: N bytes from the daemon, written to a file or stdout. Through
- * the control socket ({"cmd":"get"}, then the bytes), or with --from through any EGD
- * endpoint: blocking requests (0x02, at most 255 bytes each, several in flight), over TLS
- * with tls=DIR (QEMU's x509 directory layout, client-cert.pem and client-key.pem, as
+ * the control socket ({"cmd":"get"}, then the bytes; also feed-kernel's way in), or with --from
+ * through any EGD endpoint: blocking requests (0x02, at most 255 bytes each, several in flight),
+ * over TLS with tls=DIR (QEMU's x509 directory layout, client-cert.pem and client-key.pem, as
  * entropyd's own connecting side; src/tls.c). */
 #include "ctl.h"
 
@@ -196,6 +196,44 @@ static int copy_out(struct conn *c, uint64_t n, FILE *out, bool egd)
 	return 0;
 }
 
+int ctl_get_start(uint64_t n)
+{
+	int fd = ctl_connect();
+	struct json_object *req, *h;
+
+	if (fd < 0) {
+		return -1;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "cmd", json_object_new_string("get"));
+	json_object_object_add(req, "bytes", json_object_new_int64((int64_t)n));
+	h = ctl_send(fd, req) == 0 ? ctl_reply(fd, 4096) : NULL;
+	json_object_put(req);
+	if (h == NULL) {
+		close(fd);
+		return -1;
+	}
+	json_object_put(h);
+	return fd;
+}
+
+int ctl_read_full(int fd, void *buf, size_t n)
+{
+	struct conn c = {fd, NULL};
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = conn_read(&c, (uint8_t *)buf + got, n - got);
+
+		if (r <= 0) {
+			errno = r == 0 ? 0 : errno;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 int ctl_get_main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
@@ -226,17 +264,8 @@ int ctl_get_main(int argc, char **argv)
 	}
 	if (from != NULL) {
 		rc = egd_connect(from, &c);
-	} else if ((c.fd = ctl_connect()) < 0) {
-		rc = -1;
 	} else {
-		struct json_object *req = json_object_new_object(), *h;
-
-		json_object_object_add(req, "cmd", json_object_new_string("get"));
-		json_object_object_add(req, "bytes", json_object_new_int64((int64_t)n));
-		h = ctl_send(c.fd, req) == 0 ? ctl_reply(c.fd, 4096) : NULL;
-		rc = h != NULL ? 0 : -1;
-		json_object_put(req);
-		json_object_put(h);
+		rc = (c.fd = ctl_get_start(n)) < 0 ? -1 : 0;
 	}
 	if (rc == 0 && outfile != NULL && (out = fopen(outfile, "wb")) == NULL) {
 		fprintf(stderr, "entropyctl: cannot write %s: %m\n", outfile);

@@ -28,7 +28,8 @@ static const struct command commands[] = {
     {"feed-kernel",
      "feed-kernel [--from tcp:HOST:PORT[,tls=DIR] | unix:PATH] [--h BITS] [--interval S] "
      "[--once | --bytes N]",
-     "feed this host's kernel from an entropyd", ctl_feed_kernel_main},
+     "feed this host's kernel from an entropyd (control socket, or an EGD endpoint)",
+     ctl_feed_kernel_main},
 };
 
 static char socket_path[256];
