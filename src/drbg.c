@@ -25,6 +25,7 @@
 struct drbg {
 	struct pool *pool;
 	OSSL_LIB_CTX *lib;
+	OSSL_PROVIDER *prov[2];
 	EVP_RAND_CTX *parent, *ctx;
 	bool seeded;
 	size_t seed_size;
@@ -79,7 +80,7 @@ struct drbg *drbg_new(struct pool *pool, double h)
 	d->pool = pool;
 	d->seed_size = drbg_seed_bytes(h);
 	d->seed = calloc(1, d->seed_size);
-	if (d->seed == NULL || drbg_seed_open(&d->lib, &d->parent) < 0) {
+	if (d->seed == NULL || drbg_seed_open(&d->lib, d->prov, &d->parent) < 0) {
 		ssl_fail("cannot load the seed source");
 		drbg_free(d);
 		return NULL;
@@ -102,8 +103,7 @@ void drbg_free(struct drbg *d)
 		return;
 	}
 	EVP_RAND_CTX_free(d->ctx);
-	EVP_RAND_CTX_free(d->parent);
-	OSSL_LIB_CTX_free(d->lib);
+	drbg_seed_close(d->lib, d->prov, d->parent);
 	if (d->seed != NULL) {
 		explicit_bzero(d->seed, d->seed_size);
 	}

@@ -174,27 +174,41 @@ static int seed_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATC
 	return 1;
 }
 
-int drbg_seed_open(OSSL_LIB_CTX **lib, EVP_RAND_CTX **parent)
+int drbg_seed_open(OSSL_LIB_CTX **lib, OSSL_PROVIDER *prov[2], EVP_RAND_CTX **parent)
 {
 	EVP_RAND *rand = NULL;
 
 	*parent = NULL;
+	prov[0] = prov[1] = NULL;
 	*lib = OSSL_LIB_CTX_new();
 	if (*lib == NULL || !OSSL_PROVIDER_add_builtin(*lib, SEED_PROVIDER, seed_provider_init) ||
-	    OSSL_PROVIDER_load(*lib, SEED_PROVIDER) == NULL ||
-	    OSSL_PROVIDER_load(*lib, "default") == NULL ||
+	    (prov[0] = OSSL_PROVIDER_load(*lib, SEED_PROVIDER)) == NULL ||
+	    (prov[1] = OSSL_PROVIDER_load(*lib, "default")) == NULL ||
 	    (rand = EVP_RAND_fetch(*lib, SEED_RAND, NULL)) == NULL ||
 	    (*parent = EVP_RAND_CTX_new(rand, NULL)) == NULL ||
 	    !EVP_RAND_instantiate(*parent, 256, 0, NULL, 0, NULL)) {
 		EVP_RAND_free(rand);
-		EVP_RAND_CTX_free(*parent);
-		OSSL_LIB_CTX_free(*lib); /* unloads the providers */
+		drbg_seed_close(*lib, prov, *parent);
 		*parent = NULL;
 		*lib = NULL;
 		return -1;
 	}
 	EVP_RAND_free(rand);
 	return 0;
+}
+
+void drbg_seed_close(OSSL_LIB_CTX *lib, OSSL_PROVIDER *prov[2], EVP_RAND_CTX *parent)
+{
+	EVP_RAND_CTX_free(parent);
+	/* A loaded provider keeps a reference of its own: freeing the context does not
+	 * release it. */
+	for (int i = 1; i >= 0; i--) {
+		if (prov[i] != NULL) {
+			OSSL_PROVIDER_unload(prov[i]);
+			prov[i] = NULL;
+		}
+	}
+	OSSL_LIB_CTX_free(lib);
 }
 
 int drbg_seed_stage(EVP_RAND_CTX *parent, const uint8_t *buf, size_t n)

@@ -6,12 +6,15 @@
 #define ENTROPYD_DRBG_SEED_H
 
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* A library context with the default provider and the seed source loaded, and a seed
- * source instance in it (*parent); -1 on failure (both freed). */
-int drbg_seed_open(OSSL_LIB_CTX **lib, EVP_RAND_CTX **parent);
+/* A library context with the default provider and the seed source loaded (prov), and a
+ * seed source instance in it (*parent); -1 on failure (all freed). */
+int drbg_seed_open(OSSL_LIB_CTX **lib, OSSL_PROVIDER *prov[2], EVP_RAND_CTX **parent);
+/* Free what drbg_seed_open made (the DRBG on top of parent first). */
+void drbg_seed_close(OSSL_LIB_CTX *lib, OSSL_PROVIDER *prov[2], EVP_RAND_CTX *parent);
 /* Stage buf[0..n) (kept by the caller until the next seed) as the next seed to hand over;
  * -1 on failure. */
 int drbg_seed_stage(EVP_RAND_CTX *parent, const uint8_t *buf, size_t n);
