@@ -507,7 +507,9 @@ void handover_free(struct handover *h)
 			}
 		}
 	}
-	explicit_bzero(h->vus, h->nvu * sizeof(*h->vus));
+	if (h->vus != NULL) { /* no device: NULL, which explicit_bzero must not get */
+		explicit_bzero(h->vus, h->nvu * sizeof(*h->vus));
+	}
 	free(h->vus);
 	free(h->vuok);
 	free(h->recs);

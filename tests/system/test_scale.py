@@ -13,6 +13,7 @@ import pytest
 from egdsupport import rss_kib
 
 NIDLE = 10_000
+SANITIZED = os.environ.get("ENTROPYD_SANITIZED") == "1"
 MAX_BYTES_PER_IDLE = 4096
 
 
@@ -72,7 +73,9 @@ def test_10000_idle_clients_are_small_and_a_new_client_is_served_promptly(
         print("%d idle clients in %.1f s: RSS %d -> %d KiB, %.0f bytes each; a new "
               "client served in %.1f ms" % (NIDLE, took, rss0, rss1, per, served_ms))
         assert len(got) == 255
-        assert per <= MAX_BYTES_PER_IDLE, (
+        # Under AddressSanitizer (make asan) every allocation carries redzones: the RSS
+        # then measures ASan, and the bound is checked on the plain build (make system).
+        assert SANITIZED or per <= MAX_BYTES_PER_IDLE, (
             "%.0f bytes of daemon memory per idle client (RSS %d -> %d KiB)"
             % (per, rss0, rss1))
         assert served_ms < 500, "a new client waited %.0f ms" % served_ms
