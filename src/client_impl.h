@@ -22,8 +22,8 @@
 #include <sys/uio.h>
 
 #define CLIENT_INBUF 1024u
-#define CLIENT_QUANTUM_MIN 256u	    /* bytes per turn of the rotation (clients.c) */
-#define CLIENT_QUANTUM_PLENTY 4096u /* a turn's bytes when the pool has plenty for all */
+#define CLIENT_QUANTUM_MIN 256u	  /* bytes per turn of the rotation (clients.c) */
+#define CLIENT_QUANTUM_MAX 65536u /* a turn's bytes when the pool has plenty for all */
 /* Bytes a mode=drbg client is given per turn of the rotation. */
 #define CLIENT_DRBG_QUANTUM (256u * 1024u)
 

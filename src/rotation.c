@@ -9,13 +9,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The bytes of a turn: the largest of 65536, 4096 and 256 that the pool holds for every
+ * waiting turn (the same for all in a round, so shares stay equal; large when bytes are
+ * plentiful, so a client with many requests queued gets them in few writes). */
+static size_t turn_size(size_t avail, size_t waiting)
+{
+	for (size_t q = CLIENT_QUANTUM_MAX; q > CLIENT_QUANTUM_MIN; q /= 16) {
+		if (avail / q > waiting) {
+			return q;
+		}
+	}
+	return CLIENT_QUANTUM_MIN;
+}
+
 /* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
- * their supply runs out. The raw queue is a deficit round robin: a turn is worth the same
- * CLIENT_QUANTUM_MIN bytes whatever the pool holds and however many wait (a share of what
- * happened to be in the pool gave the first of a burst several times what the last got),
- * or CLIENT_QUANTUM_PLENTY when the pool holds that much for every waiting turn (nobody can
- * be short-changed then, and many queued requests go out in one write). A turn the pool cut
- * short keeps its place at the head with what is left of it (serve returns true). */
+ * their supply runs out. The raw queue is a deficit round robin: a turn is worth a fixed
+ * size (turn_size), not a share of what happens to be in the pool (that gave the first of
+ * a burst several times what the last got, each turn smaller than the one before). A turn
+ * the pool cut short keeps its place at the head with what is left of it (serve returns
+ * true). Small turns only when bytes are scarce: 256-byte writes to a peer with a small
+ * receive window crawled (delayed acknowledgements). */
 static void rotate_queue(struct clients *cs, int q)
 {
 	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
@@ -28,11 +41,7 @@ static void rotate_queue(struct clients *cs, int q)
 			break;
 		}
 		if (q == 0) {
-			bool plenty = avail / CLIENT_QUANTUM_PLENTY > cs->nhungry[0];
-
-			quantum = t->left > 0 ? t->left
-				  : plenty    ? CLIENT_QUANTUM_PLENTY
-					      : CLIENT_QUANTUM_MIN;
+			quantum = t->left > 0 ? t->left : turn_size(avail, cs->nhungry[0]);
 		}
 		t->left = 0;
 		clients_turn_leave(cs, t);
