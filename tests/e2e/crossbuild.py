@@ -50,10 +50,11 @@ CROSS_LIBC_DEV = Path(f"/usr/{TRIPLET}/lib/crti.o")
 # ppc64el packages unpacked into the sysroot: what meson.build asks pkg-config for, and
 # the run-time libraries of those (checked against DT_NEEDED by runtime_files()).
 DEV_PACKAGES = ("libevent-dev", "libsystemd-dev", "libftdi1-dev", "libusb-1.0-0-dev",
-                "libcmocka-dev", "libssl-dev", "libseccomp-dev")
+                "libcmocka-dev", "libssl-dev", "libseccomp-dev", "libjson-c-dev")
 RUNTIME_PACKAGES = ("libc6", "libevent-core-2.1-7", "libsystemd0", "libcap2", "libgcrypt20",
                     "libgpg-error0", "liblz4-1", "liblzma5", "libzstd1", "libftdi1-2",
-                    "libusb-1.0-0", "libudev1", "libcmocka0", "libssl3", "libseccomp2")
+                    "libusb-1.0-0", "libudev1", "libcmocka0", "libssl3", "libseccomp2",
+                    "libjson-c5")
 STATIC_CROSS_FILE = Path(__file__).resolve().parent / "ppc64el-cross.ini"
 LOADER = "/lib64/ld64.so.2"
 GUEST_LIBDIR = f"/lib/{TRIPLET}"
