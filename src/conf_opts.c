@@ -26,6 +26,27 @@ int conf_parse_long(const char *v, long min, long max, int base, long *out)
 	return (errno != 0 || end == v || *end != '\0' || *out < min || *out > max) ? -1 : 0;
 }
 
+/* A decimal in min..max into *out; otherwise "not in MIN..MAX" in why and -1. */
+static int in_range(const char *val, long min, long max, long *out, char *why, size_t whylen)
+{
+	if (conf_parse_long(val, min, max, 10, out) < 0) {
+		snprintf(why, whylen, "not in %ld..%ld", min, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* on or off into *on; otherwise "expected on or off" in why and -1. */
+static int on_off(const char *val, bool *on, char *why, size_t whylen)
+{
+	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+		snprintf(why, whylen, "expected on or off");
+		return -1;
+	}
+	*on = strcmp(val, "on") == 0;
+	return 0;
+}
+
 /* ---- Source options (target: struct source_conf) ---- */
 
 static int src_h(void *target, char *val, char *why, size_t whylen)
@@ -47,8 +68,7 @@ static int src_prio(void *target, char *val, char *why, size_t whylen)
 	struct source_conf *s = target;
 	long v;
 
-	if (conf_parse_long(val, 0, 1000000, 10, &v) < 0) {
-		snprintf(why, whylen, "not in 0..1000000");
+	if (in_range(val, 0, 1000000, &v, why, whylen) < 0) {
 		return -1;
 	}
 	s->prio = (int)v;
@@ -73,8 +93,7 @@ static int src_baud(void *target, char *val, char *why, size_t whylen)
 	struct source_conf *s = target;
 	long v;
 
-	if (conf_parse_long(val, 1, 4000000, 10, &v) < 0) {
-		snprintf(why, whylen, "not in 1..4000000");
+	if (in_range(val, 1, 4000000, &v, why, whylen) < 0) {
 		return -1;
 	}
 	s->tty.baud = v;
@@ -129,8 +148,9 @@ static int src_tls(void *target, char *val, char *why, size_t whylen)
 
 static int src_verify_peer(void *target, char *val, char *why, size_t whylen)
 {
-	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
-		snprintf(why, whylen, "expected on or off");
+	bool on;
+
+	if (on_off(val, &on, why, whylen) < 0) {
 		return -1;
 	}
 	return src_egd_opt(target, "verify-peer", val, why, whylen);
@@ -186,8 +206,7 @@ static int ep_primer(void *target, char *val, char *why, size_t whylen)
 	struct endpoint_conf *e = target;
 	long n;
 
-	if (conf_parse_long(val, 0, 1 << 20, 10, &n) < 0) {
-		snprintf(why, whylen, "not in 0..1048576");
+	if (in_range(val, 0, 1 << 20, &n, why, whylen) < 0) {
 		return -1;
 	}
 	e->opts.primer = (unsigned)n;
@@ -199,8 +218,7 @@ static int ep_surplus(void *target, char *val, char *why, size_t whylen)
 	struct endpoint_conf *e = target;
 	long n;
 
-	if (conf_parse_long(val, 0, 1 << 22, 10, &n) < 0) {
-		snprintf(why, whylen, "not in 0..4194304");
+	if (in_range(val, 0, 1 << 22, &n, why, whylen) < 0) {
 		return -1;
 	}
 	e->opts.surplus = (unsigned)n;
@@ -211,12 +229,7 @@ static int ep_write(void *target, char *val, char *why, size_t whylen)
 {
 	struct endpoint_conf *e = target;
 
-	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
-		snprintf(why, whylen, "expected on or off");
-		return -1;
-	}
-	e->opts.allow_write = strcmp(val, "on") == 0;
-	return 0;
+	return on_off(val, &e->opts.allow_write, why, whylen);
 }
 
 /* BYTES/MS (or off: both 0) into *bytes and *ms. */
@@ -338,8 +351,7 @@ static int ep_reseed(void *target, char *val, char *why, size_t whylen)
 	struct endpoint_conf *e = target;
 	long n;
 
-	if (conf_parse_long(val, 1, 1L << 40, 10, &n) < 0) {
-		snprintf(why, whylen, "not in 1..1099511627776");
+	if (in_range(val, 1, 1L << 40, &n, why, whylen) < 0) {
 		return -1;
 	}
 	e->opts.reseed_bytes = (uint64_t)n;
@@ -351,8 +363,7 @@ static int ep_reseed_ms(void *target, char *val, char *why, size_t whylen)
 	struct endpoint_conf *e = target;
 	long n;
 
-	if (conf_parse_long(val, 1, 86400000, 10, &n) < 0) {
-		snprintf(why, whylen, "not in 1..86400000");
+	if (in_range(val, 1, 86400000, &n, why, whylen) < 0) {
 		return -1;
 	}
 	e->opts.reseed_ms = (uint64_t)n;
@@ -363,12 +374,7 @@ static int ep_pr(void *target, char *val, char *why, size_t whylen)
 {
 	struct endpoint_conf *e = target;
 
-	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
-		snprintf(why, whylen, "expected on or off");
-		return -1;
-	}
-	e->opts.pr = strcmp(val, "on") == 0;
-	return 0;
+	return on_off(val, &e->opts.pr, why, whylen);
 }
 
 static int ep_owner(void *target, char *val, char *why, size_t whylen)
@@ -417,12 +423,12 @@ static int ep_tls(void *target, char *val, char *why, size_t whylen)
 static int ep_verify_peer(void *target, char *val, char *why, size_t whylen)
 {
 	struct endpoint_conf *e = target;
+	bool on;
 
-	if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
-		snprintf(why, whylen, "expected on or off");
+	if (on_off(val, &on, why, whylen) < 0) {
 		return -1;
 	}
-	e->tls_no_verify = strcmp(val, "off") == 0;
+	e->tls_no_verify = !on;
 	return 0;
 }
 

@@ -23,24 +23,21 @@ void conf_opt_names(const struct conf_spec_opt *table, size_t n, char *buf, size
 static size_t kinds_phrase(unsigned mask, bool dial, const char *word, char *buf, size_t len)
 {
 	/* Display order, not the enum's. */
-	static const struct {
-		enum endpoint_kind kind;
-		const char *name;
-	} kinds[] = {{EP_TCP, "tcp"},	{EP_UDP, "udp"},   {EP_UNIX, "unix"},
-		     {EP_FIFO, "fifo"}, {EP_HTTP, "http"}, {EP_VHOST, "vhost-user"}};
+	static const enum endpoint_kind kinds[] = {EP_TCP,  EP_UDP,  EP_UNIX,
+						   EP_FIFO, EP_HTTP, EP_VHOST};
 	size_t total = 0, seen = 0, at = 0;
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		total +=
-		    (mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) != 0;
+		total += (mask & (dial ? CONF_DIAL(kinds[i]) : CONF_LISTEN(kinds[i]))) != 0;
 	}
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && at < len; i++) {
-		if ((mask & (dial ? CONF_DIAL(kinds[i].kind) : CONF_LISTEN(kinds[i].kind))) == 0) {
+		if ((mask & (dial ? CONF_DIAL(kinds[i]) : CONF_LISTEN(kinds[i]))) == 0) {
 			continue;
 		}
 		seen++;
 		int w = snprintf(buf + at, len - at, "%s%s",
-				 seen == 1 ? "" : (seen == total ? " and " : ", "), kinds[i].name);
+				 seen == 1 ? "" : (seen == total ? " and " : ", "),
+				 endpoint_kind_name(kinds[i]));
 		at += w > 0 ? (size_t)w : 0;
 	}
 	if (total > 0 && at < len) {

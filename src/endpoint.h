@@ -31,6 +31,16 @@ struct handover_vu_rec;
  * vhost-user (vu_conn.c) instead of EGD. */
 enum endpoint_kind { EP_TCP, EP_UNIX, EP_UDP, EP_FIFO, EP_HTTP, EP_VHOST };
 
+/* The kind as written in a spec (tcp, unix, udp, fifo, http, vhost-user). */
+static inline const char *endpoint_kind_name(enum endpoint_kind k)
+{
+	static const char *const names[] = {
+	    [EP_TCP] = "tcp",	[EP_UNIX] = "unix", [EP_UDP] = "udp",
+	    [EP_FIFO] = "fifo", [EP_HTTP] = "http", [EP_VHOST] = "vhost-user"};
+
+	return names[k];
+}
+
 /* An endpoint as configured: `KIND:ADDRESS[,option=value…]`. */
 struct endpoint_conf {
 	char *spec; /* as written, for log lines */

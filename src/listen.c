@@ -57,7 +57,7 @@ struct listener {
 /* "unix" or "vhost-user": how a unix listener names itself in log lines. */
 static const char *kind_name(const struct endpoint_conf *c)
 {
-	return c->kind == EP_VHOST ? "vhost-user" : "unix";
+	return endpoint_kind_name(c->kind);
 }
 
 /* What the peers of c speak, for the `listening on` line. */

@@ -148,14 +148,11 @@ static void endpoint_json(void *arg, const struct endpoint *ep)
 {
 	char address[256];
 
-	static const char *const kinds[] = {
-	    [EP_TCP] = "tcp",	[EP_UNIX] = "unix", [EP_UDP] = "udp",
-	    [EP_FIFO] = "fifo", [EP_HTTP] = "http", [EP_VHOST] = "vhost-user"};
 	struct each_ctx *x = arg;
 	struct json_object *o = json_object_new_object();
 
 	add_str(o, "spec", endpoint_name(ep));
-	add_str(o, "kind", ep->conf.control ? "control" : kinds[ep->conf.kind]);
+	add_str(o, "kind", ep->conf.control ? "control" : endpoint_kind_name(ep->conf.kind));
 	add_str(o, "direction", ep->conf.connect ? "connect" : "listen");
 	endpoint_address(ep, address, sizeof(address));
 	add_str(o, "address", address);

@@ -35,8 +35,8 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,6 +44,9 @@ import pytest
 
 import guest
 import peers
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
+from egdsupport import fifo_source as fed_fifo  # noqa: E402  (a pipe a thread fills)
 from support import (GUEST_TIMEOUT, MIB, STARTUP_DISCARD, assert_no_shared_offsets,
                      check_source, finish, hard_time_limit, wait_console)
 
@@ -289,34 +292,14 @@ RELOADS = 3
 RELOAD_CHUNKS = 16  # the read in 16 chunks; a reload after chunks 2, 5 and 8
 
 
-def _fifo_source(tmp_path: Path, size: int):
-    """A named pipe fed with `size` known bytes by a thread. A regular file would be read
-    again from its start by each new image; the pipe keeps what the old image did not
-    read, so the bytes a guest gets across reloads are pieces in increasing order: none
-    twice. Returns (the --source spec, the bytes, the pipe's write end)."""
-    data = os.urandom(size)
-    fifo = tmp_path / "source.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-
-    def feed():
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(wfd, view):]
-        except OSError:
-            pass  # closed at the end of the test
-
-    threading.Thread(target=feed, daemon=True).start()
-    return f"file:{fifo},stall=0", data, wfd
-
-
 @pytest.fixture
 def fifo_source(tmp_path):
     fds = []
 
     def make(size: int):
-        spec, data, wfd = _fifo_source(tmp_path, size)
+        # A pipe, not a file: each new image would read a file again from its start; the
+        # pipe keeps what the old image did not read, so no byte reaches a guest twice.
+        spec, data, wfd, _ = fed_fifo(tmp_path, size)
         fds.append(wfd)
         return spec, data
 

@@ -11,6 +11,7 @@ import os
 import selectors
 import socket
 import struct
+import threading
 import time
 
 DEFAULT_TIMEOUT = 10.0
@@ -772,3 +773,66 @@ def coverage_summary(placed):
             hi = max(hi, o + m)
             total += m
     return lo, hi, total
+
+
+def write_all(fd, data):
+    """Write all of data to fd (a pipe: blocks while it is full); stops quietly if fd is
+    closed meanwhile (the end of a test)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+
+
+def fifo_source(tmp_path, n, start=True):
+    """A named pipe that a thread fills with n known bytes (random_file_bytes), for a
+    `file:` source. A pipe keeps what one image did not read across a reload (a regular
+    file would be read again from its start), and it can be filled only once clients wait
+    (start=False: start the returned thread). Returns (spec, data, write end, the feeding
+    thread); the caller closes the write end."""
+    data = random_file_bytes(n)
+    fifo = tmp_path / "source.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)  # a writer held open: no end of file
+    feeder = threading.Thread(target=write_all, args=(wfd, data), daemon=True)
+    if start:
+        feeder.start()
+    return "file:%s,stall=0" % fifo, data, wfd, feeder
+
+
+def hungry_draw(address, n, in_flight, warmup, seconds):
+    """n TCP clients, each keeping in_flight requests of 255 bytes queued (renewing each as
+    it is answered); the bytes each received between warmup and warmup + seconds."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.create_connection(address, timeout=10)
+            s.setblocking(False)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ, i)
+            s.send(b"\x02\xff" * in_flight)
+        got, pending = [0] * n, [0] * n
+        start = time.monotonic()
+        t0, t1 = start + warmup, start + warmup + seconds
+        while True:
+            now = time.monotonic()
+            if now >= t1:
+                break
+            for key, _ in sel.select(timeout=min(0.1, t1 - now)):
+                i = key.data
+                data = key.fileobj.recv(65536)
+                assert data, "client %d: entropyd closed the connection" % i
+                if t0 <= time.monotonic() < t1:
+                    got[i] += len(data)
+                pending[i] += len(data)
+                done, pending[i] = divmod(pending[i], 255)
+                if done:
+                    key.fileobj.send(b"\x02\xff" * done)
+        return got
+    finally:
+        for s in socks:
+            sel.unregister(s)
+            s.close()

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from egdsupport import hungry_draw, write_all
+
 
 NCLIENTS = 64
 IN_FLIGHT = 4  # 255-byte requests each client keeps outstanding
@@ -37,44 +39,6 @@ def _pace(fd, stop):
         time.sleep(max(0.0, nxt - time.monotonic()))
 
 
-def hungry_shares(d, seconds, warmup):
-    """64 clients, each with IN_FLIGHT requests of 255 bytes in flight, renewing each one
-    as it is answered; bytes each got between warmup and warmup + seconds."""
-    sel = selectors.DefaultSelector()
-    socks = []
-    try:
-        for i in range(NCLIENTS):
-            s = socket.create_connection(d.ep().address, timeout=10)
-            s.setblocking(False)
-            socks.append(s)
-            sel.register(s, selectors.EVENT_READ, i)
-        for s in socks:
-            s.send(b"\x02\xff" * IN_FLIGHT)
-        got = [0] * NCLIENTS
-        pending = [0] * NCLIENTS  # bytes of the current answer received
-        start = time.monotonic()
-        t0, t1 = start + warmup, start + warmup + seconds
-        while True:
-            now = time.monotonic()
-            if now >= t1:
-                break
-            for key, _ in sel.select(timeout=t1 - now):
-                i = key.data
-                data = key.fileobj.recv(65536)
-                assert data, "client %d: entropyd closed the connection" % i
-                if t0 <= time.monotonic() < t1:
-                    got[i] += len(data)
-                pending[i] += len(data)
-                done, pending[i] = divmod(pending[i], 255)
-                if done:
-                    key.fileobj.send(b"\x02\xff" * done)
-        return got
-    finally:
-        for s in socks:
-            sel.unregister(s)
-            s.close()
-
-
 @pytest.mark.time_limit(60)
 def test_64_hungry_clients_get_equal_shares_of_a_slow_source(entropyd, tmp_path):
     fifo = tmp_path / "slow.fifo"
@@ -85,7 +49,7 @@ def test_64_hungry_clients_get_equal_shares_of_a_slow_source(entropyd, tmp_path)
     try:
         d = entropyd(sources=["file:%s,stall=0" % fifo], listen=["tcp:127.0.0.1:0,primer=0"])
         pacer.start()
-        got = hungry_shares(d, WINDOW_S, WARMUP_S)
+        got = hungry_draw(d.ep().address, NCLIENTS, IN_FLIGHT, WARMUP_S, WINDOW_S)
     finally:
         stop.set()
         if pacer.is_alive():
@@ -114,10 +78,7 @@ def burst_shares(d, fd, burst, owed):
             sel.register(s, selectors.EVENT_READ, i)
             s.send(b"\x02\xff" * (owed // 255))
         time.sleep(0.5)  # every request is queued in entropyd
-        data = os.urandom(1024 + burst)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, os.urandom(1024 + burst))
         got = [0] * NCLIENTS
         deadline = time.monotonic() + 20
         while sum(got) < burst and time.monotonic() < deadline:

@@ -4,13 +4,12 @@ in each client's close line."""
 
 import json
 import re
-import selectors
 import socket
-import time
 
 import pytest
 
 from ctlsupport import entropyctl
+from egdsupport import hungry_draw
 
 WARMUP_S = 0.6  # the buckets start full: their first burst is not counted
 WINDOW_S = 3.0
@@ -19,34 +18,7 @@ WINDOW_S = 3.0
 def hungry_rates(d, n):
     """n clients, each keeping 256 requests of 255 bytes queued; bytes/s each received
     over the window."""
-    sel = selectors.DefaultSelector()
-    socks = []
-    try:
-        for i in range(n):
-            s = socket.create_connection(d.ep().address, timeout=10)
-            s.setblocking(False)
-            socks.append(s)
-            sel.register(s, selectors.EVENT_READ, i)
-            s.send(b"\x02\xff" * 256)
-        got, pending = [0] * n, [0] * n
-        start = time.monotonic()
-        t0, t1 = start + WARMUP_S, start + WARMUP_S + WINDOW_S
-        while time.monotonic() < t1:
-            for key, _ in sel.select(timeout=0.1):
-                i = key.data
-                data = key.fileobj.recv(65536)
-                assert data, "client %d: closed by entropyd" % i
-                if time.monotonic() >= t0:
-                    got[i] += len(data)
-                pending[i] += len(data)
-                done, pending[i] = divmod(pending[i], 255)
-                if done:
-                    key.fileobj.send(b"\x02\xff" * done)
-        return [g / WINDOW_S for g in got]
-    finally:
-        for s in socks:
-            sel.unregister(s)
-            s.close()
+    return [g / WINDOW_S for g in hungry_draw(d.ep().address, n, 256, WARMUP_S, WINDOW_S)]
 
 
 @pytest.mark.time_limit(60)

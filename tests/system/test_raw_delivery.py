@@ -11,12 +11,12 @@ Proportion cutoff 71 occurrences of a window's first value in the window."""
 import os
 import random
 import re
-import threading
 
 import pytest
 
 from egdsupport import (STARTUP_BYTES, WINDOW_BYTES, align_streams, block_requests,
-                        coverage_summary, random_file_bytes, read_many, req_nonblock)
+                        coverage_summary, fifo_source, random_file_bytes, read_many,
+                        req_nonblock)
 
 
 def serve_all(d, sizes, timeout=60, before_reading=None):
@@ -52,18 +52,14 @@ def test_single_client_receives_the_file_after_its_startup_bytes_in_order(entrop
 
 
 @pytest.mark.time_limit(180)
-def test_concurrent_clients_never_receive_the_same_byte(entropyd, random_file, tmp_path):
-    _path, data = random_file(8 << 20)
-    # The file reaches entropyd through a FIFO that the test fills only once all eight
+def test_concurrent_clients_never_receive_the_same_byte(entropyd, tmp_path):
+    # The bytes reach entropyd through a FIFO that the test fills only once all eight
     # clients wait with their requests sent: a plain file is read so fast that the first
     # client can be served whole before the next one connects, and then nothing here
     # would be concurrent.
-    fifo = tmp_path / "source.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-    writer = threading.Thread(target=_write_all, args=(wfd, data))
+    spec, data, wfd, writer = fifo_source(tmp_path, 8 << 20, start=False)
     try:
-        d = entropyd(sources=["file:%s,stall=0" % fifo])
+        d = entropyd(sources=[spec])
         # 8 clients ask for almost all the file can give: 8 MB of 8 MiB - 1024.
         want = 1_000_000
         streams = serve_all(d, [want] * 8, timeout=120, before_reading=writer.start)
@@ -80,12 +76,6 @@ def test_concurrent_clients_never_receive_the_same_byte(entropyd, random_file, t
     # Each client got bytes from all over the file, not one contiguous block each: the
     # check above really looked at interleaved delivery.
     assert pieces > 8, "each client got one contiguous block: no concurrency exercised"
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 @pytest.mark.time_limit(120)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from egdsupport import (STARTUP_BYTES, EgdClient, PeerClosed, align_streams, block_requests,
-                        random_file_bytes)
+                        fifo_source)
 
 READY = r"\bready: \d+ source"
 
@@ -28,26 +28,6 @@ def reload(d):
     d.wait_log(READY, 15, start=before)
     assert d.proc.poll() is None and d.proc.pid == d.pid
     return before
-
-
-def fifo_source(tmp_path, n):
-    """A named pipe fed with n known bytes by a thread: the pipe keeps what the old image
-    did not read across the reload (a regular file would be read again from its start)."""
-    data = random_file_bytes(n)
-    fifo = tmp_path / "source.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-
-    def feed():
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(wfd, view):]
-        except OSError:
-            pass  # closed at the end of the test
-
-    threading.Thread(target=feed, daemon=True).start()
-    return "file:%s,stall=0" % fifo, data, wfd
 
 
 def small_client(family, address, label):
@@ -80,7 +60,7 @@ def read_some(clients, bufs, until, timeout=30):
 
 @pytest.mark.time_limit(90)
 def test_tcp_and_unix_clients_drawing_across_a_reload_keep_their_stream(entropyd, tmp_path):
-    source, data, wfd = fifo_source(tmp_path, 4 << 20)
+    source, data, wfd, _ = fifo_source(tmp_path, 4 << 20)
     sock = tmp_path / "egd.sock"
     try:
         d = entropyd(sources=[source], listen=("tcp:127.0.0.1:0", "unix:%s" % sock))

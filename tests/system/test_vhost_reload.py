@@ -9,12 +9,11 @@ left behind, nothing else)."""
 import os
 import socket
 import struct
-import threading
 
 import pytest
 
 import vhostfront as vf
-from egdsupport import STARTUP_BYTES, align_streams, random_file_bytes
+from egdsupport import STARTUP_BYTES, align_streams, fifo_source
 
 READY = r"\bready: \d+ source"
 
@@ -25,24 +24,6 @@ def reload(d):
     d.wait_log(READY, 15, start=before)
     assert d.proc.poll() is None and d.proc.pid == d.pid
     return before
-
-
-def fifo_source(tmp_path, n):
-    data = random_file_bytes(n)
-    fifo = tmp_path / "source.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-
-    def feed():
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(wfd, view):]
-        except OSError:
-            pass  # closed at the end of the test
-
-    threading.Thread(target=feed, daemon=True).start()
-    return "file:%s,stall=0" % fifo, data, wfd
 
 
 def read_across_reloads(d, f, data, half_messages):
@@ -101,7 +82,7 @@ def nothing():
 @pytest.mark.time_limit(120)
 def test_listening_device_reads_on_through_three_reloads_on_the_same_connection(entropyd,
                                                                                 tmp_path):
-    source, data, wfd = fifo_source(tmp_path, 4 << 20)
+    source, data, wfd, _ = fifo_source(tmp_path, 4 << 20)
     path = tmp_path / "vu.sock"
     try:
         d = entropyd(sources=[source], listen=["vhost-user:%s" % path])
@@ -123,7 +104,7 @@ def test_listening_device_reads_on_through_three_reloads_on_the_same_connection(
 @pytest.mark.time_limit(120)
 def test_dialing_device_reads_on_through_three_reloads_without_a_new_connection(entropyd,
                                                                                tmp_path):
-    source, data, wfd = fifo_source(tmp_path, 4 << 20)
+    source, data, wfd, _ = fifo_source(tmp_path, 4 << 20)
     sock_path = tmp_path / "qemu.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(sock_path))

@@ -14,27 +14,13 @@ import time
 import pytest
 
 import vhostfront as vf
-from egdsupport import STARTUP_BYTES, align_streams, block_requests, read_many
+from egdsupport import STARTUP_BYTES, align_streams, block_requests, fifo_source, read_many
 
 
 def vhost_daemon(entropyd, tmp_path, sources, opts=""):
     path = tmp_path / "vu.sock"
     d = entropyd(sources=sources, listen=["vhost-user:%s%s" % (path, opts)])
     return d, path
-
-
-def fifo_source(tmp_path, data):
-    """A FIFO the test fills later (start the returned thread): nothing is in the pool
-    until every reader waits, so delivery to them interleaves."""
-    fifo = tmp_path / "source.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-
-    def write_all():
-        view = memoryview(data)
-        while view:
-            view = view[os.write(wfd, view):]
-    return fifo, wfd, threading.Thread(target=write_all)
 
 
 @pytest.mark.time_limit(60)
@@ -98,12 +84,11 @@ def test_event_idx_updates_avail_event_and_suppresses_calls_before_used_event(
 
 
 @pytest.mark.time_limit(120)
-def test_two_devices_and_an_egd_client_never_receive_the_same_byte(entropyd, random_file,
-                                                                    tmp_path):
-    _, data = random_file(STARTUP_BYTES + 600 * 1024)
-    fifo, wfd, writer = fifo_source(tmp_path, data)
+def test_two_devices_and_an_egd_client_never_receive_the_same_byte(entropyd, tmp_path):
+    # Filled only once every reader waits, so delivery to them interleaves.
+    spec, data, wfd, writer = fifo_source(tmp_path, STARTUP_BYTES + 600 * 1024, start=False)
     path = tmp_path / "vu.sock"
-    d = entropyd(sources=["file:%s,stall=0" % fifo],
+    d = entropyd(sources=[spec],
                  listen=["vhost-user:%s" % path, "tcp:127.0.0.1:0"])
     fronts = [vf.Front.connect(path) for _ in range(2)]
     want = 150 * 1024
