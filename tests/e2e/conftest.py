@@ -31,8 +31,8 @@ def guest_image() -> guest.GuestImage:
 def source_file(tmp_path_factory) -> tuple[Path, bytes]:
     """A 6 MiB random file: passes the health tests, and any 8 bytes are unique. One per
     test, and checked unchanged afterwards: a full e2e run once found this file (then shared
-    by the session) overwritten from 2.75 MiB on with EGD requests (02 40 ...), and later
-    tests failed on it; the test that writes it now fails itself."""
+    by the session) overwritten from 2.75 MiB on with EGD requests (02 40 ...): the socat
+    harness test's bidirectional socat wrote QEMU's requests into it."""
     data = os.urandom(SOURCE_SIZE)
     path = tmp_path_factory.mktemp("source") / "random.bin"
     path.write_bytes(data)
@@ -63,12 +63,13 @@ def entropyd():
 
 @pytest.fixture
 def socat():
-    """socat(port, address) starts socat TCP-LISTEN:port,reuseaddr,fork address."""
+    """socat(port, address, one_way=False) starts socat TCP-LISTEN:port,reuseaddr,fork
+    address (with -U when one_way: address is only read)."""
     started: list[peers.Socat] = []
 
-    def start(port: int, address: str) -> peers.Socat:
+    def start(port: int, address: str, one_way: bool = False) -> peers.Socat:
         try:
-            s = peers.Socat(port, address)
+            s = peers.Socat(port, address, one_way=one_way)
         except peers.PeerError as e:
             pytest.fail(str(e), pytrace=False)
         started.append(s)

@@ -234,9 +234,15 @@ class Entropyd(Process):
 
 
 class Socat(Process):
-    """socat TCP-LISTEN:port,reuseaddr,fork ADDRESS (e.g. OPEN:/dev/urandom)."""
+    """socat TCP-LISTEN:port,reuseaddr,fork ADDRESS (e.g. OPEN:/dev/urandom).
 
-    def __init__(self, port: int, address: str, timeout: float = 10):
-        super().__init__(["socat", f"TCP-LISTEN:{port},reuseaddr,fork", address], "socat")
+    socat is bidirectional by default: what QEMU sends (its 02 LEN requests) is written into
+    ADDRESS. one_way=True runs `socat -U`, which only reads ADDRESS (a source file must be:
+    a full e2e run once found its file overwritten with requests from socat's offset on).
+    Then nobody reads the requests, which is fine while they fit the socket's buffers."""
+
+    def __init__(self, port: int, address: str, timeout: float = 10, one_way: bool = False):
+        super().__init__(["socat"] + (["-U"] if one_way else [])
+                         + [f"TCP-LISTEN:{port},reuseaddr,fork", address], "socat")
         self.port = port
         wait_listening(port, timeout, self.proc)

@@ -69,7 +69,7 @@ def test_guest_reads_1mib_from_socat_streaming_the_file(source_file, socat, gues
     """Harness check: a plain byte stream (socat) serves the guest's rng-egd."""
     path, source = source_file
     port = peers.free_port()
-    socat(port, f"OPEN:{path}")
+    socat(port, f"OPEN:{path},rdonly", one_way=True)
     run = guests(guest.egd_backend(f"socket,id=egd0,host=127.0.0.1,port={port},reconnect=1"),
                  nbytes=MIB)
     res = finish(run)
