@@ -18,18 +18,28 @@
 
 struct conn {
 	const struct endpoint *ep;
+	struct conn *prev, *next; /* the open connections, for control_close */
 	struct bufferevent *bev;
 	uint64_t get; /* a get's header is being sent: then serve this many bytes */
 	char peer[160];
 };
 
-/* Open control connections (a get's becomes a client and leaves this count). */
+/* Open control connections (a get's becomes a client and leaves them). */
+static struct conn *conns;
 static unsigned live_conns;
 /* The lines saying a connection was refused over CONTROL_MAX_CONNS. */
 static struct log_limit over_limit;
 
 static void conn_free(struct conn *c)
 {
+	if (c->prev != NULL) {
+		c->prev->next = c->next;
+	} else {
+		conns = c->next;
+	}
+	if (c->next != NULL) {
+		c->next->prev = c->prev;
+	}
 	bufferevent_free(c->bev);
 	free(c);
 	live_conns--;
@@ -186,6 +196,11 @@ void control_accept(const struct endpoint *ep, int fd, const char *peer)
 		return;
 	}
 	live_conns++;
+	c->next = conns;
+	if (conns != NULL) {
+		conns->prev = c;
+	}
+	conns = c;
 	c->ep = ep;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
@@ -193,4 +208,16 @@ void control_accept(const struct endpoint *ep, int fd, const char *peer)
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_MAX_REQUEST + 2);
 	bufferevent_enable(c->bev, EV_READ);
 	log_debug("control %s: connected", c->peer);
+}
+
+void control_close(const struct endpoint *ep)
+{
+	struct conn *c = conns, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (c->ep == ep) {
+			conn_free(c);
+		}
+	}
 }

@@ -20,5 +20,7 @@ struct endpoint;
 
 /* Serve the connection fd accepted on the control endpoint ep (peer names it in logs). */
 void control_accept(const struct endpoint *ep, int fd, const char *peer);
+/* Close the connections still open on ep (it is closing). */
+void control_close(const struct endpoint *ep);
 
 #endif

@@ -54,12 +54,6 @@ struct listener {
 	int fd, fifo_keeper;
 };
 
-/* "unix" or "vhost-user": how a unix listener names itself in log lines. */
-static const char *kind_name(const struct endpoint_conf *c)
-{
-	return endpoint_kind_name(c->kind);
-}
-
 /* What the peers of c speak, for the `listening on` line. */
 static const char *speaks(const struct endpoint_conf *c)
 {
@@ -95,8 +89,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		}
 	}
 	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
-		snprintf(peer, sizeof(peer), "%s:%s#%d", kind_name(&ep->conf), ep->conf.path,
-			 (int)fd);
+		snprintf(peer, sizeof(peer), "%s:%s#%d", endpoint_kind_name(ep->conf.kind),
+			 ep->conf.path, (int)fd);
 	} else {
 		netaddr_format(sa, (socklen_t)len, peer, sizeof(peer));
 	}
@@ -447,7 +441,8 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		log_warnx("%s", err);
 		return;
 	}
-	log_info("listening on %s:%s (%s)", kind_name(&ep->conf), ep->conf.path, speaks(&ep->conf));
+	log_info("listening on %s:%s (%s)", endpoint_kind_name(ep->conf.kind), ep->conf.path,
+		 speaks(&ep->conf));
 }
 
 static int open_unix(struct endpoint *ep, char *err, size_t errlen)
@@ -494,7 +489,7 @@ static int open_unix(struct endpoint *ep, char *err, size_t errlen)
 		return -1;
 	}
 	event_add(li->path_check, &every);
-	log_info("listening on %s:%s (%s)", kind_name(c), c->path, speaks(c));
+	log_info("listening on %s:%s (%s)", endpoint_kind_name(c->kind), c->path, speaks(c));
 	return 0;
 }
 
@@ -571,6 +566,9 @@ static void close_listener(struct endpoint *ep)
 		return;
 	}
 	free_listeners(li);
+	if (ep->conf.control) {
+		control_close(ep);
+	}
 	if (ep->conf.kind == EP_UNIX || ep->conf.kind == EP_VHOST) {
 		unixpath_remove(&li->path, ep->conf.path);
 	}

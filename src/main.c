@@ -46,6 +46,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 
 struct reload {
 	struct endpoints *eps;
+	struct sources *srcs;
 	int argc;
 	char **argv;
 };
@@ -88,6 +89,9 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	sd_notify(0, "RELOADING=1");
+	/* The source threads end first: the re-exec moves descriptors over theirs. Their bytes
+	 * in the pool stay there for the handover. */
+	(void)sources_join(r->srcs, MAIN_SOURCES_JOIN_MS);
 	if (endpoints_reexec(r->eps, r->argv) < 0) {
 		/* The sockets may have been moved already: continuing could serve nobody. */
 		fatal("reload failed; exiting");
@@ -296,7 +300,7 @@ int main(int argc, char **argv)
 
 	sigev[0] = evsignal_new(base, SIGTERM, stop_cb, base);
 	sigev[1] = evsignal_new(base, SIGINT, stop_cb, base);
-	reload = (struct reload){eps, argc, args};
+	reload = (struct reload){eps, srcs, argc, args};
 	sigev[2] = evsignal_new(base, SIGHUP, hup_cb, &reload);
 	for (int i = 0; i < 3; i++) {
 		if (sigev[i] == NULL || event_add(sigev[i], NULL) < 0) {

@@ -515,25 +515,35 @@ void sources_stop(struct sources *s)
 	pool_wake_producers(s->pool);
 }
 
-int sources_free(struct sources *s, unsigned timeout_ms)
+int sources_join(struct sources *s, unsigned timeout_ms)
 {
 	long long deadline = clock_ms() + timeout_ms;
 
-	if (s == NULL) {
-		return 0;
-	}
 	sources_stop(s);
 	src_wake_install();
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->v[i]->thread_started && src_wake_join(s->v[i]->thread, deadline) < 0) {
 			log_warnx("source %s: its thread did not stop within %u ms (a read that "
-				  "cannot be interrupted); exiting without waiting for it",
+				  "cannot be interrupted); going on without waiting for it",
 				  s->v[i]->spec, timeout_ms);
 			return -1;
 		}
+		s->v[i]->thread_started = false;
 	}
 	if (s->watchdog_started) {
 		(void)pthread_join(s->watchdog, NULL); /* it waits on s->cond: stop woke it */
+		s->watchdog_started = false;
+	}
+	return 0;
+}
+
+int sources_free(struct sources *s, unsigned timeout_ms)
+{
+	if (s == NULL) {
+		return 0;
+	}
+	if (sources_join(s, timeout_ms) < 0) {
+		return -1;
 	}
 	for (size_t i = 0; i < s->n; i++) {
 		struct src_inst *si = s->v[i];

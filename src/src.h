@@ -67,6 +67,10 @@ int sources_snapshot(struct sources *s, size_t i, struct src_stat *out);
 /* Number of configured sources. */
 size_t sources_count(const struct sources *s);
 
+/* Stop, wake and join every source thread within timeout_ms (one line logged and -1 if one
+ * did not end in time). Before a re-exec moves descriptors: a thread still reading could
+ * otherwise read from, write to or close a descriptor that has become a socket. */
+int sources_join(struct sources *s, unsigned timeout_ms);
 /* Stop, wake and join every source thread within timeout_ms, then close and free all; -1
  * (one line logged, nothing freed) if a thread did not end in time. */
 int sources_free(struct sources *s, unsigned timeout_ms);

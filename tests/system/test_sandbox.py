@@ -181,9 +181,10 @@ def test_file_source_is_opened_again_as_the_user_through_its_group(entropyd, sha
     # Readable by root and the group nogroup only, as the udev rule gives a device to a group.
     os.chown(src, 0, grp.getgrnam("nogroup").gr_gid)
     os.chmod(src, 0o640)
-    # --control none: the fixture's control socket sits in a directory only root may enter,
-    # which a re-executed image running as nobody could not bind again.
-    d = entropyd(sources=["file:%s" % src], extra=["--user", "nobody", "--control", "none"])
+    # The fixture's control socket sits in a directory only root may enter: the new image
+    # (as nobody) must adopt it, not bind it again (a source thread still reading during the
+    # re-exec once closed it: sources_join).
+    d = entropyd(sources=["file:%s" % src], extra=["--user", "nobody"])
     assert len(draw_tcp(d)) == 32
     before = reload(d)  # the new image opens the file as nobody:nogroup
     assert not [ln for ln in d.log_lines(before)
