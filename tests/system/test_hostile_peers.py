@@ -1,9 +1,10 @@
 """Peers that misbehave on purpose: half-sent commands, too many connections from one
-address, floods of bad commands that would fill the log, and UDP peers that ask faster than
-their rate or split commands across datagrams. Each is bounded without hurting other
-clients."""
+address, floods of bad commands, primed peers and resets that would fill the log, and UDP
+peers that ask faster than their rate or split commands across datagrams. Each is bounded
+without hurting other clients."""
 
 import socket
+import struct
 import time
 
 import pytest
@@ -154,28 +155,108 @@ def test_max_per_peer_is_refused_where_it_cannot_apply():
 # 3. The log cannot be flooded
 
 
-@pytest.mark.time_limit(90)
-def test_500_unknown_commands_leave_few_log_lines_and_a_suppressed_count(entropyd):
-    d = entropyd(verbose=False)
+def flood_leaves_few_lines(d, pattern, peers, n=500, batch=50):
+    """Run `peers(d, count)` for n peers in batches, a bystander served between them; then,
+    a second later, one more peer: the log holds few lines matching pattern, and one of
+    them carries the count held back."""
     mark = d.mark()
     with d.connect(label="bystander") as other:
         assert other.pid() == d.pid
-        for i in range(500):
-            with d.connect(label="bad %d" % i) as bad:
-                bad.send(b"\x05")
-                bad.expect_closed(5)
+        t0 = time.monotonic()
+        for _ in range(n // batch):
+            peers(d, batch)
+            assert len(other.block(64)) == 64
+        assert time.monotonic() - t0 < 20, "%d peers took %.1f s" % (n, time.monotonic() - t0)
         time.sleep(1.2)  # one more line may pass: it carries the count held back
-        with d.connect(label="bad after the flood") as bad:
-            bad.send(b"\x05")
-            bad.expect_closed(5)
-        d.wait_log(r"unknown command 0x05; connection closed .*\((\d+) similar lines "
-                   r"suppressed\)", 5, start=mark)
-        lines = d.count_log(r"unknown command", mark)
-        assert lines < 60, "%d log lines for 501 unknown commands" % lines
+        peers(d, 1)
+        d.wait_log(pattern + r".*\((\d+) similar lines suppressed\)", 5, start=mark)
+        lines = d.count_log(pattern, mark)
+        assert lines < 60, "%d log lines for %d peers" % (lines, n + 1)
         assert len(other.block(255)) == 255
         other.assert_in_sync(d.pid)
     with d.connect(label="after") as c:
         assert c.pid() == d.pid
+
+
+def unknown_command(d, count):
+    for i in range(count):
+        with d.connect(label="bad %d" % i) as bad:
+            bad.send(b"\x05")
+            bad.expect_closed(5)
+
+
+@pytest.mark.time_limit(90)
+def test_500_unknown_commands_leave_few_log_lines_and_a_suppressed_count(entropyd):
+    d = entropyd(verbose=False)
+    flood_leaves_few_lines(d, r"unknown command 0x05; connection closed", unknown_command)
+
+
+def connect_many(d, count, what):
+    return [d.connect(label="%s %d" % (what, i), timeout=5) for i in range(count)]
+
+
+def wait_primer_unread(c, n=128):
+    """Wait until the n primer bytes sit in c's receive buffer, unread."""
+    deadline = time.monotonic() + 5
+    while len(c.sock.recv(n, socket.MSG_PEEK)) < n:
+        assert time.monotonic() < deadline, "%s: no %d primer bytes in 5 s" % (c.label, n)
+        time.sleep(0.01)
+
+
+def primed_and_gone(d, count):
+    """Peers that connect and wait, as QEMU does: each gets a primer, reads it, leaves."""
+    held = connect_many(d, count, "primed")
+    try:
+        for c in held:
+            assert len(c.recv_exact(128, 5, "primer")) == 128
+    finally:
+        for c in held:
+            c.close()
+
+
+def reset_at_once(d, count):
+    """Peers that connect and reset the connection at once (SO_LINGER {1, 0}: an RST)."""
+    for _ in range(count):
+        s = d.connect_raw_socket(timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+
+
+def primed_and_reset(d, count):
+    """Peers that get a primer and close without reading it: tcp sends an RST, and a unix
+    peer's read fails with ECONNRESET."""
+    held = connect_many(d, count, "primed, then reset")
+    try:
+        for c in held:
+            wait_primer_unread(c)
+    finally:
+        for c in held:
+            c.close()
+
+
+def flood_listener(kind, tmp_path):
+    """A tcp listener with no per-peer cap (500 peers come from one address), or a unix one."""
+    return ("tcp:127.0.0.1:0,max-per-peer=0" if kind == "tcp"
+            else "unix:%s" % (tmp_path / "egd.sock"),)
+
+
+@pytest.mark.time_limit(90)
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_500_primed_peers_leave_few_primer_lines_and_a_suppressed_count(entropyd, tmp_path,
+                                                                         kind):
+    # The primer line is a debug line: only --verbose shows it.
+    d = entropyd(listen=flood_listener(kind, tmp_path))
+    flood_leaves_few_lines(d, r"silent for 100 ms; sending 128 primer bytes", primed_and_gone)
+
+
+@pytest.mark.time_limit(90)
+@pytest.mark.parametrize("kind,peers", [("tcp", reset_at_once), ("tcp", primed_and_reset),
+                                        ("unix", primed_and_reset)],
+                         ids=["tcp-at-once", "tcp-after-primer", "unix-after-primer"])
+def test_500_peers_resetting_leave_few_reset_lines_and_a_suppressed_count(entropyd, tmp_path,
+                                                                           kind, peers):
+    d = entropyd(verbose=False, listen=flood_listener(kind, tmp_path))
+    flood_leaves_few_lines(d, r"Connection reset by peer; connection closed", peers)
 
 
 # ---------------------------------------------------------------------------------------
