@@ -1,7 +1,7 @@
 """Privilege separation: entropyd started as root with --user drops to that user and its
 groups, keeps no capability, sets no-new-privs and installs a seccomp filter (and still
-serves, re-opens, repairs and reloads); a forbidden system call kills it with SIGSYS; the
-shipped systemd unit rates 2.0 or better.
+serves, re-opens after a reload or a fault, repairs and reloads); a forbidden system call
+kills it with SIGSYS; the shipped systemd unit rates 2.0 or better.
 
 These tests start entropyd as root (as every system test runs) and use the user nobody and
 the group nogroup, which Debian always has: no user is created."""
@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from entropyd_proc import ENTROPYD, require_binary
+from test_tty_source import FakeTrng
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = pwd.getpwnam("nobody")
+NOGROUP = grp.getgrnam("nogroup")
 SIGSYS = 31
 
 
@@ -179,7 +181,7 @@ def test_file_source_is_opened_again_as_the_user_through_its_group(entropyd, sha
     src = shared_dir / "generator.bin"
     src.write_bytes(os.urandom(1 << 20))
     # Readable by root and the group nogroup only, as the udev rule gives a device to a group.
-    os.chown(src, 0, grp.getgrnam("nogroup").gr_gid)
+    os.chown(src, 0, NOGROUP.gr_gid)
     os.chmod(src, 0o640)
     # The fixture's control socket sits in a directory only root may enter: the new image
     # (as nobody) must adopt it, not bind it again (a source thread still reading during the
@@ -191,6 +193,85 @@ def test_file_source_is_opened_again_as_the_user_through_its_group(entropyd, sha
                 if "generator.bin" in ln and re.search(r"cannot|denied", ln)], d.log()
     assert len(draw_tcp(d)) == 32
     assert_sandboxed(d.pid, NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def plug_tty(link, mode):
+    """A new generator on a pty, its device given to the group nogroup with mode (as a udev
+    rule's GROUP= and MODE= do) and put at link (a symlink replaced at once, as udev
+    re-points /dev/serial/by-id). It sends once it receives cmdO or started.set(): before
+    entropyd puts the line in raw mode, the tty would translate its bytes."""
+    dev = FakeTrng()
+    os.chown(dev.path, 0, NOGROUP.gr_gid)
+    os.chmod(dev.path, mode)
+    tmp = "%s.new" % link
+    os.symlink(dev.path, tmp)
+    os.replace(tmp, link)
+    return dev
+
+
+def drain(d):
+    """Take every byte the daemon holds (01 requests until one answers nothing)."""
+    with d.connect() as c:
+        while c.nonblock(255):
+            pass
+
+
+@pytest.mark.time_limit(60)
+@pytest.mark.parametrize("init,mode", [("", 0o640), (",init=cmdO\\n", 0o660)],
+                         ids=["read-only-0640", "init-command-0660"])
+def test_tty_generator_unplugged_and_plugged_again_is_reopened_as_the_user(entropyd,
+                                                                          shared_dir, init,
+                                                                          mode):
+    require_root()
+    link = shared_dir / "trng"
+    spec = "file:%s%s" % (link, init)
+    dev = plug_tty(link, mode)
+    try:
+        d = entropyd(sources=[spec], extra=["--user", "nobody"])
+        assert not init or dev.started.wait(10), "no init command at start: %r" % (
+            dev.received,)
+        dev.started.set()
+        assert len(draw_tcp(d, 1024)) == 1024
+        assert_sandboxed(d.pid, NOBODY.pw_uid, NOBODY.pw_gid)
+        before = d.mark()
+        unplugged = time.monotonic()
+        dev.close()  # unplugged: the master goes away, entropyd's tty hangs up
+        dev = None
+        d.wait_log(r"source %s: .*; closing it, re-opening in 1 s" % re.escape(spec), 10,
+                   start=before)
+        noticed = time.monotonic()
+        # As nobody, the first try finds no device (not a refusal, not a forbidden call).
+        d.wait_log(r"source %s: cannot re-open: cannot open %s: No such file or directory"
+                   % (re.escape(spec), re.escape(str(link))), 10, start=before)
+        assert d.proc.poll() is None, d.log()
+        assert_sandboxed(d.pid, NOBODY.pw_uid, NOBODY.pw_gid)
+        drain(d)  # what is served from now on comes from the new device
+        mark = d.mark()
+        dev = plug_tty(link, mode)
+        plugged = time.monotonic()
+        d.wait_log(r"source %s: re-opened; running the start-up test" % re.escape(spec), 10,
+                   start=mark)
+        reopened = time.monotonic()
+        # With init=, nobody opened the new device for writing too and sent it the command.
+        assert not init or dev.started.wait(10), "no init command after the re-open: %r" % (
+            dev.received,)
+        dev.started.set()
+        d.wait_log(r"source %s: start-up test passed" % re.escape(spec), 10, start=mark)
+        print("tty: unplug noticed in %.3f s; re-opened as nobody %.2f s after it came "
+              "back (next try was due in at most 2 s)" % (noticed - unplugged,
+                                                          reopened - plugged))
+        with d.connect() as c:
+            got = c.block(4096, timeout=20)
+        dev.stop = True
+        dev.thread.join(5)
+        assert bytes(got) in bytes(dev.sent), "served bytes are not the new device's"
+        assert not [ln for ln in d.log_lines(before) if re.search(r"denied|SIGSYS", ln)], \
+            d.log()
+        assert d.proc.poll() is None, d.log()  # a call outside the filter would have killed it
+        assert_sandboxed(d.pid, NOBODY.pw_uid, NOBODY.pw_gid)
+    finally:
+        if dev is not None:
+            dev.close()
 
 
 @pytest.mark.time_limit(20)

@@ -14,6 +14,10 @@ class FakeTrng:
         self.master, slave = os.openpty()
         self.path = os.ttyname(slave)
         os.close(slave)
+        # Until the slave is opened the master reads EIO and select() calls it readable; a
+        # blocking read that starts just as entropyd opens the slave would wait for bytes
+        # forever (a device that needs no start command then never sent a byte).
+        os.set_blocking(self.master, False)
         self.start_cmd = start_cmd
         self.received = b""
         self.sent = bytearray()
@@ -30,6 +34,7 @@ class FakeTrng:
                 try:
                     self.received += os.read(self.master, 256)
                 except OSError:
+                    time.sleep(0.01)
                     continue
                 if self.start_cmd in self.received:
                     self.started.set()
