@@ -407,7 +407,6 @@ static int open_fifo(struct endpoint *ep, char *err, size_t errlen)
 
 /* Every PATH_CHECK_S: a socket file that was removed (or replaced by a dead one) is bound
  * again; connected clients are not touched. */
-/* What a unix listener serves, for its listening line. */
 static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 {
 	struct endpoint *ep = arg;
@@ -421,9 +420,7 @@ static void path_check_cb(evutil_socket_t unused, short what, void *arg)
 		return;
 	case UNIXPATH_TAKEN:
 		if (!li->path.taken) {
-			log_warnx("unix:%s: the path now names something other than entropyd's "
-				  "socket; leaving it alone",
-				  ep->conf.path);
+			log_warnx("unix:%s: %s", ep->conf.path, li->path.why);
 			li->path.taken = true;
 		}
 		return;

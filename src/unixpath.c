@@ -59,7 +59,14 @@ enum unixpath_state unixpath_state(struct unixpath *u, const char *path)
 	int fd, rc;
 
 	if (lstat(path, &sb) < 0) {
-		return errno == ENOENT ? UNIXPATH_FREE : UNIXPATH_TAKEN;
+		if (errno == ENOENT) {
+			return UNIXPATH_FREE;
+		}
+		/* Typically a directory the user entropyd dropped to cannot enter. */
+		snprintf(u->why, sizeof(u->why),
+			 "cannot look at the socket file (%s); it is not bound again if removed",
+			 strerror(errno));
+		return UNIXPATH_TAKEN;
 	}
 	if (sb.st_dev == u->dev && sb.st_ino == u->ino) {
 		return UNIXPATH_OURS;
@@ -69,6 +76,8 @@ enum unixpath_state unixpath_state(struct unixpath *u, const char *path)
 	}
 	u->taken_dev = sb.st_dev;
 	u->taken_ino = sb.st_ino;
+	snprintf(u->why, sizeof(u->why),
+		 "the path now names something other than entropyd's socket; leaving it alone");
 	if (!S_ISSOCK(sb.st_mode) || netaddr_unix(path, &sun, err, sizeof(err)) < 0) {
 		return UNIXPATH_TAKEN;
 	}

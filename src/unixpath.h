@@ -23,6 +23,7 @@ struct unixpath {
 	bool taken;
 	dev_t taken_dev;
 	ino_t taken_ino;
+	char why[120]; /* what unixpath_state found when it said UNIXPATH_TAKEN */
 };
 
 /* What path names now, compared with the file u recorded. */
