@@ -154,7 +154,7 @@ def test_relay_feeds_from_two_equal_priority_tls_upstreams_together_and_keeps_on
     pool = 65536
     relay = entropyd(sources=srcs, extra=["--pool-size", str(pool)])
     for x in ("A", "B"):
-        relay.wait_log(r"source egd:tcp:127\.0\.0\.1:%d,.*: start-up test passed"
+        relay.wait_log(r"serving from source egd:tcp:127\.0\.0\.1:%d,"
                        % ups[x].ep().address[1], 20)
     want = 2 << 20
     with relay.connect() as c:
