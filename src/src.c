@@ -230,12 +230,20 @@ static void note_failure_locked(struct src_inst *si, const char *why)
 static void set_state(struct src_inst *si, enum src_state st, const char *why)
 {
 	pthread_mutex_lock(&si->set->lock);
+	enum src_state was = si->state;
+	int active = si->set->active_prio;
+
 	if (why != NULL) {
 		note_failure_locked(si, why);
 	}
 	si->state = st;
 	si->ever_healthy |= st == SRC_HEALTHY;
 	update_active_locked(si->set);
+	/* A source that joins the group already feeding (equal prio=) says so too. */
+	if (st == SRC_HEALTHY && was != SRC_HEALTHY && active == si->prio &&
+	    si->set->active_prio == si->prio) {
+		log_info("serving from source %s", si->spec);
+	}
 	pthread_mutex_unlock(&si->set->lock);
 }
 

@@ -1,8 +1,8 @@
 /* tls: see tls.h. Every OpenSSL call on a connection starts with an empty error queue, so
  * that SSL_get_error() and the reason of a refusal describe that call only. A refused
  * handshake is described in words an operator can act on (unknown CA, expired certificate,
- * revoked certificate, subject not allowed by authz=, wrong host name, plain text on a TLS
- * port), followed by OpenSSL's own words. */
+ * revoked certificate, subject not allowed by authz=, wrong host name, a protocol older than
+ * TLS 1.2, plain text on a TLS port), followed by OpenSSL's own words. */
 #include "tls_impl.h"
 
 #include "endpoint.h"
@@ -109,6 +109,46 @@ static const char *verify_words(long v, char *buf, size_t len, const struct tls_
 	return buf;
 }
 
+/* A version OpenSSL refused (we accept TLS 1.2 or newer) in words: "TLS 1.1". */
+static const char *version_words(int v, char *buf, size_t len)
+{
+	switch (v) {
+	case SSL3_VERSION:
+		return "SSL 3.0";
+	case TLS1_VERSION:
+		return "TLS 1.0";
+	case TLS1_1_VERSION:
+		return "TLS 1.1";
+	default:
+		snprintf(buf, len, "protocol version 0x%04x", (unsigned)v);
+		return buf;
+	}
+}
+
+/* When the handshake failed on the protocol version, say so in c->why and return true. */
+static bool old_protocol(struct tls_conn *c)
+{
+	int r = ERR_GET_REASON(ERR_peek_error());
+	char buf[32];
+
+	if (r != SSL_R_UNSUPPORTED_PROTOCOL && r != SSL_R_VERSION_TOO_LOW &&
+	    r != SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) {
+		return false;
+	}
+	if (c->server) {
+		/* The ClientHello's version: a client that offers TLS 1.2 or 1.3 says 1.2 here. */
+		snprintf(c->why, sizeof(c->why),
+			 "TLS refused: client offers at most %s, TLS 1.2 or newer required (%s)",
+			 version_words(SSL_client_version(c->ssl), buf, sizeof(buf)),
+			 tls_ssl_words());
+	} else {
+		snprintf(c->why, sizeof(c->why),
+			 "TLS refused: server does not speak TLS 1.2 or newer (%s)",
+			 tls_ssl_words());
+	}
+	return true;
+}
+
 /* Turn the last SSL call's result r into the -1/errno convention (or 0 at the end). */
 static int failed(struct tls_conn *c, int r, bool writing)
 {
@@ -153,6 +193,8 @@ static int failed(struct tls_conn *c, int r, bool writing)
 		/* verify_cb said why (authz=) */
 	} else if (v != X509_V_OK) {
 		verify_words(v, c->why, sizeof(c->why), c);
+	} else if (old_protocol(c)) {
+		/* written by old_protocol() */
 	} else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
 		snprintf(c->why, sizeof(c->why), "TLS refused: no client certificate (%s)",
 			 tls_ssl_words());

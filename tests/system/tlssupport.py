@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from egdsupport import req_block
+
 CA_CONF = """
 [ ca ]
 default_ca = ca_default
@@ -237,3 +239,46 @@ def tls_connect(address, ctx, timeout=10.0, rcvbuf=None):
     except BaseException:
         raw.close()
         raise
+
+
+def recv_exact(sock, n, timeout=20.0):
+    """Exactly n bytes from sock within timeout (AssertionError otherwise)."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, "got %d of %d bytes within %.0f s" % (len(buf), n, timeout)
+        sock.settimeout(left)
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        assert chunk, "the daemon closed the connection after %d of %d bytes" % (len(buf), n)
+        buf += chunk
+    return bytes(buf)
+
+
+def refused_attempt(address, ctx):
+    """Connect (TLS when ctx, else plain text), ask for bytes, and read until the daemon
+    closes. Returns (local port, bytes received, the ssl.SSLError or OSError that ended it,
+    or None)."""
+    raw = socket.create_connection(address, timeout=10)
+    port = raw.getsockname()[1]
+    got = bytearray()
+    sock = raw
+    error = None
+    try:
+        if ctx is not None:
+            sock = ctx.wrap_socket(raw, server_hostname=address[0])
+        sock.sendall(req_block(64) * 4)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            sock.settimeout(deadline - time.monotonic())
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        else:
+            raise AssertionError("the daemon did not close a refused connection in 10 s")
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        error = e  # the handshake or the session was refused: what we want
+    finally:
+        sock.close()
+    return port, bytes(got), error
