@@ -240,6 +240,18 @@ def test_socket_activation_reload_restart_and_stop_under_real_systemd(tmp_path, 
         assert tcp.grows_beyond(0), "".join(tcp.lines) + box.journal()
         pid = box.unit("MainPID")["MainPID"]
         assert pid != "0"
+        # Started as root by systemd, it opened its sockets and dropped to the package's user
+        # (no --user given: the default), with no capability, no new privileges and the
+        # system-call filter.
+        user = box.ok(["getent", "passwd", "entropyd"]).split(":")
+        status = dict(ln.split(":", 1) for ln in box.ok(["cat", "/proc/%s/status" % pid])
+                      .splitlines() if ":" in ln)
+        assert status["Uid"].split() == [user[2]] * 4, (status["Uid"], user)
+        assert status["Gid"].split() == [user[3]] * 4, (status["Gid"], user)
+        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status
+        assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2", status
+        print("entropyd.service runs as %s (uid %s), CapEff %s, Seccomp %s"
+              % (user[0], user[2], status["CapEff"].strip(), status["Seccomp"].strip()))
         udp = Peer(box, "udp", 8889)
         assert udp.grows_beyond(0), "".join(udp.lines) + box.journal()
 

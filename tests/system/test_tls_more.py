@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from egdsupport import (STARTUP_BYTES, FileIndex, _match_len, align_streams, block_requests,
-                        req_block, req_pid)
+from alignment import FileIndex, _match_len, align_streams
+from egdsupport import STARTUP_BYTES, block_requests, req_block, req_pid
 from tlssupport import Pki, recv_exact, refused_attempt, tls_connect
 
 
