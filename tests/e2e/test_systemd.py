@@ -8,6 +8,8 @@ its own loopback), and driven with nsenter from here:
 - `systemctl reload` (SIGHUP, a re-exec) under a drawing TCP client and a UDP peer: same
   MainPID, both keep getting bytes (the TCP client reconnects: a re-exec drops connections);
 - `systemctl restart` while the UDP peer keeps its one socket: answered again afterwards;
+- the service runs as the package's user, with no capability, no new privileges and the
+  system-call filter; and again so as a DynamicUser= (a drop-in), as the unit's comment says;
 - `systemctl stop`: entropyd exits with status 0.
 
 The container is stopped by the PID of systemd-nspawn (SIGTERM, then SIGKILL), bounded.
@@ -203,6 +205,16 @@ def alarm():
     signal.signal(signal.SIGALRM, old)
 
 
+def unprivileged_status(box, pid):
+    """/proc/PID/status of the service in the container, checked: no capability, no new
+    privileges, the system-call filter."""
+    status = dict(ln.split(":", 1) for ln in box.ok(["cat", "/proc/%s/status" % pid])
+                  .splitlines() if ":" in ln)
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status
+    assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2", status
+    return status
+
+
 def test_socket_activation_reload_restart_and_stop_under_real_systemd(tmp_path, alarm):
     if os.geteuid() != 0:
         pytest.fail("needs root (systemd-nspawn)", pytrace=False)
@@ -244,12 +256,9 @@ def test_socket_activation_reload_restart_and_stop_under_real_systemd(tmp_path, 
         # (no --user given: the default), with no capability, no new privileges and the
         # system-call filter.
         user = box.ok(["getent", "passwd", "entropyd"]).split(":")
-        status = dict(ln.split(":", 1) for ln in box.ok(["cat", "/proc/%s/status" % pid])
-                      .splitlines() if ":" in ln)
+        status = unprivileged_status(box, pid)
         assert status["Uid"].split() == [user[2]] * 4, (status["Uid"], user)
         assert status["Gid"].split() == [user[3]] * 4, (status["Gid"], user)
-        assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, status
-        assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2", status
         print("entropyd.service runs as %s (uid %s), CapEff %s, Seccomp %s"
               % (user[0], user[2], status["CapEff"].strip(), status["Seccomp"].strip()))
         udp = Peer(box, "udp", 8889)
@@ -274,6 +283,27 @@ def test_socket_activation_reload_restart_and_stop_under_real_systemd(tmp_path, 
         wait_state(box, "active")
         assert box.unit("MainPID")["MainPID"] not in (pid, "0")
         assert udp.grows_beyond(u1 + 10), "UDP peer got nothing after the restart"
+
+        # The unit's comment says the same settings work with DynamicUser=yes and
+        # SupplementaryGroups=entropyd instead of User=: a drop-in does that, and the
+        # restarted service serves as a dynamic user, unprivileged, filtered.
+        box.ok(["mkdir", "-p", "/etc/systemd/system/entropyd.service.d"])
+        # (A user of the unit's own name exists, and DynamicUser= would take it: name another.)
+        box.ok(["sh", "-c", "printf '[Service]\\nUser=entropyd-dynamic\\nGroup=\\n"
+                "DynamicUser=yes\\n"
+                "SupplementaryGroups=entropyd\\n' >/etc/systemd/system/entropyd.service.d/"
+                "dynamic.conf"])
+        box.ok(["systemctl", "daemon-reload"])
+        u2 = udp.value
+        box.ok(["systemctl", "restart", "entropyd.service"])
+        wait_state(box, "active")
+        dyn = box.unit("MainPID")["MainPID"]
+        status = unprivileged_status(box, dyn)
+        assert status["Uid"].split()[0] not in ("0", user[2]), (status["Uid"], user)
+        assert udp.grows_beyond(u2 + 10), "UDP peer got nothing from the DynamicUser service"
+        assert tcp.grows_beyond(tcp.value + 64 * 10), "TCP client got nothing (DynamicUser)"
+        print("with DynamicUser=yes: uid %s, CapEff %s, Seccomp %s"
+              % (status["Uid"].split()[0], status["CapEff"].strip(), status["Seccomp"].strip()))
 
         # Stop: the sockets first (no re-activation), then the service.
         box.ok(["systemctl", "stop", "entropyd.socket", "entropyd.service"])
