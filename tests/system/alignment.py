@@ -1,7 +1,7 @@
 """The alignment checker of entropyd's system tests: proves raw-mode delivery (DESIGN.md
 invariant 2) from what clients received out of a known file source. Standard library only;
-egdsupport.py re-exports its public names, and test_support_selfcheck.py exercises it
-against Python stand-ins so that a broken checker cannot hide a broken daemon.
+test_support_selfcheck.py exercises it against Python stand-ins so that a broken checker
+cannot hide a broken daemon.
 """
 
 import bisect

@@ -1,6 +1,6 @@
 """Helpers for entropyd's system tests: an EGD client with a timeout on every socket
-operation, fed sources and hungry clients; the alignment checker that proves raw-mode
-delivery (DESIGN.md invariant 2) lives in alignment.py and is re-exported here.
+operation, fed sources and hungry clients. The alignment checker that proves raw-mode
+delivery (DESIGN.md invariant 2) is alignment.py.
 
 Standard library only. Nothing here needs the daemon; test_support_selfcheck.py exercises
 the helpers against Python stand-ins so that a broken helper cannot hide a broken daemon.
@@ -12,9 +12,6 @@ import socket
 import struct
 import threading
 import time
-
-from alignment import (  # noqa: F401  (re-exported: the tests import them from here)
-    AlignmentError, FileIndex, align_streams, coverage_summary)
 
 DEFAULT_TIMEOUT = 10.0
 

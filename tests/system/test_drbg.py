@@ -8,13 +8,13 @@ still get each file byte once."""
 
 import os
 import socket
-import threading
 import time
 
 import pytest
 
-from egdsupport import STARTUP_BYTES, EgdClient, align_streams, coverage_summary, read_many
-from test_transports import recv_total, udp_client, udp_port
+from alignment import align_streams, coverage_summary
+from egdsupport import STARTUP_BYTES, EgdClient, read_many
+from test_transports import udp_client, udp_port
 
 SEED_H8 = 48  # ceil(384 / 8)
 SEED_H1 = 384  # ceil(384 / 1)

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from egdsupport import align_streams, coverage_summary
+from alignment import align_streams, coverage_summary
 from entropyd_proc import REPO, run_entropyd
 
 QNGSIM = os.environ.get("QNGSIM", str(REPO / "build" / "tests" / "qngsim" / "qngsim"))

@@ -14,9 +14,9 @@ import re
 
 import pytest
 
-from egdsupport import (STARTUP_BYTES, WINDOW_BYTES, align_streams, block_requests,
-                        coverage_summary, fifo_source, random_file_bytes, read_many,
-                        req_nonblock)
+from alignment import align_streams, coverage_summary
+from egdsupport import (STARTUP_BYTES, WINDOW_BYTES, block_requests, fifo_source,
+                        random_file_bytes, read_many, req_nonblock)
 
 
 def serve_all(d, sizes, timeout=60, before_reading=None):

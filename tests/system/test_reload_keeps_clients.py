@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from egdsupport import (STARTUP_BYTES, EgdClient, PeerClosed, align_streams, block_requests,
-                        fifo_source)
+from alignment import align_streams
+from egdsupport import STARTUP_BYTES, EgdClient, PeerClosed, block_requests, fifo_source
 
 READY = r"\bready: \d+ source"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from egdsupport import (AlignmentError, EgdClient, FileIndex, PeerClosed, align_streams,
-                        block_requests, coverage_summary, random_file_bytes, read_many)
+from alignment import AlignmentError, FileIndex, align_streams, coverage_summary
+from egdsupport import EgdClient, PeerClosed, block_requests, random_file_bytes, read_many
 from entropyd_proc import match_endpoints, parse_endpoint_spec, parse_listen_line
 
 # -- the alignment checker --------------------------------------------------------------

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from egdsupport import (STARTUP_BYTES, align_streams, block_requests, req_block, req_pid)
+from alignment import align_streams
+from egdsupport import STARTUP_BYTES, block_requests, req_block, req_pid
 from tlssupport import Pki, recv_exact, refused_attempt, tls_connect
 
 

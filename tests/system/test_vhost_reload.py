@@ -13,7 +13,8 @@ import struct
 import pytest
 
 import vhostfront as vf
-from egdsupport import STARTUP_BYTES, align_streams, fifo_source
+from alignment import align_streams
+from egdsupport import STARTUP_BYTES, fifo_source
 
 READY = r"\bready: \d+ source"
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 import vhostfront as vf
-from egdsupport import STARTUP_BYTES, align_streams, block_requests, fifo_source, read_many
+from alignment import align_streams
+from egdsupport import STARTUP_BYTES, block_requests, fifo_source, read_many
 
 
 def vhost_daemon(entropyd, tmp_path, sources, opts=""):
