@@ -76,8 +76,9 @@ class Server:
 # -- servers ----------------------------------------------------------------------------
 
 
-def start_entropyd(path):
-    args = [path, "-f", "--source", "getrandom", "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
+def start_entropyd(path, readers=1):
+    src = "getrandom" if readers == 1 else "getrandom,threads=%d" % readers
+    args = [path, "-f", "--source", src, "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
             "--listen", "tcp:127.0.0.1:0,proto=raw,max-per-peer=0"]
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, errors="replace")
@@ -201,18 +202,27 @@ def main():
     ap.add_argument("--entropyd", default=os.environ.get("ENTROPYD",
                                                           str(REPO / "build" / "entropyd")))
     ap.add_argument("--conns", default="1,64", help="connection counts (default 1,64)")
+    ap.add_argument("--readers", default="1,%d" % max(2, NCPU),
+                    help="getrandom source threads= values, one daemon each (default 1,NCPU)")
     opts = ap.parse_args()
     if not os.access(opts.entropyd, os.X_OK):
         die("no entropyd at %s (build it first, or pass --entropyd)" % opts.entropyd)
     conns = [int(x) for x in opts.conns.split(",")]
+    readers = [int(x) for x in opts.readers.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(tmp)
-        ed, egd_port, raw_port = start_entropyd(opts.entropyd)
+        daemons = []
+        targets = []
+        for r in readers:
+            ed, egd_port, raw_port = start_entropyd(opts.entropyd, r)
+            daemons.append(ed)
+            names = ("entropyd EGD", "entropyd raw") if r == 1 else (
+                "EGD, %d readers" % r, "raw, %d readers" % r)
+            targets += [(names[0], Server("entropyd", ed.pid), egd_port, "egd"),
+                        (names[1], Server("entropyd", ed.pid), raw_port, "raw")]
         sc, sc_port = start_socat()
         try:
-            targets = [("entropyd EGD", Server("entropyd", ed.pid), egd_port, "egd"),
-                       ("entropyd raw", Server("entropyd", ed.pid), raw_port, "raw")]
             if sc is not None:
                 targets.append(("socat urandom", Server("socat", sc.pid, tree=True),
                                 sc_port, "raw"))
@@ -224,8 +234,9 @@ def main():
                     model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
             except (OSError, AttributeError):
                 pass
-            print("EGD over loopback TCP; entropyd --source getrandom; %d CPU(s) %s; %.1f s "
-                  "per run" % (NCPU, model, opts.secs))
+            print("EGD over loopback TCP; entropyd --source getrandom (N readers: "
+                  "getrandom,threads=N); %d CPU(s) %s; %.1f s per run"
+                  % (NCPU, model, opts.secs))
             print("throughput: EGD = 16 pipelined `02 ff` per connection; raw = read all")
             print("latency: EGD = request sent -> 255th byte (1 in flight per connection); "
                   "raw = connect() -> 255th byte of a new connection")
@@ -261,9 +272,11 @@ def main():
                     sys.stdout.flush()
         finally:
             stop(sc)
-            stop(ed)
-    if ed.returncode not in (0, None):
-        print("note: entropyd exited with status %d" % ed.returncode)
+            for ed in daemons:
+                stop(ed)
+    for ed in daemons:
+        if ed.returncode not in (0, None):
+            print("note: entropyd exited with status %d" % ed.returncode)
 
 
 if __name__ == "__main__":

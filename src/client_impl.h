@@ -25,6 +25,7 @@
 #define CLIENT_QUANTUM_MIN 256u	  /* bytes per turn of the rotation (clients.c) */
 #define CLIENT_QUANTUM_MAX 65536u /* a turn's bytes when the pool has plenty for all */
 /* Bytes a mode=drbg client is given per turn of the rotation. */
+#define CLIENT_BATCH_US 1000u	  /* the longest a dry pool's refill is waited for (rotation.c) */
 #define CLIENT_DRBG_QUANTUM (256u * 1024u)
 
 struct client {
@@ -77,6 +78,8 @@ struct clients {
 	struct pool *pool;
 	unsigned alpha_log2;
 	struct event *pool_ev;
+	struct event *batch_ev; /* the pool ran short: serve what it holds after CLIENT_BATCH_US */
+	bool batch_due;		/* ... and that time has come */
 	struct turn_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
 	size_t nhungry[2];
 	struct drbg *drbg; /* mode=drbg clients' generator (clients_drbg), or NULL */

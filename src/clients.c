@@ -58,7 +58,23 @@ static void pool_ready_cb(evutil_socket_t fd, short what, void *arg)
 	struct clients *cs = arg;
 
 	pool_ack_wakeup(cs->pool);
+	evtimer_del(cs->batch_ev);
 	client_rotate(cs);
+}
+
+/* The pool ran dry and its refill was waited for CLIENT_BATCH_US (rotation.c): serve what
+ * it holds now, or from its first put. */
+static void batch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct clients *cs = arg;
+
+	if (pool_avail(cs->pool) == 0) {
+		pool_want(cs->pool);
+		return;
+	}
+	cs->batch_due = true;
+	client_rotate(cs);
+	cs->batch_due = false;
 }
 
 struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned alpha_log2)
@@ -82,7 +98,14 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 	}
 	cs->pool_ev =
 	    event_new(base, pool_wakeup_fd(pool), EV_READ | EV_PERSIST, pool_ready_cb, cs);
-	if (cs->pool_ev == NULL || event_add(cs->pool_ev, NULL) < 0) {
+	cs->batch_ev = evtimer_new(base, batch_cb, cs);
+	if (cs->pool_ev == NULL || cs->batch_ev == NULL || event_add(cs->pool_ev, NULL) < 0) {
+		if (cs->pool_ev != NULL) {
+			event_free(cs->pool_ev);
+		}
+		if (cs->batch_ev != NULL) {
+			event_free(cs->batch_ev);
+		}
 		deadlines_free(&cs->partial);
 		free(cs);
 		return NULL;
@@ -121,6 +144,7 @@ void clients_free(struct clients *cs)
 		t->shutdown(t); /* removes itself */
 	}
 	event_free(cs->pool_ev);
+	event_free(cs->batch_ev);
 	drbg_free(cs->drbg);
 	deadlines_free(&cs->partial);
 	free(cs);

@@ -63,16 +63,26 @@ static int src_h(void *target, char *val, char *why, size_t whylen)
 	return 0;
 }
 
-static int src_prio(void *target, char *val, char *why, size_t whylen)
+/* An int option of a source within [min, max]. */
+static int int_opt(const char *val, long min, long max, int *out, char *why, size_t whylen)
 {
-	struct source_conf *s = target;
 	long v;
 
-	if (in_range(val, 0, 1000000, &v, why, whylen) < 0) {
+	if (in_range(val, min, max, &v, why, whylen) < 0) {
 		return -1;
 	}
-	s->prio = (int)v;
+	*out = (int)v;
 	return 0;
+}
+
+static int src_prio(void *target, char *val, char *why, size_t whylen)
+{
+	return int_opt(val, 0, 1000000, &((struct source_conf *)target)->prio, why, whylen);
+}
+
+static int src_threads(void *target, char *val, char *why, size_t whylen)
+{
+	return int_opt(val, 1, 64, &((struct source_conf *)target)->threads, why, whylen);
 }
 
 static int src_init(void *target, char *val, char *why, size_t whylen)
@@ -163,6 +173,13 @@ const struct conf_spec_opt conf_source_opts[] = {
      "priority group, 0..1000000 (default: the position; equal priorities "
      "feed together)",
      NULL, src_prio},
+    {"threads", "N", 0,
+     "readers of a getrandom, rdseed or darn source, 1..64, each with its own health tests "
+     "(default 1)",
+     "They form one priority group and feed together, named SPEC (1 of N) and so on in logs "
+     "and status: more than one lets a generator whose reads cost CPU (getrandom: about 380 MB/s "
+     "per core here) use more than one core.",
+     src_threads},
     {"init", "STRING", 0, "written to a tty after each open (file: sources)",
      "Escapes: \\n \\r \\t \\\\ \\xHH; no commas; e.g. init=cmdO\\n for a OneRNG.", src_init},
     {"baud", "N", 0, "line speed of a tty, 1..4000000 (file: sources)", NULL, src_baud},

@@ -21,6 +21,7 @@ struct pool {
 	_Atomic uint64_t head; /* total bytes ever put */
 	_Atomic uint64_t tail; /* total bytes ever consumed */
 	atomic_bool want;      /* consumer asked for a wake-up */
+	_Atomic size_t want_n; /* ... once this many bytes are available */
 	int efd;
 	pthread_mutex_t lock;
 	pthread_cond_t space;
@@ -103,7 +104,9 @@ size_t pool_put(struct pool *p, const uint8_t *buf, size_t n)
 	atomic_store(&p->head, head + put);
 	pthread_mutex_unlock(&p->lock);
 
-	if (put > 0 && atomic_exchange(&p->want, false)) {
+	if (put > 0 && atomic_load(&p->want) &&
+	    head + put - atomic_load(&p->tail) >= atomic_load(&p->want_n) &&
+	    atomic_exchange(&p->want, false)) {
 		uint64_t one = 1;
 		(void)!write(p->efd, &one, sizeof(one));
 	}
@@ -216,6 +219,13 @@ void pool_want(struct pool *p)
 
 void pool_want_at(struct pool *p, size_t n)
 {
+	if (n > p->cap) {
+		n = p->cap; /* a full pool is as much as there can be */
+	}
+	if (atomic_load(&p->want) && atomic_load(&p->want_n) < n) {
+		n = atomic_load(&p->want_n); /* an earlier, smaller wish stands */
+	}
+	atomic_store(&p->want_n, n > 0 ? n : 1);
 	atomic_store(&p->want, true);
 	/* A put may have landed between the caller's check and this store. */
 	if (pool_avail(p) >= n && atomic_exchange(&p->want, false)) {

@@ -46,8 +46,8 @@ void pool_consume(struct pool *p, size_t n);
 size_t pool_take(struct pool *p, uint8_t *out, size_t n);
 /* Consumer: ask for a wake-up when bytes are next put (call when found empty). */
 void pool_want(struct pool *p);
-/* Consumer: ask for a wake-up at the next put, or now if n bytes are available already
- * (call when found holding fewer than n). */
+/* Consumer: ask for a wake-up once n bytes (at most the capacity) are available, now if
+ * they are already (call when found holding fewer than n). */
 void pool_want_at(struct pool *p, size_t n);
 /* Total bytes ever consumed (delivered). */
 uint64_t pool_delivered(struct pool *p);

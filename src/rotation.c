@@ -6,20 +6,47 @@
 
 #include "pool.h"
 
+#include <event2/event.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The bytes of a turn: the largest of 65536, 4096 and 256 that the pool holds for every
- * waiting turn (the same for all in a round, so shares stay equal; large when bytes are
- * plentiful, so a client with many requests queued gets them in few writes). */
+/* The bytes of a turn: the largest power of two from 256 to 65536 that the pool holds for
+ * every waiting turn (the same for all in a round, so shares stay equal; large when bytes
+ * are plentiful, so a client with many requests queued, or a raw stream, gets them in few
+ * writes: each write costs a system call and the peer a wake-up). */
 static size_t turn_size(size_t avail, size_t waiting)
 {
-	for (size_t q = CLIENT_QUANTUM_MAX; q > CLIENT_QUANTUM_MIN; q /= 16) {
-		if (avail / q > waiting) {
-			return q;
-		}
+	size_t q = CLIENT_QUANTUM_MAX;
+
+	while (q > CLIENT_QUANTUM_MIN && avail / q < waiting) {
+		q /= 2;
 	}
-	return CLIENT_QUANTUM_MIN;
+	return q;
+}
+
+/* How much the pool should hold before a round when it is short: a full turn for each
+ * waiting turn and one more, at most half the pool. */
+static size_t refill_goal(const struct clients *cs)
+{
+	size_t half = pool_capacity(cs->pool) / 2;
+	size_t n = (cs->nhungry[0] + 1) * CLIENT_QUANTUM_MAX;
+
+	return n < half ? n : half;
+}
+
+/* The turns owed bytes drain the pool faster than the source fills it. Serving each
+ * trickle as it lands would cost a wake-up and a small write per turn for every put; wait
+ * instead until the pool holds refill_goal(), or CLIENT_BATCH_US, whichever comes first (the
+ * timer then serves what there is: clients.c). A fast source fills that in a fraction of
+ * the wait; a slow one is served what it gave. */
+static void wait_refill(struct clients *cs)
+{
+	struct timeval tv = {0, CLIENT_BATCH_US};
+
+	pool_want_at(cs->pool, refill_goal(cs));
+	if (!evtimer_pending(cs->batch_ev, NULL)) {
+		evtimer_add(cs->batch_ev, &tv);
+	}
 }
 
 /* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
@@ -36,8 +63,9 @@ static void rotate_queue(struct clients *cs, int q)
 		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
 		size_t quantum = CLIENT_DRBG_QUANTUM;
 
-		if (q == 0 && avail == 0) {
-			pool_want(cs->pool);
+		if (q == 0 &&
+		    (avail == 0 || (!cs->batch_due && t->left == 0 && avail < refill_goal(cs)))) {
+			wait_refill(cs);
 			break;
 		}
 		if (q == 0) {

@@ -114,16 +114,14 @@ const struct src_driver *src_conf_driver(const struct source_conf *conf, char *e
 	return drv;
 }
 
-int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
+/* One reader of conf (drv checked), logged and listed as spec. */
+static int add_one(struct sources *s, const struct source_conf *conf, const struct src_driver *drv,
+		   const char *spec, char *err, size_t errlen)
 {
-	const struct src_driver *drv = src_conf_driver(conf, err, errlen);
 	struct src_inst *si;
 	struct src_inst **v;
 	char derr[256] = "";
 
-	if (drv == NULL) {
-		return -1;
-	}
 	si = calloc(1, sizeof(*si));
 	v = realloc(s->v, (s->n + 1) * sizeof(*v));
 	if (si == NULL || v == NULL) {
@@ -135,7 +133,7 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	si->gate = gate_new(conf->min_entropy, s->alpha_log2);
 	si->h = conf->min_entropy;
 	if (si->gate == NULL) {
-		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", conf->spec,
+		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", spec,
 			 conf->min_entropy);
 		free(si);
 		return -1;
@@ -144,16 +142,16 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 	if (si->st == NULL && drv->retry_at_start) {
 		log_warnx("source %s: cannot open it now: %s; starting without it and retrying "
 			  "in the background",
-			  conf->spec, derr);
+			  spec, derr);
 	} else if (si->st == NULL) {
-		snprintf(err, errlen, "source %s: %s", conf->spec, derr);
+		snprintf(err, errlen, "source %s: %s", spec, derr);
 		gate_free(si->gate);
 		free(si);
 		return -1;
 	}
 	si->set = s;
 	si->drv = drv;
-	si->spec = strdup(conf->spec);
+	si->spec = strdup(spec);
 	si->arg = conf->arg ? strdup(conf->arg) : NULL;
 	snprintf(si->note, sizeof(si->note), "%s", conf->note ? conf->note : "");
 	si->prio = conf->prio;
@@ -172,6 +170,34 @@ int sources_add(struct sources *s, const struct source_conf *conf, char *err, si
 		 drv->what, conf->min_entropy, health_rct_cutoff(gate_health(si->gate)),
 		 health_apt_cutoff(gate_health(si->gate)), HEALTH_APT_WINDOW, si->stall_ms,
 		 si->stall_ms == 0 ? " (never)" : "");
+	return 0;
+}
+
+int sources_add(struct sources *s, const struct source_conf *conf, char *err, size_t errlen)
+{
+	const struct src_driver *drv = src_conf_driver(conf, err, errlen);
+	unsigned n = conf->threads > 1 ? (unsigned)conf->threads : 1;
+
+	if (drv == NULL) {
+		return -1;
+	}
+	if (n > 1 && !drv->parallel) {
+		snprintf(err, errlen, "source %s: threads= is for getrandom, rdseed and darn only",
+			 conf->spec);
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char spec[512];
+
+		if (n == 1) {
+			snprintf(spec, sizeof(spec), "%s", conf->spec);
+		} else {
+			snprintf(spec, sizeof(spec), "%s (%u of %u)", conf->spec, i + 1, n);
+		}
+		if (add_one(s, conf, drv, spec, err, errlen) < 0) {
+			return -1;
+		}
+	}
 	return 0;
 }
 

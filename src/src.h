@@ -29,6 +29,7 @@ struct source_conf {
 	int prio;	    /* lower is preferred */
 	struct src_tty tty; /* file: only */
 	long stall_ms;	    /* -1: the kind's default; 0: never; else the read deadline */
+	int threads;	    /* threads=: readers, each with its own health tests (0 or 1: one) */
 	const char *note;   /* why it was chosen, logged at start (the default source), or NULL */
 };
 

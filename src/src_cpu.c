@@ -143,6 +143,7 @@ const struct src_driver src_rdseed_driver = {
     .needs_arg = false,
     .open = rdseed_open,
     .read = rdseed_read,
+    .parallel = true,
     .stall_ms = SRC_STALL_DEFAULT_MS,
 };
 
@@ -211,5 +212,6 @@ const struct src_driver src_darn_driver = {
     .needs_arg = false,
     .open = darn_open,
     .read = darn_read,
+    .parallel = true,
     .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -53,6 +53,9 @@ struct src_driver {
 	/* True if re-opening may continue the stream (devices); false for regular files,
 	 * whose re-opening would serve the same bytes twice. NULL: always true. */
 	bool (*reopenable)(void *st);
+	/* Several threads may read it at once (source option threads=), each with its own state
+	 * and health tests: a generator without one stream to keep in order. */
+	bool parallel;
 	/* Default stall deadline (ms): a healthy source whose read() blocks this long fails
 	 * over (source option stall=; 0 = never). */
 	unsigned stall_ms;

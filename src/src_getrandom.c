@@ -43,5 +43,6 @@ const struct src_driver src_getrandom_driver = {
     .needs_arg = false,
     .open = getrandom_open,
     .read = getrandom_read,
+    .parallel = true,
     .stall_ms = SRC_STALL_DEFAULT_MS,
 };

@@ -48,7 +48,7 @@ static void source_fails(const char *spec, ...)
 static void test_unknown_source_option_is_named(void **state)
 {
 	source_fails("getrandom,bogus=1", "source getrandom,bogus=1:", "unknown option 'bogus'",
-		     "(known: h, prio, init, baud, stall, tls, verify-peer)", NULL);
+		     "(known: h, prio, threads, init, baud, stall, tls, verify-peer)", NULL);
 	source_fails("file:/dev/hwrng,h=2,speed=9600", "unknown option 'speed'", NULL);
 }
 

@@ -287,6 +287,41 @@ static void test_wakeup_fd_fires_only_when_asked(void **state)
 	pool_free(p);
 }
 
+/* Put n bytes into p and check whether that woke the consumer (then clear the wake-up). */
+static void put_and_check_wake(struct pool *p, size_t n, bool wakes)
+{
+	static const uint8_t buf[64];
+
+	assert_int_equal(pool_put(p, buf, n), n);
+	assert_int_equal(fd_readable(pool_wakeup_fd(p)), wakes);
+	if (wakes) {
+		pool_ack_wakeup(p);
+	}
+}
+
+static void test_want_at_wakes_only_once_n_bytes_are_there(void **state)
+{
+	struct pool *p = new_or_die(64);
+
+	(void)state;
+	/* The rotation waits for a batch: puts below the mark do not wake it. */
+	pool_want_at(p, 40);
+	put_and_check_wake(p, 16, false);
+	put_and_check_wake(p, 16, false);
+	put_and_check_wake(p, 8, true);
+	pool_consume(p, 40);
+	/* A mark above the capacity is a full pool, not a wait that never ends. */
+	pool_want_at(p, 1000);
+	put_and_check_wake(p, 63, false);
+	put_and_check_wake(p, 1, true);
+	pool_consume(p, 64);
+	/* An earlier, smaller wish still pending stands against a larger one. */
+	pool_want_at(p, 4);
+	pool_want_at(p, 32);
+	put_and_check_wake(p, 4, true);
+	pool_free(p);
+}
+
 static void test_wait_space_returns_free_space_at_once(void **state)
 {
 	struct pool *p = new_or_die(64);
@@ -519,6 +554,7 @@ int main(void)
 	    cmocka_unit_test(test_take_copies_and_consumes),
 	    cmocka_unit_test(test_delivered_counts_consumed_bytes),
 	    cmocka_unit_test(test_wakeup_fd_fires_only_when_asked),
+	    cmocka_unit_test(test_want_at_wakes_only_once_n_bytes_are_there),
 	    cmocka_unit_test(test_wait_space_returns_free_space_at_once),
 	    cmocka_unit_test(test_wait_space_on_full_pool_returns_if_already_stopped),
 	    cmocka_unit_test(test_wait_space_returns_promptly_when_stop_set),

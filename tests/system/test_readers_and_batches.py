@@ -1,0 +1,129 @@
+"""A source read by several threads (`threads=N` on getrandom, rdseed and darn), and the
+rotation's batches: when clients drain the pool faster than the source fills it, entropyd
+waits for a batch (or 1 ms) instead of writing each trickle as it lands."""
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from ctlsupport import entropyctl
+from entropyd_proc import run_entropyd
+
+
+def status(d):
+    return json.loads(entropyctl("status", "--json", socket_path=d.control).stdout)
+
+
+def drain(d, conns, total, timeout):
+    """conns raw readers of endpoint 0 read total bytes between them; returns bytes read."""
+    got = [0] * conns
+    each = total // conns
+    socks = [d.connect_raw_socket(timeout=timeout) for _ in range(conns)]
+
+    def read(i):
+        s = socks[i]
+        while got[i] < each:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got[i] += len(b)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    for s in socks:
+        s.close()
+    assert all(g >= each for g in got), "readers got %s of %d each" % (got, each)
+    return sum(got)
+
+
+def write_calls(pid):
+    """(write system calls, bytes written) of the whole process so far (/proc/PID/io)."""
+    with open("/proc/%d/io" % pid) as f:
+        kv = dict(line.split(": ") for line in f.read().splitlines())
+    return int(kv["syscw"]), int(kv["wchar"])
+
+
+@pytest.mark.time_limit(60)
+def test_getrandom_with_threads_2_runs_two_readers_that_both_feed(entropyd):
+    d = entropyd(sources=["getrandom,threads=2"], listen=["tcp:127.0.0.1:0,proto=raw"])
+    for k in (1, 2):
+        d.wait_log(r"serving from source getrandom,threads=2 \(%d of 2\)" % k, 10)
+    drain(d, 4, 64 << 20, 30)
+    srcs = {s["spec"]: s for s in status(d)["sources"]}
+    assert sorted(srcs) == ["getrandom,threads=2 (1 of 2)", "getrandom,threads=2 (2 of 2)"], (
+        "status should list the two readers: %s" % sorted(srcs))
+    passed = {k: v["bytes_passed"] for k, v in srcs.items()}
+    # Both feed the pool: neither reader gives less than a tenth of the 64 MiB.
+    assert all(v > (64 << 20) // 10 for v in passed.values()), (
+        "both readers should feed the pool together: %s" % passed)
+
+
+@pytest.mark.time_limit(30)
+def test_threads_on_a_source_with_one_stream_is_refused_with_one_line(tmp_path):
+    for spec, why in (("file:/dev/urandom,threads=2", "threads= is for getrandom, rdseed and "
+                       "darn only"),
+                      ("getrandom,threads=0", "not in 1..64"),
+                      ("getrandom,threads=65", "not in 1..64")):
+        p = run_entropyd(["-n", "--source", spec, "--listen", "tcp:127.0.0.1:0"])
+        err = p.stderr.decode()
+        assert p.returncode != 0 and why in err and len(err.strip().splitlines()) == 1, (
+            "%s: expected one line saying %r and a failure; status %d, stderr %r"
+            % (spec, why, p.returncode, err))
+
+
+@pytest.mark.time_limit(60)
+def test_raw_readers_draining_a_fast_source_get_large_writes(entropyd):
+    """16 raw readers drain getrandom faster than one reader thread fills the pool. Serving
+    each trickle as it landed gave writes of about 2 KiB (one system call and one wake-up of
+    the peer each); waiting for a batch gives at least 8 KiB a write."""
+    d = entropyd(sources=["getrandom"], listen=["tcp:127.0.0.1:0,proto=raw,max-per-peer=0"])
+    pid = d.pid
+    n0, b0 = write_calls(pid)
+    drain(d, 16, 256 << 20, 40)
+    n1, b1 = write_calls(pid)
+    per_write = (b1 - b0) / max(1, n1 - n0)
+    print("%d write calls, %d bytes, %.0f bytes a call" % (n1 - n0, b1 - b0, per_write))
+    assert per_write >= 8192, (
+        "raw readers were written %.0f bytes a call on average (%d calls for %d bytes): "
+        "the rotation serves trickles instead of waiting for a batch"
+        % (per_write, n1 - n0, b1 - b0))
+
+
+@pytest.mark.time_limit(60)
+def test_a_slow_source_is_still_served_within_milliseconds(entropyd, tmp_path):
+    """With a source far slower than the reader, the batch wait ends at its 1 ms timer:
+    each window the source completes reaches a raw reader promptly, not when a batch of
+    a turn per reader has gathered (which would never come here)."""
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)  # held open, as a TRNG's driver would
+    try:
+        d = entropyd(sources=["file:%s" % fifo], listen=["tcp:127.0.0.1:0,proto=raw,primer=0"])
+        os.write(wfd, os.urandom(1024 + 4096))  # the start-up test, then 4 KiB
+        d.wait_log(r"start-up test passed", 10)
+        s = d.connect_raw_socket(timeout=10)
+        try:
+            got = 0
+            while got < 4096:
+                got += len(s.recv(65536))
+            worst = 0.0
+            for _ in range(20):
+                t0 = time.monotonic()
+                os.write(wfd, os.urandom(512))  # completes one health-test window
+                while got < 4096 + 512 * (_ + 1):
+                    got += len(s.recv(65536))
+                worst = max(worst, time.monotonic() - t0)
+            print("worst delay of a 512-byte write reaching the reader: %.1f ms"
+                  % (worst * 1e3))
+            assert worst < 0.5, (
+                "a 512-byte trickle took %.0f ms to reach the reader" % (worst * 1e3))
+        finally:
+            s.close()
+    finally:
+        os.close(wfd)
