@@ -133,8 +133,7 @@ static int add_one(struct sources *s, const struct source_conf *conf, const stru
 	si->gate = gate_new(conf->min_entropy, s->alpha_log2);
 	si->h = conf->min_entropy;
 	if (si->gate == NULL) {
-		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", spec,
-			 conf->min_entropy);
+		snprintf(err, errlen, "source %s: h=%g must be in (0, 8]", spec, conf->min_entropy);
 		free(si);
 		return -1;
 	}
