@@ -474,22 +474,22 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
 #
 # Each stream is first cut into stretches, each from one file: at stream position p, the
 # longest match among every file's anchors (FileIndex.candidates) and its continuation
-# (where that file's previous stretch in this stream ended) wins; a tie goes to the choice
-# that lets the next stretch be longest; the last few bytes of a stretch that begin a
-# stretch of another file reaching further than the next one would (they matched by
-# chance, 1 in 256 per byte) are that file's;
-# bytes that match nowhere (tiny pieces) go with the next stretch. Then each file's share
-# of every stream goes through align_streams, which proves the rest (placing those bytes,
-# increasing offsets, no file byte twice across all streams, no start-up bytes).
+# (where that file's previous stretch in this stream ended) wins, a tie to the choice that
+# lets the next stretch be longest; a stretch's last bytes that begin another file's
+# stretch reaching as far as the next one would (they matched by chance) are that file's;
+# bytes matching nowhere (tiny pieces) go to the one file holding them, else with the
+# next stretch. Then align_streams proves each file's shares of all streams (placing those
+# bytes, increasing offsets, no file byte twice across all streams, no start-up bytes).
 
 
 def _file_matches(s, p, files, nxt):
-    """[(length, name, file offset)] of the matches starting at s[p]."""
+    """[(length, name, file offset)] of the matches starting at s[p], at or after the end
+    of each file's previous stretch (nxt)."""
     found = []
     for name, index in files.items():
         offsets = index.candidates(s, p)
         if nxt[name] is not None:
-            offsets.add(nxt[name])
+            offsets = {o for o in offsets if o >= nxt[name]} | {nxt[name]}
         for o in offsets:
             m = _match_len(s, p, index.data, o)
             if m > 0:
@@ -511,14 +511,16 @@ def _split(s, files, label):
     p = 0
     while p < len(s):
         found = _file_matches(s, p, files, nxt)
-        if not found:  # a gap: its bytes go with the next stretch (or the previous one)
+        if not found:  # a gap: to the one file holding it, else the next (or last) stretch's
             q = p + 1
             while q < len(s) and q - p <= MAX_GAP and _longest(s, q, files, nxt) < MIN_ANCHOR:
                 q += 1
             if q - p > MAX_GAP or not (q < len(s) or out):
                 raise AlignmentError("%s: bytes %s... are in none of the files %s"
                                      % (_describe(label, p), s[p:p + 16].hex(), sorted(files)))
-            name = max(_file_matches(s, q, files, nxt))[1] if q < len(s) else out[-1][1]
+            held = [n for n, x in files.items() if x.data.find(s[p:q], nxt[n] or 0) >= 0]
+            name = held[0] if len(held) == 1 else (
+                max(_file_matches(s, q, files, nxt))[1] if q < len(s) else out[-1][1])
             out.append((p, name, q - p))
             p = q
             continue
@@ -528,7 +530,7 @@ def _split(s, files, label):
         m, name, o = ties[0]
         reach = p + m + _longest(s, p + m, files, nxt, name, o + m)
         for k in range(1, min(EDGE_SLACK, m - 1) + 1):
-            if any(x[1] != name and p + m - k + x[0] > reach
+            if any(x[1] != name and p + m - k + x[0] >= reach
                    for x in _file_matches(s, p + m - k, files, nxt)):
                 m -= k
                 break

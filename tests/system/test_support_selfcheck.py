@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment import (AlignmentError, FileIndex, align_streams, align_streams_multi, bytes_from,
-                       coverage_summary)
+from alignment import (AlignmentError, FileIndex, align_streams, align_streams_multi,
+                       bytes_from, coverage_summary)
 from egdsupport import EgdClient, PeerClosed, block_requests, random_file_bytes, read_many
 from entropyd_proc import match_endpoints, parse_endpoint_spec, parse_listen_line
 
