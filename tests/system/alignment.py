@@ -1,10 +1,11 @@
 """The alignment checker of entropyd's system tests: proves raw-mode delivery (DESIGN.md
-invariant 2) from what clients received out of a known file source. Standard library only;
+invariant 2) from what clients received out of known file sources. Standard library only;
 test_support_selfcheck.py exercises it against Python stand-ins so that a broken checker
 cannot hide a broken daemon.
 """
 
 import bisect
+import collections
 import struct
 
 
@@ -466,6 +467,125 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
                 merged.append((p, o, m))
         placed[label] = merged
     return placed
+
+
+# ---------------------------------------------------------------------------------------
+# Several files (a relay fed by several file-fed upstreams)
+#
+# Each stream is first cut into stretches, each from one file: at stream position p, the
+# longest match among every file's anchors (FileIndex.candidates) and its continuation
+# (where that file's previous stretch in this stream ended) wins, a tie to the choice that
+# lets the next stretch be longest; a stretch's last bytes that begin another file's
+# stretch reaching as far as the next one would (they matched by chance) are that file's;
+# bytes matching nowhere (tiny pieces) go to the one file holding them, else with the
+# next stretch. Then align_streams proves each file's shares of all streams (placing those
+# bytes, increasing offsets, no file byte twice across all streams, no start-up bytes).
+
+
+def _file_matches(s, p, files, nxt):
+    """[(length, name, file offset)] of the matches starting at s[p], at or after the end
+    of each file's previous stretch (nxt)."""
+    found = []
+    for name, index in files.items():
+        offsets = index.candidates(s, p)
+        if nxt[name] is not None:
+            offsets = {o for o in offsets if o >= nxt[name]} | {nxt[name]}
+        for o in offsets:
+            m = _match_len(s, p, index.data, o)
+            if m > 0:
+                found.append((m, name, o))
+    return found
+
+
+def _longest(s, p, files, nxt, name=None, end=None):
+    """Length of the longest match at s[p] (0 if none), with name's stretch ended at end."""
+    if name is not None:
+        nxt = dict(nxt, **{name: end})
+    return max(_file_matches(s, p, files, nxt), default=(0,))[0]
+
+
+def _split(s, files, label):
+    """Cut s into stretches of one file each: [(stream_pos, name, length)]."""
+    nxt = {name: None for name in files}
+    out = []
+    p = 0
+    while p < len(s):
+        found = _file_matches(s, p, files, nxt)
+        if not found:  # a gap: to the one file holding it, else the next (or last) stretch's
+            q = p + 1
+            while q < len(s) and q - p <= MAX_GAP and _longest(s, q, files, nxt) < MIN_ANCHOR:
+                q += 1
+            if q - p > MAX_GAP or not (q < len(s) or out):
+                raise AlignmentError("%s: bytes %s... are in none of the files %s"
+                                     % (_describe(label, p), s[p:p + 16].hex(), sorted(files)))
+            held = [n for n, x in files.items() if x.data.find(s[p:q], nxt[n] or 0) >= 0]
+            name = held[0] if len(held) == 1 else (
+                max(_file_matches(s, q, files, nxt))[1] if q < len(s) else out[-1][1])
+            out.append((p, name, q - p))
+            p = q
+            continue
+        ties = [x for x in found if x[0] == max(found)[0]]
+        ties.sort(key=lambda x: _longest(s, p + x[0], files, nxt, x[1], x[2] + x[0]),
+                  reverse=True)
+        m, name, o = ties[0]
+        reach = p + m + _longest(s, p + m, files, nxt, name, o + m)
+        for k in range(1, min(EDGE_SLACK, m - 1) + 1):
+            if any(x[1] != name and p + m - k + x[0] >= reach
+                   for x in _file_matches(s, p + m - k, files, nxt)):
+                m -= k
+                break
+        out.append((p, name, m))
+        nxt[name] = o + m
+        p += m
+    return out
+
+
+def align_streams_multi(files, streams, min_offset=0):
+    """Check raw-mode delivery from several file sources. files: {name: FileIndex or the
+    file's bytes}; streams: {label: bytes}. Every byte must come from exactly one file, no
+    file byte may reach two clients (or one twice), each client's bytes from one file come
+    at increasing offsets, none below min_offset. Returns {label: [(stream_pos, name,
+    file_off, length)]} in stream order. Raises AlignmentError; a message about a share
+    names it "<label> from <name>" and counts stream offsets within that share."""
+    files = {n: f if isinstance(f, FileIndex) else FileIndex(f) for n, f in files.items()}
+    cuts = {label: _split(s, files, label) for label, s in streams.items()}
+    placed = {label: [] for label in streams}
+    for name, index in files.items():
+        spans = {}
+        for label, s in streams.items():
+            sp = [(p, m) for p, n, m in cuts[label] if n == name]
+            if sp:
+                spans["%s from %s" % (label, name)] = (label, s, sp)
+        shares = {key: b"".join(s[p:p + m] for p, m in sp)
+                  for key, (_label, s, sp) in spans.items()}
+        sub = align_streams(index.data, shares, min_offset=min_offset, index=index)
+        for key, pieces in sub.items():
+            label, _s, sp = spans[key]
+            starts, q = [], 0
+            for _p, m in sp:
+                starts.append(q)
+                q += m
+            for q, o, m in pieces:  # share offsets back to stream offsets
+                while m > 0:
+                    i = bisect.bisect_right(starts, q) - 1
+                    p, ln = sp[i]
+                    k = min(m, starts[i] + ln - q)
+                    placed[label].append((p + q - starts[i], name, o, k))
+                    q, o, m = q + k, o + k, m - k
+    for pcs in placed.values():
+        pcs.sort()
+    return placed
+
+
+def bytes_from(pieces, start=0, end=None):
+    """{name: bytes} that one stream's pieces (from align_streams_multi) took from each
+    file within stream offsets [start, end); a file not named gave none (Counter)."""
+    out = collections.Counter()
+    for p, name, _o, m in pieces:
+        lo, hi = max(p, start), p + m if end is None else min(p + m, end)
+        if hi > lo:
+            out[name] += hi - lo
+    return out
 
 
 def coverage_summary(placed):

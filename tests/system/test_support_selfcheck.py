@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment import AlignmentError, FileIndex, align_streams, coverage_summary
+from alignment import (AlignmentError, FileIndex, align_streams, align_streams_multi,
+                       bytes_from, coverage_summary)
 from egdsupport import EgdClient, PeerClosed, block_requests, random_file_bytes, read_many
 from entropyd_proc import match_endpoints, parse_endpoint_spec, parse_listen_line
 
@@ -143,6 +144,86 @@ def test_checker_rejects_one_duplicated_byte_at_every_boundary(big_file):
     msg = str(e.value)
     assert ("two clients" in msg or "unambiguously" in msg
             or "increasing file offsets" in msg), msg
+
+
+# -- the alignment checker, several files (a relay fed by several upstreams) -------------
+
+
+def interleave(parts, rng):
+    """One stream from several streams: chunks of each, in order, mixed at random."""
+    left = [bytearray(x) for x in parts]
+    out = bytearray()
+    while any(left):
+        x = rng.choice([b for b in left if b])
+        k = rng.randint(1, 12) if rng.random() < 0.01 else rng.randint(100, 8000)
+        out += x[:k]
+        del x[:k]
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def two_files():
+    return {n: random.Random(n).randbytes(300_000) for n in ("A", "B")}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multi_checker_traces_interleaved_files_with_per_file_counts(two_files, seed):
+    rng = random.Random(seed)
+    per = {n: simulate_pool(f, 3, 60_000, rng, tiny=0.01) for n, f in two_files.items()}
+    streams = {c: interleave([per["A"][c], per["B"][c]], rng) for c in per["A"]}
+    placed = align_streams_multi(two_files, streams, min_offset=1024)
+    for c, s in streams.items():
+        assert bytes_from(placed[c]) == {"A": 60_000, "B": 60_000}
+        assert b"".join(two_files[n][o:o + m] for _p, n, o, m in placed[c]) == s
+        assert [p for p, _n, _o, _m in placed[c]] == sorted({p for p, *_x in placed[c]})
+    # A 4-byte stretch of B between two of A, and A's next byte equal to B's next byte.
+    a, b = two_files["A"], bytearray(two_files["B"])
+    b[5000] = a[3000]
+    b = bytes(b)
+    s = b[2000:5000] + a[1024:3000] + b[5000:5004] + a[3000:6000] + b[5004:9000]
+    pcs = align_streams_multi({"A": a, "B": b}, {"x": s}, min_offset=1024)["x"]
+    assert pcs == [(0, "B", 2000, 3000), (3000, "A", 1024, 1976), (4976, "B", 5000, 4),
+                   (4980, "A", 3000, 3000), (7980, "B", 5004, 3996)]
+    assert bytes_from(pcs, 4976, 4980) == {"B": 4}
+
+
+@pytest.mark.parametrize("case", ["two clients", "one client", "one byte, one client"])
+def test_multi_checker_rejects_a_file_byte_used_twice(two_files, case):
+    a, b = two_files["A"], two_files["B"]
+    streams = {"x": a[1024:5000] + b[1024:3000], "y": a[5000:8000] + b[3000:4000]}
+    if case == "two clients":
+        streams["y"] = a[4999:8000] + b[3000:4000]
+    elif case == "one client":
+        streams["x"] += a[4000:4500]
+    else:
+        streams["x"] = a[1024:5000] + b[1024:3000] + a[4999:5000] + b[3000:3100]
+        streams["y"] = a[5000:8000] + b[3100:4000]
+    with pytest.raises(AlignmentError) as e:
+        align_streams_multi(two_files, streams, min_offset=1024)
+    msg = str(e.value)
+    assert ("two clients" in msg or "unambiguously" in msg
+            or "increasing file offsets" in msg), msg
+
+
+@pytest.mark.parametrize("size", [3, 64, 5000])
+def test_multi_checker_rejects_bytes_from_a_third_buffer(two_files, size):
+    a, b = two_files["A"], two_files["B"]
+    c = random.Random("C").randbytes(size)
+    streams = {"x": a[1024:5000] + c + b[1024:3000] + a[5000:6000]}
+    with pytest.raises(AlignmentError) as e:
+        align_streams_multi(two_files, streams, min_offset=1024)
+    assert "cannot be located" in str(e.value) or "none of the files" in str(e.value)
+
+
+def test_multi_checker_with_one_file_agrees_with_the_single_file_checker(big_file):
+    f, idx = big_file
+    streams = simulate_pool(f, 4, 150_000, random.Random(11), tiny=0.02)
+    single = align_streams(f, streams, min_offset=1024, index=idx)
+    multi = align_streams_multi({"F": idx}, streams, min_offset=1024)
+    assert multi == {c: [(p, "F", o, m) for p, o, m in pcs] for c, pcs in single.items()}
+    streams["client 0"] = streams["client 0"][:-10] + streams["client 1"][:10]
+    with pytest.raises(AlignmentError):
+        align_streams(f, streams, min_offset=1024, index=idx)
 
 
 # -- the EGD client helpers -----------------------------------------------------------

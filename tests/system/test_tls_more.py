@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from alignment import FileIndex, _match_len, align_streams
+from alignment import FileIndex, align_streams_multi, bytes_from
 from egdsupport import STARTUP_BYTES, block_requests, req_block, req_pid
 from tlssupport import Pki, recv_exact, refused_attempt, tls_connect
 
@@ -66,59 +66,6 @@ def test_client_offering_only_an_old_tls_version_is_refused_and_a_modern_one_is_
         good.close()
 
 
-def _matches(stream, p, files, nxt):
-    """[(length, label, file offset)] of the stretches that start at stream[p]: where a file
-    continues from its previous stretch, or at an anchor past it."""
-    found = []
-    for label, (data, index) in files.items():
-        offsets = index.candidates(stream, p)
-        if nxt[label] is not None:
-            offsets = {o for o in offsets if o >= nxt[label]} | {nxt[label]}
-        for o in offsets:
-            m = _match_len(stream, p, data, o)
-            if m > 0:
-                found.append((m, label, o))
-    return found
-
-
-def demux(stream, files):
-    """Split stream into one sub-stream per file, stretch by stretch, each to the file in
-    which it continues the longest; a tie (a stretch of a few bytes that two files would
-    continue) goes to the choice that lets the next stretch be longest; bytes at a
-    stretch's end that begin a long stretch of the other file are the other file's. files: {label:
-    (bytes, FileIndex)}. Returns {label: bytes}; AssertionError at the first byte found in
-    no file."""
-    nxt = {label: None for label in files}
-    out = {label: bytearray() for label in files}
-    p = 0
-    while p < len(stream):
-        found = _matches(stream, p, files, nxt)
-        assert found, ("stream offset %d: bytes %s... are from neither upstream's file "
-                       "after its previous stretch (which ended at %s; the 16 bytes occur at %s)"
-                       % (p, stream[p:p + 16].hex(), nxt,
-                          {x: files[x][0].find(stream[p:p + 16]) for x in files}))
-        top = max(found)[0]
-        ties = [f for f in found if f[0] == top]
-        if len(ties) > 1 and p + top < len(stream):
-            def then(choice):
-                m, label, o = choice
-                return max(_matches(stream, p + m, files, dict(nxt, **{label: o + m})),
-                           default=(0,))[0]
-            ties.sort(key=then, reverse=True)
-        m, label, o = ties[0]
-        # The stretch's last bytes may match its file by chance (1 in 256 per byte) while
-        # they start the other file's next stretch: give them back when that one is long.
-        for k in range(1, min(8, m - 1) + 1):
-            if any(f[1] != label and f[0] >= k + 16
-                   for f in _matches(stream, p + m - k, files, nxt)):
-                m -= k
-                break
-        out[label] += stream[p:p + m]
-        nxt[label] = o + m
-        p += m
-    return {label: bytes(b) for label, b in out.items()}
-
-
 def assert_no_64_byte_window_twice(stream):
     seen = {}
     for p in range(len(stream) - 63):
@@ -128,17 +75,6 @@ def assert_no_64_byte_window_twice(stream):
             "the 64 bytes at stream offsets %d and %d are equal" % (q, p))
 
 
-def trace(stream, files):
-    """{label: bytes of stream from that file}, each file's share checked by align_streams
-    (increasing file offsets, none twice, none of the start-up bytes)."""
-    parts = demux(stream, files)
-    for label, part in parts.items():
-        if part:
-            data, index = files[label]
-            align_streams(data, {label: part}, min_offset=STARTUP_BYTES, index=index)
-    return parts
-
-
 @pytest.mark.time_limit(240)
 def test_relay_feeds_from_two_equal_priority_tls_upstreams_together_and_keeps_one(
         entropyd, pki, random_file):
@@ -146,7 +82,7 @@ def test_relay_feeds_from_two_equal_priority_tls_upstreams_together_and_keeps_on
     ups = {}
     for label in ("A", "B"):
         path, data = random_file(4 << 20, name="upstream-%s.bin" % label)
-        files[label] = (data, FileIndex(data))
+        files[label] = FileIndex(data)
         ups[label] = entropyd(sources=["file:%s" % path],
                               listen=("tcp:127.0.0.1:0,tls=%s" % pki.server,))
     srcs = ["egd:tcp:127.0.0.1:%d,tls=%s,prio=0" % (ups[x].ep().address[1],
@@ -161,8 +97,10 @@ def test_relay_feeds_from_two_equal_priority_tls_upstreams_together_and_keeps_on
         t0 = time.monotonic()
         got = c.block(want, timeout=120)
         took = time.monotonic() - t0
-        parts = trace(got, files)
-        share = {x: len(parts[x]) for x in parts}
+        # Every byte from one upstream's file, at increasing offsets there, none twice,
+        # none of the start-up bytes.
+        share = bytes_from(align_streams_multi(files, {"relay": got},
+                                               min_offset=STARTUP_BYTES)["relay"])
         print("relay: %d bytes in %.2f s, from A %d, from B %d"
               % (want, took, share["A"], share["B"]))
         assert sum(share.values()) == want
@@ -184,12 +122,12 @@ def test_relay_feeds_from_two_equal_priority_tls_upstreams_together_and_keeps_on
         drained += c.block(pool + 4096, timeout=60)
         after = c.block(256 << 10, timeout=60)
         took = time.monotonic() - t0
-    parts_after = trace(got + drained + after, files)
-    tail = demux(after, files)
+    whole = got + drained + after
+    pieces = align_streams_multi(files, {"relay": whole}, min_offset=STARTUP_BYTES)["relay"]
+    tail = bytes_from(pieces, len(whole) - len(after))
     print("after A stopped: %d bytes (%d from A) then %d in %.2f s, from A %d, from B %d"
-          % (len(drained), len(demux(drained, files)["A"]), len(after), took,
-             len(tail["A"]), len(tail["B"])))
-    assert tail["A"] == b"" and len(tail["B"]) == len(after), (
-        "%d of the last %d bytes came from the stopped upstream" % (len(tail["A"]),
-                                                                    len(after)))
-    assert sum(len(v) for v in parts_after.values()) == len(got + drained + after)
+          % (len(drained), bytes_from(pieces, len(got), len(got) + len(drained))["A"],
+             len(after), took, tail["A"], tail["B"]))
+    assert tail["A"] == 0 and tail["B"] == len(after), (
+        "%d of the last %d bytes came from the stopped upstream" % (tail["A"], len(after)))
+    assert sum(bytes_from(pieces).values()) == len(whole)
