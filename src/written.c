@@ -5,7 +5,6 @@
 #include "log.h"
 #include "pool.h"
 
-
 static void to_pool(void *arg, const uint8_t *p, size_t n)
 {
 	(void)pool_put(arg, p, n);
