@@ -78,7 +78,8 @@ class Server:
 
 def start_entropyd(path, readers=1):
     src = "getrandom" if readers == 1 else "getrandom,threads=%d" % readers
-    args = [path, "-f", "--source", src, "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
+    args = [path, "-f", "--control", "none", "--source", src,
+            "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
             "--listen", "tcp:127.0.0.1:0,proto=raw,max-per-peer=0"]
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, errors="replace")
