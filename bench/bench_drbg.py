@@ -20,7 +20,7 @@ import bench_egd as be
 
 
 def start_entropyd_drbg(path):
-    args = [path, "-f", "--source", "getrandom", "--listen",
+    args = [path, "-f", "--control", "none", "--source", "getrandom", "--listen",
             "tcp:127.0.0.1:0,mode=drbg,max-per-peer=0"]
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, errors="replace")

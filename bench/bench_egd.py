@@ -215,15 +215,16 @@ def main():
         client = build_client(tmp)
         daemons = []
         targets = []
-        for r in readers:
-            ed, egd_port, raw_port = start_entropyd(opts.entropyd, r)
-            daemons.append(ed)
-            names = ("entropyd EGD", "entropyd raw") if r == 1 else (
-                "EGD, %d readers" % r, "raw, %d readers" % r)
-            targets += [(names[0], Server("entropyd", ed.pid), egd_port, "egd"),
-                        (names[1], Server("entropyd", ed.pid), raw_port, "raw")]
-        sc, sc_port = start_socat()
+        sc = None
         try:
+            for r in readers:
+                ed, egd_port, raw_port = start_entropyd(opts.entropyd, r)
+                daemons.append(ed)
+                names = ("entropyd EGD", "entropyd raw") if r == 1 else (
+                    "EGD, %d readers" % r, "raw, %d readers" % r)
+                targets += [(names[0], Server("entropyd", ed.pid), egd_port, "egd"),
+                            (names[1], Server("entropyd", ed.pid), raw_port, "raw")]
+            sc, sc_port = start_socat()
             if sc is not None:
                 targets.append(("socat urandom", Server("socat", sc.pid, tree=True),
                                 sc_port, "raw"))
@@ -272,7 +273,8 @@ def main():
                                   lt["other_cpu"], lt["samples"], verdict(lt)))
                     sys.stdout.flush()
         finally:
-            stop(sc)
+            if sc is not None:
+                stop(sc)
             for ed in daemons:
                 stop(ed)
     for ed in daemons:

@@ -54,7 +54,7 @@ def free_port():
 
 
 def start_entropyd(exe, port):
-    p = subprocess.Popen([exe, "-f", "--source", "getrandom", "--listen",
+    p = subprocess.Popen([exe, "-f", "--control", "none", "--source", "getrandom", "--listen",
                           "tcp:127.0.0.1:%d,primer=0,max-per-peer=0" % port],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)

@@ -67,7 +67,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         pki = Pki(tmp)
         proc = subprocess.Popen(
-            [a.entropyd, "-f", "--source", "getrandom",
+            [a.entropyd, "-f", "--control", "none", "--source", "getrandom",
              "--listen", "tcp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0,tls=%s" % pki.server],
             stderr=subprocess.PIPE, text=True)
         ports = []
