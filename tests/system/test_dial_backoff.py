@@ -11,16 +11,18 @@ import pytest
 
 
 def dropping_server():
-    """A loopback server that accepts and closes at once; returns (socket, counter, stop)."""
+    """A loopback server that accepts and closes at once; returns (socket, counter, stop),
+    where stop() ends its thread and then closes the socket (closing it under a blocked
+    accept() would raise in the thread)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(64)
     srv.settimeout(0.2)
     count = [0]
-    stop = threading.Event()
+    done = threading.Event()
 
     def run():
-        while not stop.is_set():
+        while not done.is_set():
             try:
                 c, _ = srv.accept()
             except socket.timeout:
@@ -28,7 +30,14 @@ def dropping_server():
             count[0] += 1
             c.close()
 
-    threading.Thread(target=run, daemon=True).start()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def stop():
+        done.set()
+        t.join(5)
+        srv.close()
+
     return srv, count, stop
 
 
@@ -47,5 +56,4 @@ def test_peer_that_drops_every_connection_is_redialed_with_growing_delay(entropy
         assert delays[:4] == sorted(delays[:4]) and delays[-1] >= 1600, d.log()
         assert d.count_log(r"connected to tcp:127\.0\.0\.1") <= 11, d.log()
     finally:
-        stop.set()
-        srv.close()
+        stop()
