@@ -28,6 +28,7 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,18 @@ static void rate_cb(void *arg)
 	client_rotate(cs);
 }
 
+/* The turn's owed: its head 0x02 (merged with the ones after it), or a raw stream. */
+static size_t client_owed(struct turn *t)
+{
+	struct client *c = (struct client *)((char *)t - offsetof(struct client, turn));
+	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
+
+	if (c->opts.raw) {
+		return SIZE_MAX;
+	}
+	return op != NULL && op->kind == REQQ_BLOCK && op->n < SIZE_MAX ? (size_t)op->n : 0;
+}
+
 struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,
 			  const struct client_opts *opts, const char *peer,
 			  client_closed_fn on_closed, void *arg)
@@ -502,6 +515,7 @@ struct client *client_new(struct clients *cs, const struct transport *tr, void *
 	}
 	c->cs = cs;
 	c->turn.serve = client_serve;
+	c->turn.owed = client_owed;
 	c->turn.q = opts->drbg ? 1 : 0;
 	c->tr = tr;
 	c->tr_ctx = ctx;

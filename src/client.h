@@ -76,6 +76,10 @@ struct turn {
 	 * still owed bytes. Returns true only if the pool ran dry before the turn was over:
 	 * t then lives, is not queued, and has set left to what remains of its turn. */
 	bool (*serve)(struct turn *t, size_t quantum);
+	/* Bytes it could take at once (a client's head request; SIZE_MAX for a raw stream), or
+	 * NULL: unknown, so it is served whatever the pool holds. The rotation waits for a
+	 * batch (rotation.c) no longer than until the pool holds this much. */
+	size_t (*owed)(struct turn *t);
 	/* Shutting down: release the consumer (no redial); NULL for clients, which the
 	 * registry closes itself. */
 	void (*shutdown)(struct turn *t);

@@ -25,7 +25,7 @@
 #define CLIENT_QUANTUM_MIN 256u	  /* bytes per turn of the rotation (clients.c) */
 #define CLIENT_QUANTUM_MAX 65536u /* a turn's bytes when the pool has plenty for all */
 /* Bytes a mode=drbg client is given per turn of the rotation. */
-#define CLIENT_BATCH_US 1000u	  /* the longest a dry pool's refill is waited for (rotation.c) */
+#define CLIENT_BATCH_US 1000u /* the longest a dry pool's refill is waited for (rotation.c) */
 #define CLIENT_DRBG_QUANTUM (256u * 1024u)
 
 struct client {

@@ -36,17 +36,28 @@ static size_t refill_goal(const struct clients *cs)
 
 /* The turns owed bytes drain the pool faster than the source fills it. Serving each
  * trickle as it lands would cost a wake-up and a small write per turn for every put; wait
- * instead until the pool holds refill_goal(), or CLIENT_BATCH_US, whichever comes first (the
+ * instead until the pool holds need bytes, or CLIENT_BATCH_US, whichever comes first (the
  * timer then serves what there is: clients.c). A fast source fills that in a fraction of
  * the wait; a slow one is served what it gave. */
-static void wait_refill(struct clients *cs)
+static void wait_refill(struct clients *cs, size_t need)
 {
 	struct timeval tv = {0, CLIENT_BATCH_US};
 
-	pool_want_at(cs->pool, refill_goal(cs));
+	pool_want_at(cs->pool, need > 0 ? need : 1);
 	if (!evtimer_pending(cs->batch_ev, NULL)) {
 		evtimer_add(cs->batch_ev, &tv);
 	}
+}
+
+/* What the pool should hold before turn t starts: a batch (refill_goal), but never more
+ * than t can take at once, so that a small request (QEMU's 64 bytes) the pool covers is
+ * answered now; a consumer that cannot tell takes whatever there is. */
+static size_t turn_need(const struct clients *cs, struct turn *t)
+{
+	size_t goal = refill_goal(cs);
+	size_t owed = t->owed != NULL ? t->owed(t) : 1;
+
+	return owed < goal ? owed : goal;
 }
 
 /* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
@@ -62,10 +73,10 @@ static void rotate_queue(struct clients *cs, int q)
 		size_t avail = pool_avail(cs->pool);
 		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
 		size_t quantum = CLIENT_DRBG_QUANTUM;
+		size_t need = q == 0 ? turn_need(cs, t) : 0;
 
-		if (q == 0 &&
-		    (avail == 0 || (!cs->batch_due && t->left == 0 && avail < refill_goal(cs)))) {
-			wait_refill(cs);
+		if (q == 0 && (avail == 0 || (!cs->batch_due && t->left == 0 && avail < need))) {
+			wait_refill(cs, need);
 			break;
 		}
 		if (q == 0) {
