@@ -50,14 +50,22 @@ def test_test_on_a_biased_file_suggests_a_low_h(tmp_path):
 
 
 @pytest.mark.time_limit(60)
-def test_test_on_a_random_file_suggests_h_7_or_8(tmp_path):
+def test_test_on_a_random_file_suggests_a_high_h(tmp_path):
+    """Random bytes: every estimate near 8 bits/byte, and the suggestion the floor of the
+    lowest. The lowest is the compression estimate's 99 % bound, 7.08-7.41 over 16 runs here
+    (sd about 0.1): it fell below 7 (6.995, h=6) in one CI run, so the test asks for at
+    least 6.8 (about 4 sd below its mean) rather than h >= 7."""
     p = tmp_path / "random.bin"
     p.write_bytes(os.urandom(1000000))
     r = entropyctl("test", "file:%s,h=4" % p, "--bytes", "1000000")
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr.decode()
-    assert suggested_h(out) in (7, 8), out
-    assert re.search(r"suggested: --source file:%s,h=[78]$" % re.escape(str(p)), out, re.M), out
+    low = float(re.search(r"^min-entropy: ([\d.]+) bits per byte$", out, re.M).group(1))
+    mcv = float(re.search(r"most common value\s+\(6\.3\.1\)\s+([\d.]+)", out).group(1))
+    assert low >= 6.8 and mcv >= 7.7, out
+    assert suggested_h(out) == min(8, int(low)), out
+    assert re.search(r"suggested: --source file:%s,h=%d$" % (re.escape(str(p)), int(low)),
+                     out, re.M), out
 
 
 @pytest.mark.time_limit(60)
