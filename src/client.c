@@ -493,12 +493,15 @@ static void rate_cb(void *arg)
 static size_t client_owed(struct turn *t)
 {
 	struct client *c = (struct client *)((char *)t - offsetof(struct client, turn));
-	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
 
+	if (!owes_pool_bytes(c)) {
+		return 0;
+	}
 	if (c->opts.raw) {
 		return SIZE_MAX;
 	}
-	return op != NULL && op->kind == REQQ_BLOCK && op->n < SIZE_MAX ? (size_t)op->n : 0;
+	uint64_t n = reqq_head(&c->q)->n;
+	return n < SIZE_MAX ? (size_t)n : SIZE_MAX;
 }
 
 struct client *client_new(struct clients *cs, const struct transport *tr, void *ctx, int fd,

@@ -43,7 +43,7 @@ static void wait_refill(struct clients *cs, size_t need)
 {
 	struct timeval tv = {0, CLIENT_BATCH_US};
 
-	pool_want_at(cs->pool, need > 0 ? need : 1);
+	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
 	if (!evtimer_pending(cs->batch_ev, NULL)) {
 		evtimer_add(cs->batch_ev, &tv);
 	}
