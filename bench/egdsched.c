@@ -2,6 +2,8 @@
  * 255 bytes at a time (`02 ff`), in one of two modes. One thread, epoll, non-blocking
  * sockets. Prints one line of key=value results. Built by meson (not run in tests).
  *
+ * HOST PORT is a TCP address, or `unix PATH` a unix socket's.
+ *
  *   egdsched open   HOST PORT CONNS RATE SECS   open loop: each connection sends one
  *       request RATE times a second on a fixed schedule (the connections staggered evenly),
  *       whether or not earlier answers came; latency runs from a request's scheduled send
@@ -15,6 +17,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,16 +62,24 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* HOST PORT: a TCP address; or "unix" and the socket's path. */
 static void connect_all(const char *host, const char *port, unsigned n)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+	struct sockaddr_un su = {.sun_family = AF_UNIX};
+	bool unix_path = strcmp(host, "unix") == 0;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+	if (unix_path && strlen(port) >= sizeof(su.sun_path)) {
+		fprintf(stderr, "egdsched: unix socket path too long: %s\n", port);
+		exit(2);
+	}
+	strncpy(su.sun_path, port, sizeof(su.sun_path) - 1);
+	if (!unix_path && inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
 		fprintf(stderr, "egdsched: bad IPv4 address %s\n", host);
 		exit(2);
 	}
@@ -77,13 +89,18 @@ static void connect_all(const char *host, const char *port, unsigned n)
 		die("setup");
 	}
 	for (unsigned i = 0; i < n; i++) {
-		int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+		int one = 1, fd = socket(unix_path ? AF_UNIX : AF_INET, SOCK_STREAM, 0);
 		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+		int rc = fd < 0	     ? -1
+			 : unix_path ? connect(fd, (struct sockaddr *)&su, sizeof(su))
+				     : connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (rc < 0) {
 			die("connect");
 		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (!unix_path) {
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			die("epoll_ctl");
 		}

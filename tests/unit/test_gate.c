@@ -113,7 +113,7 @@ static void test_failure_discards_the_window_in_progress(void **state)
 	gate_feed(g, in, sizeof(in), sink_out, &s, &r);
 	assert_false(r.failed);
 	assert_int_equal(s.len, HEALTH_APT_WINDOW + (sizeof(in) - HEALTH_STARTUP_SAMPLES) /
-							      HEALTH_APT_WINDOW * HEALTH_APT_WINDOW);
+							HEALTH_APT_WINDOW * HEALTH_APT_WINDOW);
 	assert_memory_equal(s.buf + HEALTH_APT_WINDOW, in + HEALTH_STARTUP_SAMPLES,
 			    s.len - HEALTH_APT_WINDOW);
 	gate_free(g);
@@ -193,13 +193,13 @@ static void test_bad_min_entropy_is_rejected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_startup_bytes_are_never_released),
-		cmocka_unit_test(test_releases_whole_windows_in_order_after_startup),
-		cmocka_unit_test(test_failure_discards_the_window_in_progress),
-		cmocka_unit_test(test_failure_releases_windows_that_passed_before_it_in_the_same_chunk),
-		cmocka_unit_test(test_samples_after_a_failure_are_the_next_startup_test),
-		cmocka_unit_test(test_reset_drops_staged_bytes_and_restarts),
-		cmocka_unit_test(test_bad_min_entropy_is_rejected),
+	    cmocka_unit_test(test_startup_bytes_are_never_released),
+	    cmocka_unit_test(test_releases_whole_windows_in_order_after_startup),
+	    cmocka_unit_test(test_failure_discards_the_window_in_progress),
+	    cmocka_unit_test(test_failure_releases_windows_that_passed_before_it_in_the_same_chunk),
+	    cmocka_unit_test(test_samples_after_a_failure_are_the_next_startup_test),
+	    cmocka_unit_test(test_reset_drops_staged_bytes_and_restarts),
+	    cmocka_unit_test(test_bad_min_entropy_is_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
