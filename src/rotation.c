@@ -4,7 +4,9 @@
  * this file includes none of them. */
 #include "client_impl.h"
 
+#include "drbg.h"
 #include "pool.h"
+#include "share.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -43,7 +45,7 @@ static void wait_refill(struct clients *cs, size_t need)
 {
 	struct timeval tv = {0, CLIENT_BATCH_US};
 
-	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
+	clients_ask(cs, need);
 	if (!evtimer_pending(cs->batch_ev, NULL)) {
 		evtimer_add(cs->batch_ev, &tv);
 	}
@@ -70,7 +72,7 @@ static size_t turn_need(const struct clients *cs, struct turn *t)
 static void rotate_queue(struct clients *cs, int q)
 {
 	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
-		size_t avail = pool_avail(cs->pool);
+		size_t avail = pool_level(cs->pool);
 		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
 		size_t quantum = CLIENT_DRBG_QUANTUM;
 		size_t need = q == 0 ? turn_need(cs, t) : 0;
@@ -92,6 +94,36 @@ static void rotate_queue(struct clients *cs, int q)
 	}
 }
 
+void clients_ask(struct clients *cs, size_t need)
+{
+	if (cs->slot != NULL) {
+		size_t bytes = cs->drbg_starved && cs->drbg != NULL ? drbg_seed_size(cs->drbg) : 0;
+		size_t have = pool_level(cs->pool);
+		struct turn *t;
+
+		/* A turn takes at most CLIENT_QUANTUM_MAX a round: ask for a round. */
+		TAILQ_FOREACH(t, &cs->hungry[0], link)
+		{
+			size_t owed = t->owed != NULL ? t->owed(t) : CLIENT_QUANTUM_MAX;
+
+			bytes += owed < CLIENT_QUANTUM_MAX ? owed : CLIENT_QUANTUM_MAX;
+		}
+		share_ask(cs->slot, bytes > have ? bytes - have : 0, cs->nhungry[0]);
+		cs->asked = true;
+	}
+	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
+}
+
+/* With threads: no turn waits any more, so no byte more is to come into the cache (one
+ * would sit there until another client of this thread came). */
+static void unask(struct clients *cs)
+{
+	if (cs->asked && cs->nhungry[0] == 0 && !cs->drbg_starved) {
+		cs->asked = false;
+		share_ask(cs->slot, 0, 0);
+	}
+}
+
 void client_rotate(struct clients *cs)
 {
 	if (cs->serving) {
@@ -102,6 +134,7 @@ void client_rotate(struct clients *cs)
 	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
 	rotate_queue(cs, 0);
 	cs->serving = false;
+	unask(cs);
 }
 
 void clients_turn_queue(struct clients *cs, struct turn *t)
@@ -125,5 +158,8 @@ void clients_turn_leave(struct clients *cs, struct turn *t)
 		t->queued = false;
 		TAILQ_REMOVE(&cs->hungry[t->q], t, link);
 		cs->nhungry[t->q]--;
+		if (!cs->serving) {
+			unask(cs); /* a client that waited is gone */
+		}
 	}
 }
