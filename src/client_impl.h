@@ -82,6 +82,8 @@ struct clients {
 	bool batch_due;		/* ... and that time has come */
 	struct turn_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
 	size_t nhungry[2];
+	size_t round_q;	   /* the raw queue's turn size in this round (rotation.c) */
+	size_t round_left; /* turns of this round not started yet */
 	struct drbg *drbg; /* mode=drbg clients' generator (clients_drbg), or NULL */
 	bool drbg_starved; /* this rotation, the DRBG waits for a seed from the pool */
 	struct client_list all;

@@ -81,8 +81,17 @@ static void rotate_queue(struct clients *cs, int q)
 			wait_refill(cs, need);
 			break;
 		}
-		if (q == 0) {
-			quantum = t->left > 0 ? t->left : turn_size(avail, cs->nhungry[0]);
+		if (q == 0 && t->left == 0) {
+			/* Fixed for a round: recomputed at each turn, it fell as the round drained
+			 * the pool, and the first turns of a round got more than the last. */
+			if (cs->round_left == 0) {
+				cs->round_q = turn_size(avail, cs->nhungry[0]);
+				cs->round_left = cs->nhungry[0];
+			}
+			cs->round_left--;
+			quantum = cs->round_q;
+		} else if (q == 0) {
+			quantum = t->left;
 		}
 		t->left = 0;
 		clients_turn_leave(cs, t);

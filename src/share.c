@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct share_slot {
@@ -18,7 +19,9 @@ struct share_slot {
 struct share {
 	struct pool *pool;
 	struct event *ev;
-	size_t n, next; /* next: who gets the first odd byte of a split (round-robin) */
+	struct event *batch_ev; /* bytes are short: split what there is after SHARE_BATCH_US */
+	bool batch_due;		/* ... and that time has come */
+	size_t n, next;		/* next: who gets the first odd byte of a split (round-robin) */
 	struct share_slot slot[];
 };
 
@@ -34,14 +37,13 @@ static void give(struct share *sh, size_t i, size_t n)
 	}
 }
 
-/* The pool has bytes, or a thread asked: split what the pool holds among the demands. */
-static void share_cb(evutil_socket_t fd, short what, void *arg)
+/* Split what the pool holds among the threads' demands. */
+static void split(struct share *sh)
 {
-	struct share *sh = arg;
 	size_t want[POOL_MAX_CACHES], weight[POOL_MAX_CACHES], total = 0, wsum = 0;
 	size_t level, given = 0;
+	struct timeval tv = {0, SHARE_BATCH_US};
 
-	pool_ack_wakeup(sh->pool);
 	for (size_t i = 0; i < sh->n; i++) {
 		want[i] = atomic_load(&sh->slot[i].want);
 		weight[i] = want[i] > 0 ? atomic_load(&sh->slot[i].weight) : 0;
@@ -55,6 +57,18 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
 	level = pool_level(sh->pool);
 	if (level == 0) {
 		pool_want(sh->pool);
+		return;
+	}
+	/* Short: as the rotation does (rotation.c), wait a moment for a batch rather than hand
+	 * out each trickle as it lands; a split of a trickle reaches the clients in uneven
+	 * turns. */
+	if (level < total && !sh->batch_due) {
+		size_t half = pool_capacity(sh->pool) / 2;
+
+		pool_want_at(sh->pool, total < half ? total : half);
+		if (!evtimer_pending(sh->batch_ev, NULL)) {
+			evtimer_add(sh->batch_ev, &tv);
+		}
 		return;
 	}
 	if (level >= total) {
@@ -83,6 +97,25 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
 	pool_want(sh->pool); /* demand is left: the next bytes wake this again */
 }
 
+/* The pool has bytes, or a thread asked. */
+static void share_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct share *sh = arg;
+
+	pool_ack_wakeup(sh->pool);
+	split(sh);
+}
+
+/* The pool was short for SHARE_BATCH_US: split what it holds now, or its next bytes. */
+static void batch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct share *sh = arg;
+
+	sh->batch_due = true;
+	split(sh);
+	sh->batch_due = false;
+}
+
 struct share *share_new(struct event_base *base, struct pool *pool, size_t n, size_t cap)
 {
 	struct share *sh;
@@ -105,11 +138,9 @@ struct share *share_new(struct event_base *base, struct pool *pool, size_t n, si
 		}
 	}
 	sh->ev = event_new(base, pool_wakeup_fd(pool), EV_READ | EV_PERSIST, share_cb, sh);
-	if (sh->ev == NULL || event_add(sh->ev, NULL) < 0) {
-		if (sh->ev != NULL) {
-			event_free(sh->ev);
-		}
-		free(sh);
+	sh->batch_ev = evtimer_new(base, batch_cb, sh);
+	if (sh->ev == NULL || sh->batch_ev == NULL || event_add(sh->ev, NULL) < 0) {
+		share_free(sh);
 		return NULL;
 	}
 	return sh;
@@ -120,7 +151,12 @@ void share_free(struct share *sh)
 	if (sh == NULL) {
 		return;
 	}
-	event_free(sh->ev);
+	if (sh->ev != NULL) {
+		event_free(sh->ev);
+	}
+	if (sh->batch_ev != NULL) {
+		event_free(sh->batch_ev);
+	}
 	free(sh);
 }
 

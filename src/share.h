@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+/* When the threads ask for more than the pool holds, the longest the main thread waits for
+ * more before it splits what there is (as CLIENT_BATCH_US does for one thread's clients). */
+#define SHARE_BATCH_US 1000u
+
 struct event_base;
 struct pool;
 struct share;
