@@ -121,6 +121,9 @@ int clients_drbg(struct clients *cs, double h)
 	if (cs->drbg == NULL) {
 		return -1;
 	}
+	if (cs->thread > 0) {
+		return 0; /* an event-loop thread's: the main thread's said it */
+	}
 	log_info("drbg: AES-256 CTR-DRBG, seeded from the pool only: %zu bytes (384 bits at "
 		 "h=%g) per seed",
 		 drbg_seed_size(cs->drbg), h);
