@@ -62,6 +62,35 @@ static size_t turn_need(const struct clients *cs, struct turn *t)
 	return owed < goal ? owed : goal;
 }
 
+/* With threads: what a round of the waiting turns (and a DRBG's seed) could take beyond
+ * what the cache holds. A turn takes at most CLIENT_QUANTUM_MAX a round. */
+static size_t round_demand(const struct clients *cs)
+{
+	size_t bytes = cs->drbg_starved && cs->drbg != NULL ? drbg_seed_size(cs->drbg) : 0;
+	size_t have = pool_level(cs->pool);
+	struct turn *t;
+
+	TAILQ_FOREACH(t, &cs->hungry[0], link)
+	{
+		size_t owed = t->owed != NULL ? t->owed(t) : CLIENT_QUANTUM_MAX;
+
+		bytes += owed < CLIENT_QUANTUM_MAX ? owed : CLIENT_QUANTUM_MAX;
+	}
+	return bytes > have ? bytes - have : 0;
+}
+
+/* With threads, the cache short of need: when the pool holds a round's bytes beyond what
+ * the other threads asked for, take them now (share_take) rather than ask the main thread
+ * and wait for its wake-up, a round trip per request for a client that asks one request at
+ * a time. True if the cache now holds need. */
+static bool take_round(struct clients *cs, size_t need)
+{
+	size_t want = cs->slot != NULL ? round_demand(cs) : 0;
+
+	return want > 0 && share_take(cs->slot, want) > 0 && pool_level(cs->pool) >= need &&
+	       pool_level(cs->pool) > 0;
+}
+
 /* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
  * their supply runs out. The raw queue is a deficit round robin: a turn is worth a fixed
  * size (turn_size), not a share of what happens to be in the pool (that gave the first of
@@ -78,6 +107,9 @@ static void rotate_queue(struct clients *cs, int q)
 		size_t need = q == 0 ? turn_need(cs, t) : 0;
 
 		if (q == 0 && (avail == 0 || (!cs->batch_due && t->left == 0 && avail < need))) {
+			if (take_round(cs, need)) {
+				continue;
+			}
 			wait_refill(cs, need);
 			break;
 		}
@@ -106,18 +138,7 @@ static void rotate_queue(struct clients *cs, int q)
 void clients_ask(struct clients *cs, size_t need)
 {
 	if (cs->slot != NULL) {
-		size_t bytes = cs->drbg_starved && cs->drbg != NULL ? drbg_seed_size(cs->drbg) : 0;
-		size_t have = pool_level(cs->pool);
-		struct turn *t;
-
-		/* A turn takes at most CLIENT_QUANTUM_MAX a round: ask for a round. */
-		TAILQ_FOREACH(t, &cs->hungry[0], link)
-		{
-			size_t owed = t->owed != NULL ? t->owed(t) : CLIENT_QUANTUM_MAX;
-
-			bytes += owed < CLIENT_QUANTUM_MAX ? owed : CLIENT_QUANTUM_MAX;
-		}
-		share_ask(cs->slot, bytes > have ? bytes - have : 0, cs->nhungry[0]);
+		share_ask(cs->slot, round_demand(cs), cs->nhungry[0]);
 		cs->asked = true;
 	}
 	pool_want_at(cs->pool, need); /* 0 counts as 1 there */

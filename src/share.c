@@ -62,7 +62,7 @@ static void split(struct share *sh)
 	/* Short: as the rotation does (rotation.c), wait a moment for a batch rather than hand
 	 * out each trickle as it lands; a split of a trickle reaches the clients in uneven
 	 * turns. */
-	if (level < total && !sh->batch_due) {
+	if (level < total && level < pool_capacity(sh->pool) / 2 && !sh->batch_due) {
 		size_t half = pool_capacity(sh->pool) / 2;
 
 		pool_want_at(sh->pool, total < half ? total : half);
@@ -168,6 +168,21 @@ struct pool *share_cache(struct share *sh, size_t i)
 struct share_slot *share_slot(struct share *sh, size_t i)
 {
 	return &sh->slot[i];
+}
+
+size_t share_take(struct share_slot *s, size_t bytes)
+{
+	struct share *sh = s->sh;
+	size_t others = 0, room = pool_capacity(s->cache) - pool_level(s->cache);
+
+	for (size_t i = 0; i < sh->n; i++) {
+		others += &sh->slot[i] != s ? atomic_load(&sh->slot[i].want) : 0;
+	}
+	bytes = bytes < room ? bytes : room;
+	if (bytes == 0 || pool_level(sh->pool) < others + bytes) {
+		return 0; /* short: the main thread splits what there is */
+	}
+	return pool_move(sh->pool, s->cache, bytes);
 }
 
 void share_ask(struct share_slot *s, size_t bytes, size_t weight)
