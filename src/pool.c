@@ -271,8 +271,13 @@ void pool_poke(struct pool *p)
 
 uint64_t pool_delivered(struct pool *p)
 {
-	uint64_t n = atomic_load(&p->tail) - atomic_load(&p->moved);
+	uint64_t n;
 
+	/* tail and moved change together under the consumers' lock (pool_move); the caches'
+	 * tails are read after: every byte a cache handed out before the call is counted. */
+	pthread_mutex_lock(&p->take);
+	n = atomic_load(&p->tail) - atomic_load(&p->moved);
+	pthread_mutex_unlock(&p->take);
 	for (size_t i = 0; i < atomic_load(&p->ndown); i++) {
 		n += atomic_load(&p->down[i]->tail);
 	}

@@ -205,11 +205,7 @@ struct json_object *stats_json(struct stats *st)
 	add_str(o, "version", ENTROPYD_VERSION);
 	json_object_object_add(o, "time", json_object_new_int64((long long)time(NULL)));
 	json_object_object_add(o, "started", json_object_new_int64(st->started));
-	add_u64(pool, "level", pool_avail(st->pool));
-	add_u64(pool, "capacity", pool_capacity(st->pool));
-	add_u64(pool, "delivered", pool_delivered(st->pool));
-	json_object_object_add(pool, "rate", json_object_new_double(meter_rate(&st->delivered)));
-	json_object_object_add(o, "pool", pool);
+	json_object_object_add(o, "pool", pool); /* filled last (below) */
 	add_u64(o, "clients_waiting", clients_waiting(st->cs) + workers_waiting(st->ws));
 	for (size_t i = 0; sources_snapshot(st->srcs, i, &s) == 0; i++) {
 		json_object_array_add(x.arr, source_json(st, i, &s));
@@ -222,5 +218,11 @@ struct json_object *stats_json(struct stats *st)
 	clients_each(st->cs, client_json, &x);
 	workers_each(st->ws, client_json, &x);
 	json_object_object_add(o, "clients", x.arr);
+	/* After the clients: event-loop threads serve on meanwhile, and what the pool delivered
+	 * must cover what the clients were seen to be served. */
+	add_u64(pool, "level", pool_avail(st->pool));
+	add_u64(pool, "capacity", pool_capacity(st->pool));
+	add_u64(pool, "delivered", pool_delivered(st->pool));
+	json_object_object_add(pool, "rate", json_object_new_double(meter_rate(&st->delivered)));
 	return o;
 }

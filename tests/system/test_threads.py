@@ -20,16 +20,11 @@ import pytest
 from alignment import align_streams, coverage_summary
 from ctlsupport import entropyctl
 from egdsupport import (STARTUP_BYTES, EgdClient, block_requests, fifo_source, hungry_draw,
-                        read_many)
+                        jain, pace, read_many)
 from entropyd_proc import run_entropyd
 
 TAKES = re.compile(r"thread (\d+) takes a client")
 READY = r"\bready: \d+ source"
-
-
-def jain(xs):
-    s = sum(xs)
-    return s * s / (len(xs) * sum(x * x for x in xs)) if s else 0.0
 
 
 def takes_per_thread(d, start=0):
@@ -129,17 +124,6 @@ def test_no_byte_reaches_two_clients_of_different_threads(entropyd, tmp_path):
     assert takes_per_thread(d) == {1: 8, 2: 8}, d.log()
 
 
-def _pace(fd, stop, chunk=2048, every=0.01):
-    data = os.urandom(chunk * 64)
-    off = 0
-    nxt = time.monotonic()
-    while not stop.is_set():
-        os.write(fd, data[off:off + chunk])
-        off = (off + chunk) % len(data)
-        nxt += every
-        time.sleep(max(0.0, nxt - time.monotonic()))
-
-
 @pytest.mark.time_limit(60)
 def test_64_hungry_clients_on_two_threads_get_equal_shares_of_a_slow_source(entropyd,
                                                                             tmp_path):
@@ -147,7 +131,7 @@ def test_64_hungry_clients_on_two_threads_get_equal_shares_of_a_slow_source(entr
     os.mkfifo(fifo)
     wfd = os.open(fifo, os.O_RDWR)
     stop = threading.Event()
-    pacer = threading.Thread(target=_pace, args=(wfd, stop), daemon=True)
+    pacer = threading.Thread(target=pace, args=(wfd, stop), daemon=True)
     try:
         d = entropyd(sources=["file:%s,stall=0" % fifo],
                      listen=["tcp:127.0.0.1:0,primer=0"], extra=["--threads", "2"])
