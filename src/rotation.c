@@ -63,8 +63,9 @@ static size_t turn_need(const struct clients *cs, struct turn *t)
 }
 
 /* With threads: what a round of the waiting turns (and a DRBG's seed) could take beyond
- * what the cache holds. A turn takes at most CLIENT_QUANTUM_MAX a round. */
-static size_t round_demand(const struct clients *cs)
+ * what the cache holds, and at least what the wake-up waits for (need): asking for less,
+ * only the batch timer would wake it. A turn takes at most CLIENT_QUANTUM_MAX a round. */
+static size_t round_demand(const struct clients *cs, size_t need)
 {
 	size_t bytes = cs->drbg_starved && cs->drbg != NULL ? drbg_seed_size(cs->drbg) : 0;
 	size_t have = pool_level(cs->pool);
@@ -76,6 +77,7 @@ static size_t round_demand(const struct clients *cs)
 
 		bytes += owed < CLIENT_QUANTUM_MAX ? owed : CLIENT_QUANTUM_MAX;
 	}
+	bytes = bytes > need ? bytes : need;
 	return bytes > have ? bytes - have : 0;
 }
 
@@ -85,7 +87,7 @@ static size_t round_demand(const struct clients *cs)
  * a time. True if the cache now holds need. */
 static bool take_round(struct clients *cs, size_t need)
 {
-	size_t want = cs->slot != NULL ? round_demand(cs) : 0;
+	size_t want = cs->slot != NULL ? round_demand(cs, need) : 0;
 
 	return want > 0 && share_take(cs->slot, want) > 0 && pool_level(cs->pool) >= need &&
 	       pool_level(cs->pool) > 0;
@@ -138,7 +140,7 @@ static void rotate_queue(struct clients *cs, int q)
 void clients_ask(struct clients *cs, size_t need)
 {
 	if (cs->slot != NULL) {
-		share_ask(cs->slot, round_demand(cs), cs->nhungry[0]);
+		share_ask(cs->slot, round_demand(cs, need), cs->nhungry[0]);
 		cs->asked = true;
 	}
 	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
