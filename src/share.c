@@ -32,7 +32,7 @@ static void give(struct share *sh, size_t i, size_t n)
 	size_t got = n > 0 ? pool_move(sh->pool, s->cache, n) : 0;
 	size_t w = atomic_load(&s->want);
 
-	/* Its thread may have asked anew meanwhile: that stands. */
+	/* Its thread may have asked anew meanwhile, not counting these bytes: less that. */
 	while (got > 0 && !atomic_compare_exchange_weak(&s->want, &w, w > got ? w - got : 0)) {
 	}
 }
