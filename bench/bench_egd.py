@@ -3,7 +3,7 @@
 a proto=raw endpoint, side by side with `socat TCP-LISTEN:P,reuseaddr,fork
 OPEN:/dev/urandom` read raw. A benchmark, not a test: it prints a table.
 
-  /usr/bin/python3 bench/bench_egd.py [--secs S] [--entropyd PATH]
+  /usr/bin/python3 bench/bench_egd.py [--secs S] [--entropyd PATH] [--threads 1,2]
 
 What is measured (the load generator is bench/egdload.c, compiled here with gcc -O2; one
 thread, epoll, so the client stays cheap next to the server):
@@ -15,6 +15,9 @@ thread, epoll, so the client stays cheap next to the server):
     with a reset after each sample). For socat this includes its fork() and opening
     /dev/urandom; for entropyd the accept and the first write. A raw stream has no
     request, so this is the only latency it has.
+--threads LIST starts one daemon per value (--threads N: N event-loop threads serve the
+clients), so 1 and N threads show side by side; "s/GiB" is the server's CPU seconds per GiB
+it delivered (all its threads), what a thread count costs for the same bytes.
 Each run lasts --secs seconds after a 0.3 s warm-up. Next to each result: CPU used by the
 client and by the server (all threads; socat: parent and children) as % of one core, and
 which side was saturated.
@@ -76,9 +79,9 @@ class Server:
 # -- servers ----------------------------------------------------------------------------
 
 
-def start_entropyd(path, readers=1):
+def start_entropyd(path, readers=1, threads=1):
     src = "getrandom" if readers == 1 else "getrandom,threads=%d" % readers
-    args = [path, "-f", "--control", "none", "--source", src,
+    args = [path, "-f", "--control", "none", "--threads", str(threads), "--source", src,
             "--listen", "tcp:127.0.0.1:0,max-per-peer=0",
             "--listen", "tcp:127.0.0.1:0,proto=raw,max-per-peer=0"]
     p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -162,6 +165,8 @@ def run(client, server, args, secs):
     wall = float(res["secs"]) + 0.3  # the server also worked during the warm-up
     res["client_cpu"] = 100 * float(res["cpu"]) / float(res["secs"])
     res["server_cpu"] = 100 * (cpu1 - cpu0) / wall
+    got = float(res.get("bytes", 0))
+    res["cpu_per_gib"] = (cpu1 - cpu0) / (got / (1 << 30)) if got > 0 else float("nan")
     busiest = None
     for tid, (name, t1) in threads1.items():
         t0 = threads0.get(tid, (name, 0.0))[1]
@@ -205,11 +210,15 @@ def main():
     ap.add_argument("--conns", default="1,64", help="connection counts (default 1,64)")
     ap.add_argument("--readers", default="1,%d" % max(2, NCPU),
                     help="getrandom source threads= values, one daemon each (default 1,NCPU)")
+    ap.add_argument("--threads", default="1,%d" % max(2, NCPU),
+                    help="--threads values (event-loop threads), one daemon each per readers "
+                    "value (default 1,NCPU)")
     opts = ap.parse_args()
     if not os.access(opts.entropyd, os.X_OK):
         die("no entropyd at %s (build it first, or pass --entropyd)" % opts.entropyd)
     conns = [int(x) for x in opts.conns.split(",")]
     readers = [int(x) for x in opts.readers.split(",")]
+    loops = [int(x) for x in opts.threads.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(tmp)
@@ -217,11 +226,10 @@ def main():
         targets = []
         sc = None
         try:
-            for r in readers:
-                ed, egd_port, raw_port = start_entropyd(opts.entropyd, r)
+            for r, th in [(r, th) for r in readers for th in loops]:
+                ed, egd_port, raw_port = start_entropyd(opts.entropyd, r, th)
                 daemons.append(ed)
-                names = ("entropyd EGD", "entropyd raw") if r == 1 else (
-                    "EGD, %d readers" % r, "raw, %d readers" % r)
+                names = ("EGD %dr %dt" % (r, th), "raw %dr %dt" % (r, th))
                 targets += [(names[0], Server("entropyd", ed.pid), egd_port, "egd"),
                             (names[1], Server("entropyd", ed.pid), raw_port, "raw")]
             sc, sc_port = start_socat()
@@ -236,15 +244,16 @@ def main():
                     model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
             except (OSError, AttributeError):
                 pass
-            print("EGD over loopback TCP; entropyd --source getrandom (N readers: "
-                  "getrandom,threads=N); %d CPU(s) %s; %.1f s per run"
+            print("EGD over loopback TCP; entropyd --source getrandom (Nr: N readers, "
+                  "getrandom,threads=N; Nt: --threads N); %d CPU(s) %s; %.1f s per run"
                   % (NCPU, model, opts.secs))
             print("throughput: EGD = 16 pipelined `02 ff` per connection; raw = read all")
             print("latency: EGD = request sent -> 255th byte (1 in flight per connection); "
                   "raw = connect() -> 255th byte of a new connection")
             print()
-            hdr = "%-14s %5s  %8s  %9s %9s  %6s %6s %6s  %s" % (
-                "server", "conns", "MB/s", "p50 us", "p99 us", "client", "server", "other",
+            hdr = "%-14s %5s  %8s %6s  %9s %9s  %6s %6s %6s  %s" % (
+                "server", "conns", "MB/s", "s/GiB", "p50 us", "p99 us", "client", "server",
+                "other",
                 "what was saturated (CPU as % of one core)")
             print(hdr)
             print("-" * len(hdr))
@@ -265,11 +274,12 @@ def main():
                             print("%-14s %5d  %s failed: %s" % (name, n, what, res["error"]))
                     if "error" in t or "error" in lt:
                         continue
-                    print("%-14s %5d  %8.1f  %9.1f %9.1f  %5.0f%% %5.0f%% %5.0f%%  tput: %s"
-                          % (name, n, mbps(t), float(lt["p50_us"]), float(lt["p99_us"]),
+                    print("%-14s %5d  %8.1f %6.2f  %9.1f %9.1f  %5.0f%% %5.0f%% %5.0f%%  tput: %s"
+                          % (name, n, mbps(t), t["cpu_per_gib"], float(lt["p50_us"]),
+                             float(lt["p99_us"]),
                              t["client_cpu"], t["server_cpu"], t["other_cpu"], verdict(t)))
-                    print("%-14s %5s  %8s  %9s %9s  %5.0f%% %5.0f%% %5.0f%%  lat (%s samples): "
-                          "%s" % ("", "", "", "", "", lt["client_cpu"], lt["server_cpu"],
+                    print("%-14s %5s  %8s %6s  %9s %9s  %5.0f%% %5.0f%% %5.0f%%  lat (%s samples): "
+                          "%s" % ("", "", "", "", "", "", lt["client_cpu"], lt["server_cpu"],
                                   lt["other_cpu"], lt["samples"], verdict(lt)))
                     sys.stdout.flush()
         finally:

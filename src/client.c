@@ -45,7 +45,7 @@ static bool turn_interrupted(struct client *c)
 {
 	struct reqq_op *op = c->opts.raw ? NULL : reqq_head(&c->q);
 
-	return !c->opts.drbg && pool_avail(c->cs->pool) == 0 && !c->write_blocked &&
+	return !c->opts.drbg && pool_level(c->cs->pool) == 0 && !c->write_blocked &&
 	       !c->pacer.waiting && !c->eof &&
 	       (c->opts.raw || (op != NULL && op->kind == REQQ_BLOCK));
 }

@@ -27,6 +27,7 @@ struct clients;
 struct client;
 struct transport;
 struct pacer_shared;
+struct share_slot;
 
 /* Per-endpoint behaviour of its clients. */
 struct client_opts {
@@ -59,6 +60,7 @@ struct client_stat {
 	uint64_t throttled; /* bytes held back by rate= or endpoint-rate= */
 	double rate;	    /* bytes/s over the last 10 s */
 	long long since;    /* connected at (seconds since the epoch) */
+	int thread;	    /* serving event loop: 0 the main thread's, i > 0 thread i */
 };
 
 /* Defaults of reseed= and reseed-ms=. */
@@ -102,6 +104,9 @@ struct clients *clients_new(struct event_base *base, struct pool *pool, unsigned
 /* Create the DRBG that mode=drbg clients are served from, seeded from the pool assuming h
  * bits of min-entropy per pool byte; -1 on failure (logged). */
 int clients_drbg(struct clients *cs, double h);
+/* With event-loop threads: cs is thread's (0: the main thread's), and asks for its cache's
+ * bytes through slot (share.h). */
+void clients_set_share(struct clients *cs, struct share_slot *slot, int thread);
 /* Close every client and free the registry. */
 void clients_free(struct clients *cs);
 /* The pool cs serves from. */

@@ -45,7 +45,7 @@ bool client_drbg_ready(struct client *c)
 		return true;
 	}
 	cs->drbg_starved = true;
-	pool_want_at(cs->pool, drbg_seed_size(cs->drbg));
+	clients_ask(cs, drbg_seed_size(cs->drbg));
 	return false;
 }
 

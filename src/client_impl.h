@@ -82,11 +82,16 @@ struct clients {
 	bool batch_due;		/* ... and that time has come */
 	struct turn_queue hungry[2]; /* owed raw pool bytes [0], DRBG output [1] */
 	size_t nhungry[2];
+	size_t round_q;	   /* the raw queue's turn size in this round (rotation.c) */
+	size_t round_left; /* turns of this round not started yet */
 	struct drbg *drbg; /* mode=drbg clients' generator (clients_drbg), or NULL */
 	bool drbg_starved; /* this rotation, the DRBG waits for a seed from the pool */
 	struct client_list all;
 	LIST_HEAD(, turn) members; /* consumers other than clients (vhost-user devices) */
 	bool serving;
+	struct share_slot *slot;  /* with threads: its cache's demand (share.c), else NULL */
+	bool asked;		  /* ... and it asked for bytes since its queue was last empty */
+	int thread;		  /* 0: the main thread's; i: event-loop thread i (status) */
 	struct deadlines partial; /* half-sent commands, oldest first */
 	/* per-category limits for the lines peers cause */
 	struct log_limit lim_io, lim_proto, lim_timeout, lim_primer, lim_other;
@@ -111,6 +116,9 @@ void client_drbg_consume(struct client *c, size_t n);
 size_t client_drbg_answer(struct client *c, const struct reqq_op *op);
 /* Answer what needs no pool bytes, then join the rotation if c is owed some. */
 void client_kick(struct client *c);
+/* Ask for a wake-up once the pool (a cache: its own bytes) holds need bytes; with threads,
+ * also ask the main thread for what the waiting turns could take (rotation.c). */
+void clients_ask(struct clients *cs, size_t need);
 /* Queue t for its turn without serving (nothing if queued). */
 void clients_turn_queue(struct clients *cs, struct turn *t);
 /* Serve c, whose state handover.c just restored: parse its buffered input, then answer;

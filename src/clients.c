@@ -68,7 +68,7 @@ static void batch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct clients *cs = arg;
 
-	if (pool_avail(cs->pool) == 0) {
+	if (pool_level(cs->pool) == 0) {
 		pool_want(cs->pool);
 		return;
 	}
@@ -121,10 +121,19 @@ int clients_drbg(struct clients *cs, double h)
 	if (cs->drbg == NULL) {
 		return -1;
 	}
+	if (cs->thread > 0) {
+		return 0; /* an event-loop thread's: the main thread's said it */
+	}
 	log_info("drbg: AES-256 CTR-DRBG, seeded from the pool only: %zu bytes (384 bits at "
 		 "h=%g) per seed",
 		 drbg_seed_size(cs->drbg), h);
 	return 0;
+}
+
+void clients_set_share(struct clients *cs, struct share_slot *slot, int thread)
+{
+	cs->slot = slot;
+	cs->thread = thread;
 }
 
 void clients_free(struct clients *cs)
@@ -185,7 +194,8 @@ void clients_each(struct clients *cs, void (*fn)(void *arg, const struct client_
 					 .served = c->served,
 					 .throttled = c->pacer.throttled,
 					 .rate = meter_rate(&c->meter),
-					 .since = c->since};
+					 .since = c->since,
+					 .thread = cs->thread};
 
 		for (unsigned i = 0; i < c->q.count; i++) {
 			const struct reqq_op *op = &c->q.ops[(c->q.head + i) % REQQ_SLOTS];

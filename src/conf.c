@@ -402,6 +402,19 @@ static int cli_pool_size(struct conf *c, const char *arg, char *err, size_t errl
 	return 0;
 }
 
+static int cli_threads(struct conf *c, const char *arg, char *err, size_t errlen)
+{
+	long v;
+
+	if (conf_parse_long(arg, 0, CONF_MAX_THREADS, 10, &v) < 0) {
+		snprintf(err, errlen, "--threads %s: expected 0..%u (0: one per CPU)", arg,
+			 CONF_MAX_THREADS);
+		return -1;
+	}
+	c->threads = (unsigned)v;
+	return 0;
+}
+
 static int cli_user(struct conf *c, const char *arg, char *err, size_t errlen)
 {
 	if (arg[0] == '\0') {
@@ -507,6 +520,17 @@ const struct conf_cli_opt conf_cli_opts[] = {
      false},
     {"pool-size", 0, "N", "bytes of tested randomness held ready (default 1048576)", NULL,
      "They are locked in memory.", cli_pool_size, false},
+    {"threads", 0, "N", "event-loop threads serving clients (default 1; 0: one per CPU)",
+     "1: one loop serves everything;\n"
+     "N > 1: N threads serve the clients of tcp and unix listeners",
+     "Each client of a tcp or unix listener (one without endpoint-rate=) is served by one of N "
+     "threads for its life: the one with the fewest clients when it connects. Each thread "
+     "serves from a cache of its own, which the main thread fills on demand from the pool "
+     "(a byte still goes to one client once; scarce bytes are split among the threads by "
+     "their waiting clients), and, for mode=drbg, has its own DRBG. The main thread accepts, "
+     "dials, and serves the connections of connecting endpoints, udp, fifo and vhost-user "
+     "endpoints, the control socket and http, and the clients a reload hands over.",
+     cli_threads, false},
     {"user", 'u', "USER",
      "after opening sources and binding endpoints, run as USER (default: entropyd)",
      "with no capability, no-new-privs and a system-call filter;\n"

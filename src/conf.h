@@ -21,6 +21,10 @@
 #define CONF_DEFAULT_H 4.0
 #define CONF_DEFAULT_ALPHA 30u
 #define CONF_DEFAULT_POOL (1024u * 1024u)
+/* --threads: the most event-loop threads. */
+#define CONF_MAX_THREADS 64u
+/* --threads when not given (0: one per CPU). */
+#define CONF_DEFAULT_THREADS 1u
 /* Read when it exists and no --config is given (conf_args.c). */
 #define CONF_DEFAULT_FILE "/etc/entropyd/entropyd.conf"
 
@@ -40,9 +44,10 @@ struct conf {
 	bool foreground, verbose, check, list_sources;
 	unsigned alpha_log2;
 	size_t pool_size;
-	char *user;    /* --user, or NULL: the default (sandbox.c) */
-	char *config;  /* --config, or NULL: CONF_DEFAULT_FILE if it exists */
-	char *control; /* --control PATH, "none", or NULL: the default */
+	unsigned threads; /* --threads: event-loop threads serving clients; 0: one per CPU */
+	char *user;	  /* --user, or NULL: the default (sandbox.c) */
+	char *config;	  /* --config, or NULL: CONF_DEFAULT_FILE if it exists */
+	char *control;	  /* --control PATH, "none", or NULL: the default */
 	enum conf_show show;
 };
 

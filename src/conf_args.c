@@ -196,6 +196,7 @@ int conf_parse(struct conf *c, int argc, char **argv, char *err, size_t errlen)
 	memset(c, 0, sizeof(*c));
 	c->alpha_log2 = CONF_DEFAULT_ALPHA;
 	c->pool_size = CONF_DEFAULT_POOL;
+	c->threads = CONF_DEFAULT_THREADS;
 	if (later == NULL) {
 		return fail(err, errlen, "out of memory");
 	}

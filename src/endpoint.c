@@ -7,6 +7,7 @@
 #include "inherit.h"
 #include "listen.h"
 #include "log.h"
+#include "workers.h"
 
 #include "transport.h"
 
@@ -19,6 +20,7 @@
 struct endpoints {
 	struct event_base *base;
 	struct clients *cs;
+	struct workers *workers;
 	struct stats *stats;
 	struct endpoint *head;
 	struct inherited *inherited;
@@ -69,6 +71,7 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 	ep->inherited = eps->inherited;
 	ep->base = eps->base;
 	ep->cs = eps->cs;
+	ep->workers = eps->workers;
 	ep->stats = eps->stats;
 	ep->conf = *conf;
 	ep->conf.spec = dup_or_null(conf->spec);
@@ -144,14 +147,24 @@ void endpoints_free(struct endpoints *eps)
 int endpoints_reexec(struct endpoints *eps, char *const argv[])
 {
 	struct inherit_kept kept[INHERIT_MAX];
-	size_t n = 0;
+	struct clients *regs[1 + WORKERS_MAX];
+	size_t n = 0, nregs;
 
 	for (struct endpoint *ep = eps->head; ep != NULL; ep = ep->next) {
 		n += ep->ops->keep(ep, kept + n, INHERIT_MAX - n);
 	}
+	/* The threads end first: their clients are handed over with the main thread's. */
+	regs[0] = eps->cs;
+	workers_stop(eps->workers);
+	nregs = 1 + workers_registries(eps->workers, regs + 1, WORKERS_MAX);
 	/* Clients above the listeners' range, which inherit_reexec overwrites. */
-	(void)handover_save(eps->cs, SD_LISTEN_FDS_START + (int)n);
+	(void)handover_save(regs, nregs, SD_LISTEN_FDS_START + (int)n);
 	return inherit_reexec(kept, n, argv);
+}
+
+void endpoints_set_workers(struct endpoints *eps, struct workers *ws)
+{
+	eps->workers = ws;
 }
 
 void endpoints_set_handover(struct endpoints *eps, struct handover *h)

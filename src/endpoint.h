@@ -26,6 +26,7 @@ struct tls_conf;
 struct stats;
 struct handover;
 struct handover_vu_rec;
+struct workers;
 
 /* EP_HTTP: the status page and metrics (http.c); EP_VHOST: a unix socket that speaks
  * vhost-user (vu_conn.c) instead of EGD. */
@@ -70,6 +71,9 @@ int endpoints_add(struct endpoints *eps, const struct endpoint_conf *conf, char 
 		  size_t errlen);
 /* The status model that control and http endpoints answer from (set before adding them). */
 void endpoints_set_stats(struct endpoints *eps, struct stats *st);
+/* The event-loop threads that serve listeners' clients (set before adding endpoints; NULL:
+ * the main thread serves every client). */
+void endpoints_set_workers(struct endpoints *eps, struct workers *ws);
 /* Call fn for each endpoint, in the order added. */
 void endpoints_each(struct endpoints *eps, void (*fn)(void *arg, const struct endpoint *ep),
 		    void *arg);
@@ -98,7 +102,8 @@ struct endpoint {
 	struct inherited *inherited; /* sockets passed in, for the kind module to take */
 	struct event_base *base;
 	struct clients *cs;
-	struct stats *stats; /* for control and http endpoints */
+	struct workers *workers; /* listeners' clients are served there (workers.h), or NULL */
+	struct stats *stats;	 /* for control and http endpoints */
 	struct endpoint_conf conf;
 	char *name; /* the control socket: unix:PATH (else NULL: the spec names it) */
 	const struct endpoint_ops *ops;

@@ -98,8 +98,9 @@ static void leave(struct client *c, const char *why)
 	client_close(c, NULL, why);
 }
 
-int handover_save(struct clients *cs, int lowest)
+int handover_save(struct clients *const *regs, size_t nregs, int lowest)
 {
+	struct clients *cs = regs[0];
 	struct client *c, *next;
 	size_t n = 0, off = HANDOVER_HEADER, over = 0, cap, nvu = vu_handover_count(cs), nvufds = 0;
 	uint64_t owed = 0;
@@ -108,9 +109,11 @@ int handover_save(struct clients *cs, int lowest)
 	struct handover_rec *r = malloc(sizeof(*r));
 	char env[24];
 
-	LIST_FOREACH(c, &cs->all, all_link)
-	{
-		n++;
+	for (size_t k = 0; k < nregs; k++) {
+		LIST_FOREACH(c, &regs[k]->all, all_link)
+		{
+			n++;
+		}
 	}
 	n = n < HANDOVER_MAX ? n : HANDOVER_MAX;
 	nvu = nvu < HANDOVER_VU_MAX ? nvu : HANDOVER_VU_MAX;
@@ -125,36 +128,40 @@ int handover_save(struct clients *cs, int lowest)
 		return -1;
 	}
 	n = 0;
-	for (c = LIST_FIRST(&cs->all); c != NULL; c = next) {
-		next = LIST_NEXT(c, all_link);
-		if (c->closing || c->tr->read == NULL) {
-			continue; /* a datagram peer or a pipe: its endpoint keeps it */
+	for (size_t k = 0; k < nregs; k++) {
+		for (c = LIST_FIRST(&regs[k]->all); c != NULL; c = next) {
+			next = LIST_NEXT(c, all_link);
+			if (c->closing || c->tr->read == NULL) {
+				continue; /* a datagram peer or a pipe: its endpoint keeps it */
+			}
+			if (c->tr != &transport_stream) {
+				log_info("client %s: TLS connection closed by the reload "
+					 "(OpenSSL's state "
+					 "cannot pass to the new image; the peer must reconnect)",
+					 c->peer);
+				leave(c, "closed by the reload");
+				continue;
+			}
+			if (n == HANDOVER_MAX) {
+				over++;
+				leave(c, "closed by the reload (too many clients to hand over)");
+				continue;
+			}
+			kept[n] = c->fd >= lowest ? c->fd : fcntl(c->fd, F_DUPFD_CLOEXEC, lowest);
+			fill(r, c, kept[n]);
+			if (kept[n] < 0 ||
+			    handover_put_rec(r, buf, HANDOVER_HEADER + (n + 1) * HANDOVER_REC_MAX,
+					     &off) < 0) {
+				log_warnx("client %s: cannot hand it over; closed by the reload",
+					  c->peer);
+				leave(c, "closed by the reload");
+				continue;
+			}
+			for (unsigned i = 0; i < r->nops; i++) {
+				owed += r->ops[i].kind == REQQ_BLOCK ? r->ops[i].n : 0;
+			}
+			n++;
 		}
-		if (c->tr != &transport_stream) {
-			log_info("client %s: TLS connection closed by the reload (OpenSSL's state "
-				 "cannot pass to the new image; the peer must reconnect)",
-				 c->peer);
-			leave(c, "closed by the reload");
-			continue;
-		}
-		if (n == HANDOVER_MAX) {
-			over++;
-			leave(c, "closed by the reload (too many clients to hand over)");
-			continue;
-		}
-		kept[n] = c->fd >= lowest ? c->fd : fcntl(c->fd, F_DUPFD_CLOEXEC, lowest);
-		fill(r, c, kept[n]);
-		if (kept[n] < 0 ||
-		    handover_put_rec(r, buf, HANDOVER_HEADER + (n + 1) * HANDOVER_REC_MAX, &off) <
-			0) {
-			log_warnx("client %s: cannot hand it over; closed by the reload", c->peer);
-			leave(c, "closed by the reload");
-			continue;
-		}
-		for (unsigned i = 0; i < r->nops; i++) {
-			owed += r->ops[i].kind == REQQ_BLOCK ? r->ops[i].n : 0;
-		}
-		n++;
 	}
 	if (over > 0) {
 		log_warnx("reload: %zu client(s) beyond the %u a reload carries were closed", over,

@@ -22,7 +22,7 @@ struct handover;
 /* Old image, just before the re-exec: write the clients of cs to a memfd named in the
  * environment, with every descriptor at lowest or above and left open across execve.
  * Returns how many clients are carried, -1 if none can be (logged; clients are dropped). */
-int handover_save(struct clients *cs, int lowest);
+int handover_save(struct clients *const *regs, size_t nregs, int lowest);
 /* New image, before anything opens a descriptor: the clients handed over (validated;
  * bad records closed with one line each), or NULL if none. */
 struct handover *handover_load(void);

@@ -15,6 +15,7 @@
 #include "unixpath.h"
 #include "vu_conn.h"
 #include "vu_handover.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -124,8 +125,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (ep->conf.kind == EP_TCP) {
 		netaddr_no_delay(fd);
 	}
-	if (client_new(ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
-		       counted != NULL ? peercap_put : NULL, counted) == NULL &&
+	if (workers_client_new(ep->workers, ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
+			       counted != NULL ? peercap_put : NULL, counted) < 0 &&
 	    counted != NULL) {
 		peercap_put(counted);
 	}

@@ -3,11 +3,13 @@
  *
  * Start-up order: configuration -> sources (opened and checked) -> endpoints (bound) ->
  * daemonise -> memory locked -> privilege drop (--user) -> seccomp filter -> source
- * threads -> event loop. The pool is locked before the drop, while locking is allowed. Any failure
- * before the loop is one line and exit status 1; nothing has been served yet.
+ * threads -> event-loop threads (--threads) -> event loop. The pool is locked before the drop,
+ * while locking is allowed. Any failure before the loop is one line and exit status 1; nothing has
+ * been served yet.
  *
  * Shutdown (SIGTERM, SIGINT; `-n` too) takes one path that frees everything and returns 0:
- * endpoints -> clients -> sources (woken, joined, closed) -> pool, loop, configuration. */
+ * event-loop threads (joined) -> endpoints -> clients -> sources (woken, joined, closed) -> pool,
+ * loop, configuration. */
 #include "client.h"
 #include "conf.h"
 #include "conf_doc.h"
@@ -17,13 +19,16 @@
 #include "log.h"
 #include "pool.h"
 #include "sandbox.h"
+#include "share.h"
 #include "src.h"
 #include "src_detect.h"
 #include "stats.h"
+#include "workers.h"
 #include "written.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +37,8 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+
+_Static_assert(CONF_MAX_THREADS <= WORKERS_MAX, "--threads allows more than workers.c holds");
 
 /* At shutdown, how long source threads get to end once woken. */
 #define MAIN_SOURCES_JOIN_MS 2000
@@ -150,6 +157,41 @@ static void lock_memory(bool dropping)
 	}
 }
 
+/* --threads: as given, or (0) one per CPU this process may run on. */
+static unsigned thread_count(const struct conf *conf)
+{
+	cpu_set_t set;
+	int n;
+
+	if (conf->threads > 0) {
+		return conf->threads;
+	}
+	n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+	return n < 1 ? 1 : n > (int)CONF_MAX_THREADS ? CONF_MAX_THREADS : (unsigned)n;
+}
+
+/* With more than one event-loop thread: the caches of the pool (one per thread and one for
+ * the main thread's clients, pool/(n+1) bytes each, 4 KiB at least) and the threads. */
+static struct workers *start_threads(struct event_base *base, struct pool *pool,
+				     const struct conf *conf, struct share **sh)
+{
+	unsigned n = thread_count(conf);
+	size_t cache = conf->pool_size / (n + 1);
+	struct workers *ws;
+
+	*sh = NULL;
+	if (n < 2) {
+		return NULL;
+	}
+	*sh = share_new(base, pool, n + 1, cache > 4096 ? cache : 4096);
+	ws = *sh != NULL ? workers_new(base, *sh, conf->alpha_log2, n) : NULL;
+	if (ws == NULL) {
+		fatalx("cannot create %u event-loop threads", n);
+	}
+	log_info("%u event-loop threads serve the clients of tcp and unix listeners", n);
+	return ws;
+}
+
 static bool need_drbg(const struct conf *conf)
 {
 	for (size_t i = 0; i < conf->nendpoints; i++) {
@@ -181,6 +223,8 @@ int main(int argc, char **argv)
 	struct sources *srcs;
 	struct event_base *base;
 	struct clients *cs;
+	struct share *sh;
+	struct workers *ws;
 	struct endpoints *eps;
 	struct event *sigev[3];
 	struct sandbox *sb;
@@ -259,15 +303,22 @@ int main(int argc, char **argv)
 	if (base == NULL) {
 		fatalx("cannot create the event loop");
 	}
-	cs = clients_new(base, pool, conf.alpha_log2);
+	ws = start_threads(base, pool, &conf, &sh);
+	cs = clients_new(base, sh != NULL ? share_cache(sh, 0) : pool, conf.alpha_log2);
 	eps = endpoints_new(base, cs);
 	stats = cs != NULL && eps != NULL ? stats_new(base, srcs, cs, eps, pool) : NULL;
 	if (stats == NULL) {
 		fatalx("out of memory");
 	}
-	if (need_drbg(&conf) && clients_drbg(cs, drbg_min_entropy(&conf, srcs)) < 0) {
+	if (sh != NULL) {
+		clients_set_share(cs, share_slot(sh, 0), 0);
+	}
+	if (need_drbg(&conf) && (clients_drbg(cs, drbg_min_entropy(&conf, srcs)) < 0 ||
+				 workers_drbg(ws, drbg_min_entropy(&conf, srcs)) < 0)) {
 		fatalx("cannot create the DRBG for mode=drbg");
 	}
+	stats_set_workers(stats, ws);
+	endpoints_set_workers(eps, ws);
 	endpoints_set_stats(eps, stats);
 	endpoints_set_handover(eps, handover);
 	for (size_t i = 0; i < conf.nendpoints; i++) {
@@ -288,7 +339,7 @@ int main(int argc, char **argv)
 		}
 		log_init("entropyd", false, conf.verbose);
 		/* libevent's backend (epoll) does not survive fork(): re-initialise it. */
-		if (event_reinit(base) < 0) {
+		if (event_reinit(base) < 0 || workers_reinit(ws) < 0) {
 			fatalx("cannot re-initialise the event loop after fork");
 		}
 	}
@@ -313,6 +364,9 @@ int main(int argc, char **argv)
 	if (sources_start(srcs) < 0) {
 		fatal("cannot start the source threads");
 	}
+	if (workers_start(ws) < 0) {
+		fatal("cannot start the event-loop threads");
+	}
 	log_info("ready: %zu source(s), %zu endpoint(s), pool of %zu bytes", sources_count(srcs),
 		 conf.nendpoints, conf.pool_size);
 	sd_notify(0, "READY=1");
@@ -320,6 +374,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 
 	sd_notify(0, "STOPPING=1");
+	workers_stop(ws); /* their clients' ends reach the endpoints, still there */
 	sources_stop(srcs);
 	for (int i = 0; i < 3; i++) {
 		event_free(sigev[i]);
@@ -328,7 +383,9 @@ out:
 	/* Endpoints first: a UDP endpoint drops its peers (clients it tracks); clients of
 	 * connecting endpoints are then closed without redialing. */
 	endpoints_free(eps);
+	workers_free(ws);
 	clients_free(cs);
+	share_free(sh);
 	stats_free(stats);
 	sandbox_free(sb);
 	if (!conf.check) {

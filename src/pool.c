@@ -3,7 +3,14 @@
  * Invariant: a byte is handed out once. head and tail only grow (64-bit, never wrap in
  * practice); the filled region is [tail, head). Producers extend head under the mutex;
  * the consumer reads [tail, head) without the mutex (only it moves tail, and producers
- * never write there), then wipes and releases what it consumed. */
+ * never write there), then wipes and releases what it consumed.
+ *
+ * With event-loop threads (--threads), the pool is shared and each thread serves from a
+ * cache: a pool of its own (pool_new_cache) whose bytes come only from the shared pool by
+ * pool_move, on the main thread (share.c), as the thread's clients need them. The shared
+ * pool's consumers then take its `take` mutex: pool_move and a cache's pool_take that
+ * found its cache short (an answer that cannot wait: 0x01). A cache's own reads are
+ * lock-free as before. */
 #include "pool.h"
 
 #include <errno.h>
@@ -27,6 +34,12 @@ struct pool {
 	pthread_cond_t space;
 	atomic_uint waiting;	 /* producers in pool_wait_space */
 	_Atomic uint64_t sleeps; /* times a producer went to sleep on `space` (for tests) */
+	/* A shared pool with caches: */
+	pthread_mutex_t take; /* held by whoever consumes from it */
+	struct pool *down[POOL_MAX_CACHES];
+	_Atomic size_t ndown;
+	_Atomic uint64_t moved; /* bytes moved into caches (counted in tail too) */
+	struct pool *up;	/* a cache: the shared pool it is filled from */
 };
 
 struct pool *pool_new(size_t capacity)
@@ -59,6 +72,7 @@ struct pool *pool_new(size_t capacity)
 		return NULL;
 	}
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->take, NULL);
 	pthread_cond_init(&p->space, NULL);
 	return p;
 }
@@ -68,10 +82,14 @@ void pool_free(struct pool *p)
 	if (p == NULL) {
 		return;
 	}
+	for (size_t i = 0; i < atomic_load(&p->ndown); i++) {
+		pool_free(p->down[i]); /* bytes cached and not handed out are wiped */
+	}
 	explicit_bzero(p->buf, p->cap);
 	munmap(p->buf, p->cap);
 	close(p->efd);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->take);
 	pthread_cond_destroy(&p->space);
 	free(p);
 }
@@ -143,9 +161,14 @@ void pool_wake_producers(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
-size_t pool_avail(struct pool *p)
+size_t pool_level(struct pool *p)
 {
 	return (size_t)(atomic_load(&p->head) - atomic_load(&p->tail));
+}
+
+size_t pool_avail(struct pool *p)
+{
+	return pool_level(p) + (p->up != NULL ? pool_level(p->up) : 0);
 }
 
 size_t pool_capacity(const struct pool *p)
@@ -209,6 +232,11 @@ size_t pool_take(struct pool *p, uint8_t *out, size_t n)
 	if (got > 0) {
 		pool_consume(p, got);
 	}
+	if (got < n && p->up != NULL) {
+		pthread_mutex_lock(&p->up->take);
+		got += pool_take(p->up, out + got, n - got);
+		pthread_mutex_unlock(&p->up->take);
+	}
 	return got;
 }
 
@@ -228,15 +256,75 @@ void pool_want_at(struct pool *p, size_t n)
 	atomic_store(&p->want_n, n > 0 ? n : 1);
 	atomic_store(&p->want, true);
 	/* A put may have landed between the caller's check and this store. */
-	if (pool_avail(p) >= n && atomic_exchange(&p->want, false)) {
+	if (pool_level(p) >= n && atomic_exchange(&p->want, false)) {
 		uint64_t one = 1;
 		(void)!write(p->efd, &one, sizeof(one));
 	}
 }
 
+void pool_poke(struct pool *p)
+{
+	uint64_t one = 1;
+
+	(void)!write(p->efd, &one, sizeof(one));
+}
+
 uint64_t pool_delivered(struct pool *p)
 {
-	return atomic_load(&p->tail);
+	uint64_t n;
+
+	/* tail and moved change together under the consumers' lock (pool_move); the caches'
+	 * tails are read after: every byte a cache handed out before the call is counted. */
+	pthread_mutex_lock(&p->take);
+	n = atomic_load(&p->tail) - atomic_load(&p->moved);
+	pthread_mutex_unlock(&p->take);
+	for (size_t i = 0; i < atomic_load(&p->ndown); i++) {
+		n += atomic_load(&p->down[i]->tail);
+	}
+	return n;
+}
+
+struct pool *pool_new_cache(struct pool *up, size_t capacity)
+{
+	size_t i = atomic_load(&up->ndown);
+	struct pool *c;
+
+	if (i == POOL_MAX_CACHES) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	c = pool_new(capacity);
+	if (c == NULL) {
+		return NULL;
+	}
+	c->up = up;
+	up->down[i] = c;
+	atomic_store(&up->ndown, i + 1);
+	return c;
+}
+
+size_t pool_move(struct pool *up, struct pool *c, size_t n)
+{
+	struct iovec iov[2];
+	size_t got = 0;
+	int cnt;
+
+	pthread_mutex_lock(&up->take);
+	cnt = pool_peek(up, n, iov);
+	for (int i = 0; i < cnt; i++) {
+		size_t put = pool_put(c, iov[i].iov_base, iov[i].iov_len);
+
+		got += put;
+		if (put < iov[i].iov_len) {
+			break; /* the cache is full */
+		}
+	}
+	if (got > 0) {
+		atomic_fetch_add(&up->moved, got);
+		pool_consume(up, got); /* wiped there */
+	}
+	pthread_mutex_unlock(&up->take);
+	return got;
 }
 
 uint64_t pool_producer_sleeps(struct pool *p)

@@ -16,6 +16,9 @@
 
 struct pool;
 
+/* Caches a shared pool can have at most (pool_new_cache). */
+#define POOL_MAX_CACHES 72
+
 /* New pool holding up to capacity bytes; NULL on failure (errno set). */
 struct pool *pool_new(size_t capacity);
 /* Wipe and free the pool. */
@@ -33,8 +36,11 @@ size_t pool_wait_space(struct pool *p, const atomic_bool *stop);
 /* Wake every producer blocked in pool_wait_space (used at shutdown). */
 void pool_wake_producers(struct pool *p);
 
-/* Consumer: bytes available now. */
+/* Consumer: bytes available now (a cache: its own and its shared pool's, which pool_take
+ * reaches; pool_peek sees only its own: pool_level). */
 size_t pool_avail(struct pool *p);
+/* Consumer: bytes p itself holds (a cache: without its shared pool's). */
+size_t pool_level(struct pool *p);
 /* Total capacity in bytes. */
 size_t pool_capacity(const struct pool *p);
 /* Consumer: describe the first min(n, avail) bytes as up to two iovecs; returns iovcnt
@@ -42,17 +48,28 @@ size_t pool_capacity(const struct pool *p);
 int pool_peek(struct pool *p, size_t n, struct iovec iov[2]);
 /* Consumer: consume (and wipe) the first n available bytes; n <= pool_avail(). */
 void pool_consume(struct pool *p, size_t n);
-/* Consumer: copy up to n bytes to out and consume them; returns the count. */
+/* Consumer: copy up to n bytes to out and consume them (a cache that runs short takes the
+ * rest from its shared pool); returns the count. */
 size_t pool_take(struct pool *p, uint8_t *out, size_t n);
 /* Consumer: ask for a wake-up when bytes are next put (call when found empty). */
 void pool_want(struct pool *p);
 /* Consumer: ask for a wake-up once n bytes (at most the capacity) are available, now if
  * they are already (call when found holding fewer than n). */
 void pool_want_at(struct pool *p, size_t n);
-/* Total bytes ever consumed (delivered). */
+/* Wake p's consumer now (a thread whose cache needs bytes tells the shared pool's). */
+void pool_poke(struct pool *p);
+/* Total bytes ever consumed (delivered); a shared pool counts what its caches handed out. */
 uint64_t pool_delivered(struct pool *p);
 /* Test hook: how often a producer has gone to sleep in pool_wait_space (found too little
  * space and is about to wait, or waiting); lets a test prove a thread is really blocked. */
 uint64_t pool_producer_sleeps(struct pool *p);
+
+/* A cache of up holding capacity bytes, for one consumer thread, filled only by
+ * pool_move; freed with up. Create every cache before the threads start; NULL on failure
+ * (errno set). */
+struct pool *pool_new_cache(struct pool *up, size_t capacity);
+/* up's consumer: move up to n bytes from up into its cache c (each byte once: it is wiped
+ * in up); returns how many (c's consumer is woken if it asked). */
+size_t pool_move(struct pool *up, struct pool *c, size_t n);
 
 #endif

@@ -4,7 +4,9 @@
  * this file includes none of them. */
 #include "client_impl.h"
 
+#include "drbg.h"
 #include "pool.h"
+#include "share.h"
 
 #include <event2/event.h>
 #include <stdbool.h>
@@ -43,7 +45,7 @@ static void wait_refill(struct clients *cs, size_t need)
 {
 	struct timeval tv = {0, CLIENT_BATCH_US};
 
-	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
+	clients_ask(cs, need);
 	if (!evtimer_pending(cs->batch_ev, NULL)) {
 		evtimer_add(cs->batch_ev, &tv);
 	}
@@ -60,6 +62,37 @@ static size_t turn_need(const struct clients *cs, struct turn *t)
 	return owed < goal ? owed : goal;
 }
 
+/* With threads: what a round of the waiting turns (and a DRBG's seed) could take beyond
+ * what the cache holds, and at least what the wake-up waits for (need): asking for less,
+ * only the batch timer would wake it. A turn takes at most CLIENT_QUANTUM_MAX a round. */
+static size_t round_demand(const struct clients *cs, size_t need)
+{
+	size_t bytes = cs->drbg_starved && cs->drbg != NULL ? drbg_seed_size(cs->drbg) : 0;
+	size_t have = pool_level(cs->pool);
+	struct turn *t;
+
+	TAILQ_FOREACH(t, &cs->hungry[0], link)
+	{
+		size_t owed = t->owed != NULL ? t->owed(t) : CLIENT_QUANTUM_MAX;
+
+		bytes += owed < CLIENT_QUANTUM_MAX ? owed : CLIENT_QUANTUM_MAX;
+	}
+	bytes = bytes > need ? bytes : need;
+	return bytes > have ? bytes - have : 0;
+}
+
+/* With threads, the cache short of need: when the pool holds a round's bytes beyond what
+ * the other threads asked for, take them now (share_take) rather than ask the main thread
+ * and wait for its wake-up, a round trip per request for a client that asks one request at
+ * a time. True if the cache now holds need. */
+static bool take_round(struct clients *cs, size_t need)
+{
+	size_t want = cs->slot != NULL ? round_demand(cs, need) : 0;
+
+	return want > 0 && share_take(cs->slot, want) > 0 && pool_level(cs->pool) >= need &&
+	       pool_level(cs->pool) > 0;
+}
+
 /* Serve queue q's turns (0: owed pool bytes, 1: owed DRBG output) until none is owed or
  * their supply runs out. The raw queue is a deficit round robin: a turn is worth a fixed
  * size (turn_size), not a share of what happens to be in the pool (that gave the first of
@@ -70,17 +103,29 @@ static size_t turn_need(const struct clients *cs, struct turn *t)
 static void rotate_queue(struct clients *cs, int q)
 {
 	while (!TAILQ_EMPTY(&cs->hungry[q]) && !(q == 1 && cs->drbg_starved)) {
-		size_t avail = pool_avail(cs->pool);
+		size_t avail = pool_level(cs->pool);
 		struct turn *t = TAILQ_FIRST(&cs->hungry[q]);
 		size_t quantum = CLIENT_DRBG_QUANTUM;
 		size_t need = q == 0 ? turn_need(cs, t) : 0;
 
 		if (q == 0 && (avail == 0 || (!cs->batch_due && t->left == 0 && avail < need))) {
+			if (take_round(cs, need)) {
+				continue;
+			}
 			wait_refill(cs, need);
 			break;
 		}
-		if (q == 0) {
-			quantum = t->left > 0 ? t->left : turn_size(avail, cs->nhungry[0]);
+		if (q == 0 && t->left == 0) {
+			/* Fixed for a round: recomputed at each turn, it fell as the round drained
+			 * the pool, and the first turns of a round got more than the last. */
+			if (cs->round_left == 0) {
+				cs->round_q = turn_size(avail, cs->nhungry[0]);
+				cs->round_left = cs->nhungry[0];
+			}
+			cs->round_left--;
+			quantum = cs->round_q;
+		} else if (q == 0) {
+			quantum = t->left;
 		}
 		t->left = 0;
 		clients_turn_leave(cs, t);
@@ -89,6 +134,25 @@ static void rotate_queue(struct clients *cs, int q)
 			TAILQ_INSERT_HEAD(&cs->hungry[0], t, link);
 			cs->nhungry[0]++;
 		}
+	}
+}
+
+void clients_ask(struct clients *cs, size_t need)
+{
+	if (cs->slot != NULL) {
+		share_ask(cs->slot, round_demand(cs, need), cs->nhungry[0]);
+		cs->asked = true;
+	}
+	pool_want_at(cs->pool, need); /* 0 counts as 1 there */
+}
+
+/* With threads: no turn waits any more, so no byte more is to come into the cache (one
+ * would sit there until another client of this thread came). */
+static void unask(struct clients *cs)
+{
+	if (cs->asked && cs->nhungry[0] == 0 && !cs->drbg_starved) {
+		cs->asked = false;
+		share_ask(cs->slot, 0, 0);
 	}
 }
 
@@ -102,6 +166,7 @@ void client_rotate(struct clients *cs)
 	rotate_queue(cs, 1); /* first: a reseed takes its few bytes before raw clients drain */
 	rotate_queue(cs, 0);
 	cs->serving = false;
+	unask(cs);
 }
 
 void clients_turn_queue(struct clients *cs, struct turn *t)
@@ -125,5 +190,8 @@ void clients_turn_leave(struct clients *cs, struct turn *t)
 		t->queued = false;
 		TAILQ_REMOVE(&cs->hungry[t->q], t, link);
 		cs->nhungry[t->q]--;
+		if (!cs->serving) {
+			unask(cs); /* a client that waited is gone */
+		}
 	}
 }

@@ -7,6 +7,7 @@
 #include "netaddr.h"
 #include "pool.h"
 #include "src.h"
+#include "workers.h"
 
 #include <event2/event.h>
 #include <json-c/json.h>
@@ -17,6 +18,7 @@
 struct stats {
 	struct sources *srcs;
 	struct clients *cs;
+	struct workers *ws; /* event-loop threads' clients, or NULL */
 	struct endpoints *eps;
 	struct pool *pool;
 	struct event *tick;
@@ -37,6 +39,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	meter_sample(&st->delivered, pool_delivered(st->pool));
 	clients_tick(st->cs);
+	workers_tick(st->ws);
+}
+
+void stats_set_workers(struct stats *st, struct workers *ws)
+{
+	st->ws = ws;
 }
 
 struct stats *stats_new(struct event_base *base, struct sources *srcs, struct clients *cs,
@@ -158,7 +166,9 @@ static void endpoint_json(void *arg, const struct endpoint *ep)
 	add_str(o, "address", address);
 	json_object_object_add(o, "tls", json_object_new_boolean(ep->conf.tls_dir != NULL));
 	add_str(o, "state", ep->ops->state != NULL ? ep->ops->state(ep) : "listening");
-	add_u64(o, "clients", clients_on(x->st->cs, endpoint_name(ep)));
+	add_u64(o, "clients",
+		clients_on(x->st->cs, endpoint_name(ep)) +
+		    workers_on(x->st->ws, endpoint_name(ep)));
 	json_object_array_add(x->arr, o);
 }
 
@@ -176,6 +186,7 @@ static void client_json(void *arg, const struct client_stat *c)
 	json_object_object_add(o, "rate", json_object_new_double(c->rate));
 	add_u64(o, "throttled_bytes", c->throttled);
 	json_object_object_add(o, "connected_since", json_object_new_int64(c->since));
+	json_object_object_add(o, "thread", json_object_new_int(c->thread));
 	json_object_array_add(x->arr, o);
 }
 
@@ -194,12 +205,8 @@ struct json_object *stats_json(struct stats *st)
 	add_str(o, "version", ENTROPYD_VERSION);
 	json_object_object_add(o, "time", json_object_new_int64((long long)time(NULL)));
 	json_object_object_add(o, "started", json_object_new_int64(st->started));
-	add_u64(pool, "level", pool_avail(st->pool));
-	add_u64(pool, "capacity", pool_capacity(st->pool));
-	add_u64(pool, "delivered", pool_delivered(st->pool));
-	json_object_object_add(pool, "rate", json_object_new_double(meter_rate(&st->delivered)));
-	json_object_object_add(o, "pool", pool);
-	add_u64(o, "clients_waiting", clients_waiting(st->cs));
+	json_object_object_add(o, "pool", pool); /* filled last (below) */
+	add_u64(o, "clients_waiting", clients_waiting(st->cs) + workers_waiting(st->ws));
 	for (size_t i = 0; sources_snapshot(st->srcs, i, &s) == 0; i++) {
 		json_object_array_add(x.arr, source_json(st, i, &s));
 	}
@@ -209,6 +216,13 @@ struct json_object *stats_json(struct stats *st)
 	json_object_object_add(o, "endpoints", x.arr);
 	x.arr = json_object_new_array();
 	clients_each(st->cs, client_json, &x);
+	workers_each(st->ws, client_json, &x);
 	json_object_object_add(o, "clients", x.arr);
+	/* After the clients: event-loop threads serve on meanwhile, and what the pool delivered
+	 * must cover what the clients were seen to be served. */
+	add_u64(pool, "level", pool_avail(st->pool));
+	add_u64(pool, "capacity", pool_capacity(st->pool));
+	add_u64(pool, "delivered", pool_delivered(st->pool));
+	json_object_object_add(pool, "rate", json_object_new_double(meter_rate(&st->delivered)));
 	return o;
 }

@@ -14,12 +14,15 @@ struct endpoints;
 struct pool;
 struct json_object;
 struct stats;
+struct workers;
 
 /* The model of srcs, cs, eps and pool, sampled each second on base; NULL on failure. */
 struct stats *stats_new(struct event_base *base, struct sources *srcs, struct clients *cs,
 			struct endpoints *eps, struct pool *pool);
 /* Stop sampling and free. */
 void stats_free(struct stats *st);
+/* Count the clients of event-loop threads (workers.h) too. */
+void stats_set_workers(struct stats *st, struct workers *ws);
 /* The status now, as a new JSON object (the caller puts it); NULL when out of memory. */
 struct json_object *stats_json(struct stats *st);
 

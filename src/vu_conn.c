@@ -206,7 +206,7 @@ static bool serve(struct turn *t, size_t quantum)
 {
 	struct vu_conn *v = (struct vu_conn *)((char *)t - offsetof(struct vu_conn, turn));
 	struct vu_dev *d = &v->dev;
-	size_t avail = pool_avail(clients_pool(v->cs));
+	size_t avail = pool_level(clients_pool(v->cs));
 	size_t cap = quantum + VU_OVERSHOOT, allowed;
 	uint16_t old = d->vr.used_idx;
 	bool used;

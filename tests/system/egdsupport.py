@@ -364,3 +364,21 @@ def hungry_draw(address, n, in_flight, warmup, seconds):
         for s in socks:
             sel.unregister(s)
             s.close()
+
+
+def jain(xs):
+    """Jain's fairness index (sum x)^2 / (n * sum x^2): 1 when every x is equal."""
+    s = sum(xs)
+    return s * s / (len(xs) * sum(x * x for x in xs)) if s else 0.0
+
+
+def pace(fd, stop, chunk=2048, every=0.01):
+    """Write chunk random bytes to fd every `every` s until stop is set (a slow source)."""
+    data = os.urandom(chunk * 64)
+    off = 0
+    nxt = time.monotonic()
+    while not stop.is_set():
+        os.write(fd, data[off:off + chunk])
+        off = (off + chunk) % len(data)
+        nxt += every
+        time.sleep(max(0.0, nxt - time.monotonic()))

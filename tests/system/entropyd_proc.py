@@ -111,9 +111,22 @@ def match_endpoints(specs, announced):
 # The daemon
 
 
+# ENTROPYD_TEST_THREADS=N runs every daemon a test starts through Daemon with --threads N
+# (unless the test gives --threads itself), to run the whole suite with N event-loop threads.
+TEST_THREADS = os.environ.get("ENTROPYD_TEST_THREADS")
+
+
+def with_test_threads(args):
+    args = list(args)
+    if TEST_THREADS and args and args[0] == ENTROPYD and "--threads" not in args \
+            and not any(a.startswith("--threads=") for a in args):
+        args[1:1] = ["--threads", TEST_THREADS]
+    return args
+
+
 class Daemon:
     def __init__(self, args, name="entropyd"):
-        self.args = list(args)
+        self.args = with_test_threads(args)
         self.name = name
         self.lines = []
         self.cond = threading.Condition()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from egdsupport import hungry_draw, write_all
+from egdsupport import hungry_draw, jain, pace, write_all
 
 
 NCLIENTS = 64
@@ -23,20 +23,8 @@ WARMUP_S = 1.5
 WINDOW_S = 5.0
 
 
-def jain(xs):
-    s = sum(xs)
-    return s * s / (len(xs) * sum(x * x for x in xs)) if s else 0.0
-
-
 def _pace(fd, stop):
-    data = os.urandom(CHUNK * 64)
-    off = 0
-    nxt = time.monotonic()
-    while not stop.is_set():
-        os.write(fd, data[off:off + CHUNK])
-        off = (off + CHUNK) % len(data)
-        nxt += PACE_S
-        time.sleep(max(0.0, nxt - time.monotonic()))
+    pace(fd, stop, CHUNK, PACE_S)
 
 
 @pytest.mark.time_limit(60)
