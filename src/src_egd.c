@@ -61,6 +61,7 @@ struct egd_src {
 	unsigned long long owed, received;
 	uint8_t out[2 * EGD_DEPTH]; /* requests not yet written */
 	size_t outlen;
+	bool server_done;	   /* the server finished sending: no request goes out */
 	struct tls_conf *tls_conf; /* tls=: the credentials, and the connection */
 	struct tls_conn *tls;
 };
@@ -218,10 +219,27 @@ static void top_up(struct egd_src *s)
 	}
 }
 
+/* True once the server has finished sending (its FIN arrived). A request sent then meets a
+ * closed socket, and the reset it draws makes this kernel drop what the server sent and was
+ * not read yet: those bytes are read instead, then the end. */
+static bool server_done(struct egd_src *s)
+{
+	struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
+
+	if (!s->server_done && poll(&p, 1, 0) > 0 &&
+	    (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+		s->server_done = true;
+	}
+	return s->server_done;
+}
+
 /* Write what the socket (or the TLS connection) takes of the queued requests; -1 on an
  * error. */
 static int flush(struct egd_src *s)
 {
+	if (s->outlen > 0 && server_done(s)) {
+		return 0;
+	}
 	while (s->outlen > 0) {
 		struct iovec v = {s->out, s->outlen};
 		ssize_t w = s->tls != NULL

@@ -14,10 +14,14 @@ Every daemon is bounded in time and stopped by PID by the fixture; commands are 
 the PIDs entropyd logs and checked through /proc (start time compared, so that a reused
 PID cannot pass for the command)."""
 
+import fcntl
 import os
 import re
 import signal
 import socket
+import struct
+import termios
+import threading
 import time
 
 import pytest
@@ -293,3 +297,58 @@ def test_exec_command_may_hold_commas_before_its_options(entropyd):
 ])
 def test_egd_unparsable_endpoint_is_a_one_line_error(endpoint):
     _refused("egd:%s" % endpoint, "egd: ")
+
+
+def _unsent(conn):
+    """Bytes in conn's send queue the peer has not acknowledged (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+@pytest.mark.time_limit(90)
+def test_egd_source_reads_every_byte_an_upstream_sent_before_it_closed(entropyd):
+    """An upstream sends its last bytes and ends its side (FIN); once B has them all (none
+    left in the upstream's send queue) it reads what requests are still in flight for
+    0.3 s and closes. B must then read all it got, and log the end. A request B sent after
+    the close would draw a reset, which makes B's kernel drop what B received and had not
+    read yet: so B must stop asking once the FIN is there."""
+    data = os.urandom(STARTUP_BYTES + 768 * 1024)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    closed = []
+
+    def upstream():
+        conn, _ = lsock.accept()
+        lsock.close()  # B's re-open after the end is refused
+        with conn:
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(0.05)
+            end = time.monotonic() + 30
+            while _unsent(conn) > 0 and time.monotonic() < end:
+                try:
+                    conn.recv(65536)
+                except socket.timeout:
+                    pass
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:
+                try:
+                    if not conn.recv(65536):
+                        break
+                except socket.timeout:
+                    pass
+            closed.append(time.monotonic())
+
+    t = threading.Thread(target=upstream, daemon=True)
+    t.start()
+    b = entropyd(sources=["egd:tcp:127.0.0.1:%d" % port], extra=["--pool-size", "65536"])
+    want = len(data) - STARTUP_BYTES  # B's start-up test takes the first 1024
+    with b.connect() as c:
+        got = b""
+        while len(got) < want:  # slowly: B still reads, and asks, after the upstream closed
+            got += c.block(min(16 * 1024, want - len(got)), timeout=30)
+            time.sleep(0.05)
+    t.join(10)
+    assert closed, "the upstream never finished"
+    assert got == data[STARTUP_BYTES:], "B's client did not get the upstream's bytes"
+    b.wait_log(r"source egd:tcp:127\.0\.0\.1:%d: tcp:127\.0\.0\.1:%d closed the connection "
+               r"after %d bytes" % (port, port, len(data)), 20)
