@@ -382,3 +382,24 @@ def pace(fd, stop, chunk=2048, every=0.01):
         off = (off + chunk) % len(data)
         nxt += every
         time.sleep(max(0.0, nxt - time.monotonic()))
+
+
+def hungry_draw_from_slow_fifo(entropyd, tmp_path, nclients, in_flight, warmup_s, window_s,
+                               extra=()):
+    """A daemon fed by a fifo that pace() fills (a slow source), serving a tcp listener with
+    primer=0; hungry_draw() against it. Returns (daemon, bytes per client)."""
+    fifo = tmp_path / "slow.fifo"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR)
+    stop = threading.Event()
+    pacer = threading.Thread(target=pace, args=(wfd, stop), daemon=True)
+    try:
+        d = entropyd(sources=["file:%s,stall=0" % fifo],
+                     listen=["tcp:127.0.0.1:0,primer=0"], extra=list(extra))
+        pacer.start()
+        return d, hungry_draw(d.ep().address, nclients, in_flight, warmup_s, window_s)
+    finally:
+        stop.set()
+        if pacer.is_alive():
+            pacer.join(5)
+        os.close(wfd)

@@ -7,42 +7,23 @@ last: Jain 0.91)."""
 import os
 import selectors
 import socket
-import threading
 import time
 
 import pytest
 
-from egdsupport import hungry_draw, jain, pace, write_all
+from egdsupport import hungry_draw_from_slow_fifo, jain, write_all
 
 
 NCLIENTS = 64
 IN_FLIGHT = 4  # 255-byte requests each client keeps outstanding
-CHUNK = 2048  # bytes the pacer writes into the FIFO at a time
-PACE_S = 0.01  # ... every PACE_S: about 200 KB/s, far less than 64 clients ask
 WARMUP_S = 1.5
 WINDOW_S = 5.0
 
 
-def _pace(fd, stop):
-    pace(fd, stop, CHUNK, PACE_S)
-
-
 @pytest.mark.time_limit(60)
 def test_64_hungry_clients_get_equal_shares_of_a_slow_source(entropyd, tmp_path):
-    fifo = tmp_path / "slow.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-    stop = threading.Event()
-    pacer = threading.Thread(target=_pace, args=(wfd, stop), daemon=True)
-    try:
-        d = entropyd(sources=["file:%s,stall=0" % fifo], listen=["tcp:127.0.0.1:0,primer=0"])
-        pacer.start()
-        got = hungry_draw(d.ep().address, NCLIENTS, IN_FLIGHT, WARMUP_S, WINDOW_S)
-    finally:
-        stop.set()
-        if pacer.is_alive():
-            pacer.join(5)
-        os.close(wfd)
+    d, got = hungry_draw_from_slow_fifo(entropyd, tmp_path, NCLIENTS, IN_FLIGHT, WARMUP_S,
+                                        WINDOW_S)
     total = sum(got)
     index = jain(got)
     print("64 clients, %d bytes in %.1f s: min %d max %d, Jain %.4f"

@@ -12,15 +12,14 @@ import os
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
 from alignment import align_streams, coverage_summary
 from ctlsupport import entropyctl
-from egdsupport import (STARTUP_BYTES, EgdClient, block_requests, fifo_source, hungry_draw,
-                        jain, pace, read_many)
+from egdsupport import (STARTUP_BYTES, EgdClient, block_requests, fifo_source,
+                        hungry_draw_from_slow_fifo, jain, read_many)
 from entropyd_proc import run_entropyd
 
 TAKES = re.compile(r"thread (\d+) takes a client")
@@ -127,21 +126,8 @@ def test_no_byte_reaches_two_clients_of_different_threads(entropyd, tmp_path):
 @pytest.mark.time_limit(60)
 def test_64_hungry_clients_on_two_threads_get_equal_shares_of_a_slow_source(entropyd,
                                                                             tmp_path):
-    fifo = tmp_path / "slow.fifo"
-    os.mkfifo(fifo)
-    wfd = os.open(fifo, os.O_RDWR)
-    stop = threading.Event()
-    pacer = threading.Thread(target=pace, args=(wfd, stop), daemon=True)
-    try:
-        d = entropyd(sources=["file:%s,stall=0" % fifo],
-                     listen=["tcp:127.0.0.1:0,primer=0"], extra=["--threads", "2"])
-        pacer.start()
-        got = hungry_draw(d.ep().address, 64, 4, 1.5, 5.0)
-    finally:
-        stop.set()
-        if pacer.is_alive():
-            pacer.join(5)
-        os.close(wfd)
+    d, got = hungry_draw_from_slow_fifo(entropyd, tmp_path, 64, 4, 1.5, 5.0,
+                                        extra=["--threads", "2"])
     index = jain(got)
     print("64 clients on 2 threads, %d bytes: min %d max %d, Jain %.4f"
           % (sum(got), min(got), max(got), index))
