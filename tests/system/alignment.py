@@ -475,8 +475,10 @@ def align_streams(file_data, streams, min_offset=0, forbidden=(), index=None):
 # Each stream is first cut into stretches, each from one file: at stream position p, the
 # longest match among every file's anchors (FileIndex.candidates) and its continuation
 # (where that file's previous stretch in this stream ended) wins, a tie to the choice that
-# lets the next stretch be longest; a stretch's last bytes that begin another file's
-# stretch reaching as far as the next one would (they matched by chance) are that file's;
+# lets the next stretch be longest; a stretch's last bytes (as many as can be) that begin
+# another file's stretch reaching as far as the next one would (they matched by chance)
+# are that file's, and so are its last bytes when the same file resumes right after them
+# where they began (another file's bytes too few to anchor, such as its first);
 # bytes matching nowhere (tiny pieces) go to the one file holding them, else with the
 # next stretch. Then align_streams proves each file's shares of all streams (placing those
 # bytes, increasing offsets, no file byte twice across all streams, no start-up bytes).
@@ -519,8 +521,12 @@ def _split(s, files, label):
                 raise AlignmentError("%s: bytes %s... are in none of the files %s"
                                      % (_describe(label, p), s[p:p + 16].hex(), sorted(files)))
             held = [n for n, x in files.items() if x.data.find(s[p:q], nxt[n] or 0) >= 0]
+            after = max(_file_matches(s, q, files, nxt)) if q < len(s) else None
+            if len(held) > 1 and after is not None and after[2] == nxt[after[1]]:
+                # That file resumes after the gap where it stopped before: not its bytes.
+                held = [n for n in held if n != after[1]] or held
             name = held[0] if len(held) == 1 else (
-                max(_file_matches(s, q, files, nxt))[1] if q < len(s) else out[-1][1])
+                after[1] if after is not None else out[-1][1])
             out.append((p, name, q - p))
             p = q
             continue
@@ -529,15 +535,49 @@ def _split(s, files, label):
                   reverse=True)
         m, name, o = ties[0]
         reach = p + m + _longest(s, p + m, files, nxt, name, o + m)
-        for k in range(1, min(EDGE_SLACK, m - 1) + 1):
-            if any(x[1] != name and p + m - k + x[0] >= reach
+        stray = None
+        # The most bytes another file's stretch can take: each of them matched both files
+        # by chance, and leaving one with this stretch would put its file's next offset
+        # past where that file resumes. A stretch of the other file that ends where this
+        # one does (the stream's end) is no reason to cut.
+        for k in range(min(EDGE_SLACK, m - 1), 0, -1):
+            if any(x[1] != name and x[0] > k and p + m - k + x[0] >= reach
                    for x in _file_matches(s, p + m - k, files, nxt)):
                 m -= k
                 break
+            stray = _stray_tail(s, p, m, k, name, o, files, nxt, reach) or stray
+        else:
+            if stray is not None:  # the tail is another file's, the same file resumes
+                k, other, at = stray
+                out.append((p, name, m - k))
+                out.append((p + m - k, other, k))
+                nxt[name] = o + m - k
+                if at:
+                    nxt[other] += k
+                p += m
+                continue
         out.append((p, name, m))
         nxt[name] = o + m
         p += m
     return out
+
+
+def _stray_tail(s, p, m, k, name, o, files, nxt, reach):
+    """(k, file, whether they continue its previous stretch) if the last k bytes of the stretch s[p:p+m] (file name from offset o)
+    matched by chance: the same file resumes right after them where the shortened stretch
+    ends, reaching past `reach`, and another file holds those k bytes at or after its
+    previous stretch (anywhere if it has none in this stream yet, as when its first bytes
+    are fewer than an anchor). None otherwise."""
+    resume = _match_len(s, p + m, files[name].data, o + m - k)
+    if resume < MIN_ANCHOR or p + m + resume <= reach:
+        return None
+    t = s[p + m - k:p + m]
+    held = [n for n, x in files.items()
+            if n != name and x.data.find(t, nxt[n] or 0) >= 0]
+    if not held:
+        return None  # the k bytes twice in a row: the alignment reports it
+    at = [n for n in held if nxt[n] is not None and files[n].data.startswith(t, nxt[n])]
+    return k, (at or held)[0], bool(at)
 
 
 def align_streams_multi(files, streams, min_offset=0):

@@ -187,6 +187,43 @@ def test_multi_checker_traces_interleaved_files_with_per_file_counts(two_files, 
     assert bytes_from(pcs, 4976, 4980) == {"B": 4}
 
 
+def test_multi_checker_places_another_files_first_byte_equal_to_the_next_byte():
+    # The relay's pool had room for one byte when B's first response landed: one byte of
+    # B between two stretches of A, equal (1 in 256) to A's next byte. Greedy matching
+    # gives it to A, and A's next stretch then seemed to repeat it (CI, stop 14).
+    a = random.Random("A").randbytes(300_000)
+    b = bytearray(random.Random("B").randbytes(300_000))
+    b[5000] = a[3000]
+    b = bytes(b)
+    s = a[1024:3000] + b[5000:5001] + a[3000:9000] + b[5001:9000]
+    pcs = align_streams_multi({"A": a, "B": b}, {"x": s}, min_offset=1024)["x"]
+    assert pcs == [(0, "A", 1024, 1976), (1976, "B", 5000, 1), (1977, "A", 3000, 6000),
+                   (7977, "B", 5001, 3999)]
+    # Two bytes at A's stretch's start that equal B's next two: both go to A, so that B
+    # resumes right after its stretch.
+    a2 = bytearray(a)
+    a2[3000:3002] = b[6000:6002]
+    a2 = bytes(a2)
+    s = b[2000:6000] + a2[3000:5000] + b[6000:9000]
+    pcs = align_streams_multi({"A": a2, "B": b}, {"x": s}, min_offset=1024)["x"]
+    assert pcs == [(0, "B", 2000, 4000), (4000, "A", 3000, 2000), (6000, "B", 6000, 3000)]
+    # The stream's last byte equal to A's next: B's stretch keeps it (a stretch of A that
+    # would end where B's does is no reason to cut B's).
+    b2 = bytearray(b)
+    b2[6999] = a[3000]
+    b2 = bytes(b2)
+    s = a[1024:3000] + b2[6000:7000]
+    pcs = align_streams_multi({"A": a, "B": b2}, {"x": s}, min_offset=1024)["x"]
+    assert pcs == [(0, "A", 1024, 1976), (1976, "B", 6000, 1000)]
+    # The same byte of A twice in a row is still a byte served twice, whether B's stretch
+    # starts right after it or B has not appeared yet (B's bytes as they are).
+    b = random.Random("B").randbytes(300_000)
+    for s in (a[1024:3001] + a[3000:9000] + b[5001:9000],
+              b[2000:5000] + a[1024:3001] + a[3000:9000] + b[5000:9000]):
+        with pytest.raises(AlignmentError):
+            align_streams_multi({"A": a, "B": b}, {"x": s}, min_offset=1024)
+
+
 @pytest.mark.parametrize("case", ["two clients", "one client", "one byte, one client"])
 def test_multi_checker_rejects_a_file_byte_used_twice(two_files, case):
     a, b = two_files["A"], two_files["B"]
