@@ -7,6 +7,7 @@
 #include "dial.h"
 
 #include "clock.h"
+#include "handover.h"
 #include "log.h"
 #include "netaddr.h"
 #include "transport.h"
@@ -289,22 +290,22 @@ static int open_dialer(struct endpoint *ep, char *err, size_t errlen)
 }
 
 /* The connection the previous image dialed, handed over across a reload (handover.h). */
-static struct client *adopt_dialed(struct endpoint *ep, int fd, const char *peer)
+static int adopt_dialed(struct endpoint *ep, int fd, const struct handover_rec *r)
 {
 	struct dialer *d = ep->impl;
 
 	if (d == NULL || ep->conf.kind == EP_UDP || d->dial_fd >= 0 ||
 	    clients_on(ep->cs, ep->conf.spec) > 0) {
 		close(fd);
-		return NULL;
+		return -1;
 	}
 	evtimer_del(d->timer);
 	d->backoff_ms = DIAL_BACKOFF_MIN_MS;
 	d->last_errno = 0;
 	d->connected_ms = clock_ms();
 	log_info("%s: connection kept across the reload", ep->conf.spec);
-	return client_new(ep->cs, &transport_stream, NULL, fd, &ep->conf.opts, ep->conf.spec,
-			  connection_closed, d);
+	/* Dialed connections stay on the main thread (no workers). */
+	return handover_adopt(NULL, ep->cs, fd, &ep->conf.opts, r, connection_closed, d);
 }
 
 /* The vhost-user device the previous image dialed, handed over (vu_handover.h); if it

@@ -224,18 +224,15 @@ void endpoints_adopt(struct endpoints *eps)
 	for (size_t i = 0; i < handover_count(h); i++) {
 		const struct handover_rec *r = handover_get(h, i);
 		struct endpoint *ep = r != NULL ? adopter(eps, r->spec, r->fd) : NULL;
-		struct client *c;
 
 		if (ep == NULL) {
 			continue; /* handover_free closes it with its line */
 		}
-		c = ep->ops->adopt(ep, handover_take(h, i), r->peer);
-		if (c == NULL) {
+		if (ep->ops->adopt(ep, handover_take(h, i), r) < 0) {
 			log_warnx("client %s: cannot be resumed on %s; connection closed", r->peer,
 				  r->spec);
 			continue;
 		}
-		handover_resume(c, r);
 		kept++;
 	}
 	if (handover_count(h) > 0) {

@@ -25,6 +25,7 @@ struct endpoint;
 struct tls_conf;
 struct stats;
 struct handover;
+struct handover_rec;
 struct handover_vu_rec;
 struct workers;
 
@@ -124,8 +125,8 @@ struct endpoint_ops {
 	/* Release everything the module holds (ep->impl included). */
 	void (*close)(struct endpoint *ep);
 	/* Optional: serve fd, a plain stream connection of this endpoint handed over across a
-	 * reload, as a client named peer; NULL (fd closed) if it cannot be. NULL: none can. */
-	struct client *(*adopt)(struct endpoint *ep, int fd, const char *peer);
+	 * reload as record r (handover_adopt); -1 (fd closed) if it cannot be. NULL: none can. */
+	int (*adopt)(struct endpoint *ep, int fd, const struct handover_rec *r);
 	/* Optional: serve r, a vhost-user device of this endpoint handed over across a reload
 	 * (vu_handover.h); -1 (its descriptors closed) if it cannot be. */
 	int (*adopt_vu)(struct endpoint *ep, const struct handover_vu_rec *r);

@@ -7,6 +7,7 @@
 
 #include "client_impl.h"
 #include "vu_handover.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -466,7 +467,8 @@ int handover_take(struct handover *h, size_t i)
 	return h->recs[i].fd;
 }
 
-void handover_resume(struct client *c, const struct handover_rec *r)
+/* Give c, just created on record r's descriptor, r's state, and serve it. */
+static void resume(struct client *c, const struct handover_rec *r)
 {
 	c->served = r->served;
 	c->since = r->since;
@@ -487,6 +489,30 @@ void handover_resume(struct client *c, const struct handover_rec *r)
 		event_del(c->primer_ev);
 	}
 	client_resume(c, (r->flags & HANDOVER_EOF) != 0);
+}
+
+/* On the client's thread: r is a copy the new client owns until now. */
+static void resume_made(struct client *c, void *arg)
+{
+	struct handover_rec *r = arg;
+
+	if (c != NULL) {
+		resume(c, r);
+	}
+	free(r);
+}
+
+int handover_adopt(struct workers *ws, struct clients *cs, int fd, const struct client_opts *opts,
+		   const struct handover_rec *r, client_closed_fn on_closed, void *arg)
+{
+	struct handover_rec *copy = malloc(sizeof(*copy));
+
+	if (copy == NULL) {
+		close(fd);
+		return -1;
+	}
+	*copy = *r;
+	return workers_client_adopt(ws, cs, fd, opts, r->peer, on_closed, arg, resume_made, copy);
 }
 
 void handover_free(struct handover *h)

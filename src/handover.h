@@ -10,6 +10,7 @@
 #ifndef ENTROPYD_HANDOVER_H
 #define ENTROPYD_HANDOVER_H
 
+#include "client.h"
 #include "handover_codec.h"
 
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 struct clients;
 struct client;
 struct handover;
+struct workers;
 
 /* Old image, just before the re-exec: write the clients of cs to a memfd named in the
  * environment, with every descriptor at lowest or above and left open across execve.
@@ -34,8 +36,11 @@ const struct handover_rec *handover_get(const struct handover *h, size_t i);
 bool handover_names(const struct handover *h, const char *spec);
 /* Take record i's descriptor (the caller owns it now). */
 int handover_take(struct handover *h, size_t i);
-/* Give c, just created on record r's descriptor, r's state, and serve it. */
-void handover_resume(struct client *c, const struct handover_rec *r);
+/* Serve fd, record r's descriptor, as a client of cs with opts (or of the event-loop thread
+ * with the fewest clients: workers_client_adopt), with r's state given back. -1 if it
+ * cannot be (fd closed, on_closed not called). */
+int handover_adopt(struct workers *ws, struct clients *cs, int fd, const struct client_opts *opts,
+		   const struct handover_rec *r, client_closed_fn on_closed, void *arg);
 /* How many vhost-user device records were read (valid or not). */
 size_t handover_vu_count(const struct handover *h);
 /* Device record i, or NULL if it was bad or is taken. */

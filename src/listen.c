@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "control.h"
+#include "handover.h"
 #include "log.h"
 #include "netaddr.h"
 #include "peercap.h"
@@ -513,26 +514,28 @@ static size_t keep(const struct endpoint *ep, struct inherit_kept *out, size_t r
 }
 
 /* A connection the previous image accepted, handed over across a reload (handover.h):
- * counted against max-per-peer= again, and served as if just accepted. */
-static struct client *adopt(struct endpoint *ep, int fd, const char *peer)
+ * counted against max-per-peer= again, and served as if just accepted (on the thread with
+ * the fewest clients; the control socket's on the main thread). */
+static int adopt(struct endpoint *ep, int fd, const struct handover_rec *r)
 {
 	struct client_opts control = {.endpoint = ep->conf.spec}; /* as control.c's get */
 	bool refused = false;
 	struct peercap_entry *counted =
-	    ep->conf.control ? NULL : peercap_retake(listener_of(ep)->peers, fd, peer, &refused);
-	struct client *c = NULL;
+	    ep->conf.control ? NULL : peercap_retake(listener_of(ep)->peers, fd, r->peer, &refused);
 
-	if (!refused) {
-		c = client_new(ep->cs, &transport_stream, NULL, fd,
-			       ep->conf.control ? &control : &ep->conf.opts, peer,
-			       counted != NULL ? peercap_put : NULL, counted);
-	} else {
+	if (refused) {
 		close(fd);
+		return -1;
 	}
-	if (c == NULL && counted != NULL) {
-		peercap_put(counted);
+	if (handover_adopt(ep->conf.control ? NULL : ep->workers, ep->cs, fd,
+			   ep->conf.control ? &control : &ep->conf.opts, r,
+			   counted != NULL ? peercap_put : NULL, counted) < 0) {
+		if (counted != NULL) {
+			peercap_put(counted);
+		}
+		return -1;
 	}
-	return c;
+	return 0;
 }
 
 /* The same for a vhost-user device (vu_handover.h). */

@@ -26,6 +26,8 @@ struct handed {
 	char endpoint[96], peer[160];
 	client_closed_fn on_closed;
 	void *arg;
+	client_made_fn made; /* NULL: a fresh connection */
+	void *made_arg;
 	struct mail mail; /* to the worker, then back to the main thread */
 	LIST_ENTRY(handed) link;
 };
@@ -227,30 +229,43 @@ static void serve_handed(void *arg)
 {
 	struct handed *h = arg;
 	struct worker *w = h->w;
+	struct client *c;
 
 	LIST_INSERT_HEAD(&w->handed, h, link);
 	h->opts.endpoint = h->endpoint;
 	/* Not naming the peer: the lines about a peer stay those of client.c. */
 	log_debug("thread %u takes a client (%zu now)", w->idx + 1, atomic_load(&w->nclients));
-	if (client_new(w->cs, h->tr, h->ctx, h->fd, &h->opts, h->peer, handed_closed, h) == NULL) {
+	c = client_new(w->cs, h->tr, h->ctx, h->fd, &h->opts, h->peer, handed_closed, h);
+	if (h->made != NULL) {
+		h->made(c, h->made_arg);
+	}
+	if (c == NULL) {
 		handed_closed(h);
 	}
 }
 
-int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
-		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
-		       client_closed_fn on_closed, void *arg)
+static int hand(struct workers *ws, struct clients *cs, const struct transport *tr, void *ctx,
+		int fd, const struct client_opts *opts, const char *peer,
+		client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg)
 {
 	struct handed *h;
 	struct worker *w;
 
 	if (ws == NULL || opts->endpoint_rate != NULL) {
-		return client_new(cs, tr, ctx, fd, opts, peer, on_closed, arg) != NULL ? 0 : -1;
+		struct client *c = client_new(cs, tr, ctx, fd, opts, peer, on_closed, arg);
+
+		if (made != NULL) {
+			made(c, made_arg);
+		}
+		return c != NULL ? 0 : -1;
 	}
 	h = calloc(1, sizeof(*h));
 	if (h == NULL) {
 		log_warnx("client %s: out of memory; closing", peer);
 		tr->close(ctx, fd);
+		if (made != NULL) {
+			made(NULL, made_arg);
+		}
 		return -1;
 	}
 	/* The fewest clients; ties go round-robin. */
@@ -267,12 +282,29 @@ int workers_client_new(struct workers *ws, struct clients *cs, const struct tran
 			     .fd = fd,
 			     .opts = *opts,
 			     .on_closed = on_closed,
-			     .arg = arg};
+			     .arg = arg,
+			     .made = made,
+			     .made_arg = made_arg};
 	snprintf(h->endpoint, sizeof(h->endpoint), "%s", opts->endpoint ? opts->endpoint : "");
 	snprintf(h->peer, sizeof(h->peer), "%s", peer);
 	h->mail = (struct mail){.fn = serve_handed, .arg = h};
 	mailbox_post(w->mb, &h->mail);
 	return 0;
+}
+
+int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
+		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
+		       client_closed_fn on_closed, void *arg)
+{
+	return hand(ws, cs, tr, ctx, fd, opts, peer, on_closed, arg, NULL, NULL);
+}
+
+int workers_client_adopt(struct workers *ws, struct clients *cs, int fd,
+			 const struct client_opts *opts, const char *peer,
+			 client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg)
+{
+	return hand(ws, cs, &transport_stream, NULL, fd, opts, peer, on_closed, arg, made,
+		    made_arg);
 }
 
 struct each_call {

@@ -6,13 +6,13 @@
  *
  * The main thread keeps the listeners (it accepts; a TLS handshake then runs on the
  * worker), the dialed connections, udp, fifo and vhost-user endpoints, listeners with
- * endpoint-rate= (their shared bucket lives on its loop), the control socket, http and
- * the clients a reload hands over: those serve from the main thread's registry, through a
- * cache of its own too. An accepted connection goes to the worker with the fewest clients
- * through that worker's mailbox; when the client ends, its endpoint's callback (the
- * per-peer count of max-per-peer=) runs back on the main thread. Status asks each worker in
- * turn and waits for its answer, so no client is read while its thread writes it; a reload
- * stops and joins the threads before it walks their registries. */
+ * endpoint-rate= (their shared bucket lives on its loop), the control socket and http:
+ * those serve from the main thread's registry, through a cache of its own too. An accepted
+ * connection, or a listener's client a reload handed over, goes to the worker with the
+ * fewest clients through that worker's mailbox; when the client ends, its endpoint's
+ * callback (the per-peer count of max-per-peer=) runs back on the main thread. Status asks each
+ * worker in turn and waits for its answer, so no client is read while its thread writes it; a
+ * reload stops and joins the threads before it walks their registries. */
 #ifndef ENTROPYD_WORKERS_H
 #define ENTROPYD_WORKERS_H
 
@@ -26,6 +26,10 @@ struct workers;
 
 /* The most event-loop threads (--threads). */
 #define WORKERS_MAX 64u
+
+/* Called once with a client just made (NULL if it could not be), on the thread that owns it,
+ * before the client reads anything. */
+typedef void (*client_made_fn)(struct client *c, void *arg);
 
 /* n (>= 1) event-loop threads serving from caches 1..n of sh (0 is the main thread's), not
  * started; main is the main thread's loop. NULL on failure. */
@@ -48,6 +52,13 @@ void workers_free(struct workers *ws);
 int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
 		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
 		       client_closed_fn on_closed, void *arg);
+/* The same for a plain stream connection a reload handed over; made(c, made_arg) then runs
+ * once in every case (with NULL on failure), so that the caller restores the client's state
+ * (handover_adopt) on its thread or frees what it passed. */
+int workers_client_adopt(struct workers *ws, struct clients *cs, int fd,
+			 const struct client_opts *opts, const char *peer,
+			 client_closed_fn on_closed, void *arg, client_made_fn made,
+			 void *made_arg);
 /* Stopped threads: fill regs with up to max registries, one per thread; returns how many. */
 size_t workers_registries(struct workers *ws, struct clients **regs, size_t max);
 /* Call fn with each client snapshot of every thread (nothing if ws is NULL). */

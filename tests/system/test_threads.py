@@ -191,6 +191,9 @@ def test_a_reload_keeps_the_clients_of_the_threads(entropyd, tmp_path):
         os.kill(d.pid, signal.SIGHUP)
         d.wait_log(READY, 15, start=mark)
         d.wait_log(r"reload: handing 4 connected client\(s\)", 5)
+        # The new image spreads them over its threads again, not all on its main thread.
+        wait_status(d, lambda st: sorted(c["thread"] for c in st["clients"]) == [1, 1, 2, 2],
+                    "the four clients handed over, on the two threads")
         got = read_many({c.sock: 200_000 for c in clients}, timeout=40)
         for c in clients:
             bufs[c.label] = got[c.sock]
