@@ -1,5 +1,14 @@
 /* share: see share.h. Invariant: bytes move from the pool into a cache only against a
- * thread's outstanding demand, each byte once (pool_move wipes it in the pool). */
+ * thread's outstanding demand, each byte once (pool_move wipes it in the pool).
+ *
+ * A demand is kept as two running totals, not as a count both sides change: the thread
+ * asks for a total (target: what has moved into its cache so far plus what its clients
+ * could take now) and each move adds to moved; the demand is their difference. A count
+ * that the main thread lowered by what it gave could not tell an ask made after the thread
+ * had already served those bytes (an equal ask again: ABA) from one made before, and lost
+ * the ask: a client waited forever for its last bytes. A move adds the most it may move
+ * before the bytes land and takes back what did not move after, so a thread that reads moved
+ * meanwhile over-asks (a few bytes more in its cache) and never under-asks. */
 #include "share.h"
 
 #include "pool.h"
@@ -7,13 +16,15 @@
 #include <event2/event.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 struct share_slot {
 	struct pool *cache;
 	struct share *sh;
-	_Atomic size_t want;   /* bytes its thread's waiting clients could take */
-	_Atomic size_t weight; /* its waiting clients */
+	_Atomic uint64_t target; /* moved + what its waiting clients could take, at the ask */
+	_Atomic uint64_t moved;	 /* bytes moved into cache so far (the most, while moving) */
+	_Atomic size_t weight;	 /* its waiting clients */
 };
 
 struct share {
@@ -25,16 +36,26 @@ struct share {
 	struct share_slot slot[];
 };
 
-/* Give cache i up to n bytes; less its demand by what it got. */
-static void give(struct share *sh, size_t i, size_t n)
+/* What s's thread asked for and has not got. */
+static size_t demand(struct share_slot *s)
 {
-	struct share_slot *s = &sh->slot[i];
-	size_t got = n > 0 ? pool_move(sh->pool, s->cache, n) : 0;
-	size_t w = atomic_load(&s->want);
+	uint64_t moved = atomic_load(&s->moved), target = atomic_load(&s->target);
 
-	/* Its thread may have asked anew meanwhile, not counting these bytes: less that. */
-	while (got > 0 && !atomic_compare_exchange_weak(&s->want, &w, w > got ? w - got : 0)) {
+	return target > moved ? (size_t)(target - moved) : 0;
+}
+
+/* Move up to n bytes of the pool into s's cache; returns how many. */
+static size_t move(struct share_slot *s, size_t n)
+{
+	size_t got;
+
+	if (n == 0) {
+		return 0;
 	}
+	atomic_fetch_add(&s->moved, n);
+	got = pool_move(s->sh->pool, s->cache, n);
+	atomic_fetch_sub(&s->moved, n - got);
+	return got;
 }
 
 /* Split what the pool holds among the threads' demands. */
@@ -45,7 +66,7 @@ static void split(struct share *sh)
 	struct timeval tv = {0, SHARE_BATCH_US};
 
 	for (size_t i = 0; i < sh->n; i++) {
-		want[i] = atomic_load(&sh->slot[i].want);
+		want[i] = demand(&sh->slot[i]);
 		weight[i] = want[i] > 0 ? atomic_load(&sh->slot[i].weight) : 0;
 		weight[i] += want[i] > 0 && weight[i] == 0; /* a DRBG's seed alone */
 		total += want[i];
@@ -73,7 +94,7 @@ static void split(struct share *sh)
 	}
 	if (level >= total) {
 		for (size_t i = 0; i < sh->n; i++) {
-			give(sh, i, want[i]);
+			(void)move(&sh->slot[i], want[i]);
 		}
 		return;
 	}
@@ -84,14 +105,14 @@ static void split(struct share *sh)
 		part = part < want[i] ? part : want[i];
 		want[i] -= part;
 		given += part;
-		give(sh, i, part);
+		(void)move(&sh->slot[i], part);
 	}
 	for (size_t k = 0; k < sh->n && given < level; k++) {
 		size_t i = (sh->next + k) % sh->n;
 		size_t part = level - given < want[i] ? level - given : want[i];
 
 		given += part;
-		give(sh, i, part);
+		(void)move(&sh->slot[i], part);
 	}
 	sh->next = (sh->next + 1) % sh->n;
 	pool_want(sh->pool); /* demand is left: the next bytes wake this again */
@@ -176,21 +197,23 @@ size_t share_take(struct share_slot *s, size_t bytes)
 	size_t others = 0, room = pool_capacity(s->cache) - pool_level(s->cache);
 
 	for (size_t i = 0; i < sh->n; i++) {
-		others += &sh->slot[i] != s ? atomic_load(&sh->slot[i].want) : 0;
+		others += &sh->slot[i] != s ? demand(&sh->slot[i]) : 0;
 	}
 	bytes = bytes < room ? bytes : room;
 	if (bytes == 0 || pool_level(sh->pool) < others + bytes) {
 		return 0; /* short: the main thread splits what there is */
 	}
-	return pool_move(sh->pool, s->cache, bytes);
+	return move(s, bytes); /* less its own demand by as much */
 }
 
 void share_ask(struct share_slot *s, size_t bytes, size_t weight)
 {
 	size_t room = pool_capacity(s->cache) - pool_level(s->cache);
 
+	/* room and the caller's demand were counted from the cache's level before this reads
+	 * moved: bytes landing meanwhile are counted twice (an over-ask), never missed. */
 	atomic_store(&s->weight, weight);
-	atomic_store(&s->want, bytes < room ? bytes : room);
+	atomic_store(&s->target, atomic_load(&s->moved) + (bytes < room ? bytes : room));
 	if (bytes > 0) {
 		pool_poke(s->sh->pool);
 	}

@@ -206,6 +206,23 @@ def test_a_reload_keeps_the_clients_of_the_threads(entropyd, tmp_path):
     assert coverage_summary(placed)[2] == 4 * 200_000
 
 
+@pytest.mark.time_limit(90)
+def test_a_thread_that_asks_again_for_as_much_as_it_just_got_is_not_forgotten(entropyd):
+    # A small pool: each 64 KiB draw is many moves of at most 4 KiB into the thread's cache,
+    # and the thread asks again as soon as its client took them, often for as much as it
+    # just got. When the main thread lowered the thread's ask by what it had given, an ask
+    # made after the thread had served those bytes was lowered too: the demand was lost and
+    # the client waited forever for its last bytes (a few rounds in a few hundred here).
+    d = entropyd(listen=("tcp:127.0.0.1:0,max-per-peer=0",),
+                 extra=["--pool-size", "4096", "--threads", "2"])
+    rounds, deadline = 0, time.monotonic() + 20
+    while rounds < 1500 and time.monotonic() < deadline:
+        with d.connect(label="round %d" % rounds) as c:
+            assert len(c.block(64 << 10, timeout=5)) == 64 << 10
+        rounds += 1
+    assert rounds >= 300, "only %d rounds of 64 KiB in 20 s" % rounds
+
+
 @pytest.mark.time_limit(60)
 def test_max_per_peer_counts_clients_of_both_threads_and_frees_their_slots(entropyd):
     d = entropyd(listen=("tcp:127.0.0.1:0,max-per-peer=2",), extra=["--threads", "2"])
