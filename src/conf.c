@@ -524,12 +524,13 @@ const struct conf_cli_opt conf_cli_opts[] = {
      "1: one loop serves everything;\n"
      "N > 1: N threads serve the clients of tcp and unix listeners",
      "Each client of a tcp or unix listener (one without endpoint-rate=) is served by one of N "
-     "threads for its life: the one with the fewest clients when it connects. Each thread "
+     "threads for its life: the one with the fewest clients when it connects, or when a "
+     "reload hands it over. Each thread "
      "serves from a cache of its own, which the main thread fills on demand from the pool "
      "(a byte still goes to one client once; scarce bytes are split among the threads by "
      "their waiting clients), and, for mode=drbg, has its own DRBG. The main thread accepts, "
      "dials, and serves the connections of connecting endpoints, udp, fifo and vhost-user "
-     "endpoints, the control socket and http, and the clients a reload hands over.",
+     "endpoints, the control socket and http.",
      cli_threads, false},
     {"user", 'u', "USER",
      "after opening sources and binding endpoints, run as USER (default: entropyd)",
