@@ -512,7 +512,8 @@ int handover_adopt(struct workers *ws, struct clients *cs, int fd, const struct 
 		return -1;
 	}
 	*copy = *r;
-	return workers_client_adopt(ws, cs, fd, opts, r->peer, on_closed, arg, resume_made, copy);
+	return workers_client_new(ws, cs, &transport_stream, NULL, fd, opts, r->peer, on_closed,
+				  arg, resume_made, copy);
 }
 
 void handover_free(struct handover *h)

@@ -37,7 +37,7 @@ bool handover_names(const struct handover *h, const char *spec);
 /* Take record i's descriptor (the caller owns it now). */
 int handover_take(struct handover *h, size_t i);
 /* Serve fd, record r's descriptor, as a client of cs with opts (or of the event-loop thread
- * with the fewest clients: workers_client_adopt), with r's state given back. -1 if it
+ * with the fewest clients: workers_client_new), with r's state given back. -1 if it
  * cannot be (fd closed, on_closed not called). */
 int handover_adopt(struct workers *ws, struct clients *cs, int fd, const struct client_opts *opts,
 		   const struct handover_rec *r, client_closed_fn on_closed, void *arg);

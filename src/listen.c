@@ -127,7 +127,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		netaddr_no_delay(fd);
 	}
 	if (workers_client_new(ep->workers, ep->cs, tr, ctx, fd, &ep->conf.opts, peer,
-			       counted != NULL ? peercap_put : NULL, counted) < 0 &&
+			       counted != NULL ? peercap_put : NULL, counted, NULL, NULL) < 0 &&
 	    counted != NULL) {
 		peercap_put(counted);
 	}

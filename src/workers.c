@@ -224,6 +224,15 @@ static void handed_closed(void *arg)
 	mailbox_post(h->w->ws->main_mb, &h->mail);
 }
 
+/* Tell the caller of workers_client_new what became of the client (made may be NULL). */
+static struct client *tell(client_made_fn made, void *made_arg, struct client *c)
+{
+	if (made != NULL) {
+		made(c, made_arg);
+	}
+	return c;
+}
+
 /* On the worker: the connection becomes its client. */
 static void serve_handed(void *arg)
 {
@@ -236,17 +245,14 @@ static void serve_handed(void *arg)
 	/* Not naming the peer: the lines about a peer stay those of client.c. */
 	log_debug("thread %u takes a client (%zu now)", w->idx + 1, atomic_load(&w->nclients));
 	c = client_new(w->cs, h->tr, h->ctx, h->fd, &h->opts, h->peer, handed_closed, h);
-	if (h->made != NULL) {
-		h->made(c, h->made_arg);
-	}
-	if (c == NULL) {
+	if (tell(h->made, h->made_arg, c) == NULL) {
 		handed_closed(h);
 	}
 }
 
-static int hand(struct workers *ws, struct clients *cs, const struct transport *tr, void *ctx,
-		int fd, const struct client_opts *opts, const char *peer,
-		client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg)
+int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
+		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
+		       client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg)
 {
 	struct handed *h;
 	struct worker *w;
@@ -254,18 +260,13 @@ static int hand(struct workers *ws, struct clients *cs, const struct transport *
 	if (ws == NULL || opts->endpoint_rate != NULL) {
 		struct client *c = client_new(cs, tr, ctx, fd, opts, peer, on_closed, arg);
 
-		if (made != NULL) {
-			made(c, made_arg);
-		}
-		return c != NULL ? 0 : -1;
+		return tell(made, made_arg, c) != NULL ? 0 : -1;
 	}
 	h = calloc(1, sizeof(*h));
 	if (h == NULL) {
 		log_warnx("client %s: out of memory; closing", peer);
 		tr->close(ctx, fd);
-		if (made != NULL) {
-			made(NULL, made_arg);
-		}
+		(void)tell(made, made_arg, NULL);
 		return -1;
 	}
 	/* The fewest clients; ties go round-robin. */
@@ -290,21 +291,6 @@ static int hand(struct workers *ws, struct clients *cs, const struct transport *
 	h->mail = (struct mail){.fn = serve_handed, .arg = h};
 	mailbox_post(w->mb, &h->mail);
 	return 0;
-}
-
-int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
-		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
-		       client_closed_fn on_closed, void *arg)
-{
-	return hand(ws, cs, tr, ctx, fd, opts, peer, on_closed, arg, NULL, NULL);
-}
-
-int workers_client_adopt(struct workers *ws, struct clients *cs, int fd,
-			 const struct client_opts *opts, const char *peer,
-			 client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg)
-{
-	return hand(ws, cs, &transport_stream, NULL, fd, opts, peer, on_closed, arg, made,
-		    made_arg);
 }
 
 struct each_call {

@@ -46,19 +46,15 @@ int workers_start(struct workers *ws);
 void workers_stop(struct workers *ws);
 /* Stop, close every client and free (nothing if ws is NULL). */
 void workers_free(struct workers *ws);
-/* Serve an accepted connection as client_new does: on the thread with the fewest clients,
- * or on cs (the main thread's registry) if ws is NULL or opts has an endpoint-rate= bucket.
- * -1 on failure (tr closed fd and ctx; on_closed is not called). */
+/* Serve an accepted connection (or one a reload handed over) as client_new does: on the
+ * thread with the fewest clients, or on cs (the main thread's registry) if ws is NULL or
+ * opts has an endpoint-rate= bucket. -1 on failure (tr closed fd and ctx; on_closed is not
+ * called). If made is not NULL, made(c, made_arg) runs once in every case (with NULL on
+ * failure), so that the caller restores a handed-over client's state on its thread
+ * (handover_adopt) or frees what it passed. */
 int workers_client_new(struct workers *ws, struct clients *cs, const struct transport *tr,
 		       void *ctx, int fd, const struct client_opts *opts, const char *peer,
-		       client_closed_fn on_closed, void *arg);
-/* The same for a plain stream connection a reload handed over; made(c, made_arg) then runs
- * once in every case (with NULL on failure), so that the caller restores the client's state
- * (handover_adopt) on its thread or frees what it passed. */
-int workers_client_adopt(struct workers *ws, struct clients *cs, int fd,
-			 const struct client_opts *opts, const char *peer,
-			 client_closed_fn on_closed, void *arg, client_made_fn made,
-			 void *made_arg);
+		       client_closed_fn on_closed, void *arg, client_made_fn made, void *made_arg);
 /* Stopped threads: fill regs with up to max registries, one per thread; returns how many. */
 size_t workers_registries(struct workers *ws, struct clients **regs, size_t max);
 /* Call fn with each client snapshot of every thread (nothing if ws is NULL). */

@@ -535,49 +535,47 @@ def _split(s, files, label):
                   reverse=True)
         m, name, o = ties[0]
         reach = p + m + _longest(s, p + m, files, nxt, name, o + m)
-        stray = None
         # The most bytes another file's stretch can take: each of them matched both files
         # by chance, and leaving one with this stretch would put its file's next offset
         # past where that file resumes. A stretch of the other file that ends where this
         # one does (the stream's end) is no reason to cut.
-        for k in range(min(EDGE_SLACK, m - 1), 0, -1):
-            if any(x[1] != name and x[0] > k and p + m - k + x[0] >= reach
-                   for x in _file_matches(s, p + m - k, files, nxt)):
-                m -= k
-                break
-            stray = _stray_tail(s, p, m, k, name, o, files, nxt, reach) or stray
+        cut = next((k for k in range(min(EDGE_SLACK, m - 1), 0, -1)
+                    if any(x[1] != name and x[0] > k and p + m - k + x[0] >= reach
+                           for x in _file_matches(s, p + m - k, files, nxt))), 0)
+        stray = None if cut else _stray_tail(s, p, m, name, o, files, nxt, reach)
+        if stray is not None:  # the tail is another file's, the same file resumes
+            k, other, at = stray
+            out.append((p, name, m - k))
+            out.append((p + m - k, other, k))
+            nxt[name] = o + m - k
+            if at:
+                nxt[other] += k
         else:
-            if stray is not None:  # the tail is another file's, the same file resumes
-                k, other, at = stray
-                out.append((p, name, m - k))
-                out.append((p + m - k, other, k))
-                nxt[name] = o + m - k
-                if at:
-                    nxt[other] += k
-                p += m
-                continue
-        out.append((p, name, m))
-        nxt[name] = o + m
-        p += m
+            out.append((p, name, m - cut))
+            nxt[name] = o + m - cut
+        p += m - cut
     return out
 
 
-def _stray_tail(s, p, m, k, name, o, files, nxt, reach):
-    """(k, file, whether they continue its previous stretch) if the last k bytes of the stretch s[p:p+m] (file name from offset o)
-    matched by chance: the same file resumes right after them where the shortened stretch
-    ends, reaching past `reach`, and another file holds those k bytes at or after its
-    previous stretch (anywhere if it has none in this stream yet, as when its first bytes
-    are fewer than an anchor). None otherwise."""
-    resume = _match_len(s, p + m, files[name].data, o + m - k)
-    if resume < MIN_ANCHOR or p + m + resume <= reach:
-        return None
-    t = s[p + m - k:p + m]
-    held = [n for n, x in files.items()
-            if n != name and x.data.find(t, nxt[n] or 0) >= 0]
-    if not held:
-        return None  # the k bytes twice in a row: the alignment reports it
-    at = [n for n in held if nxt[n] is not None and files[n].data.startswith(t, nxt[n])]
-    return k, (at or held)[0], bool(at)
+def _stray_tail(s, p, m, name, o, files, nxt, reach):
+    """(k, file, whether they continue that file's previous stretch) if the last k <=
+    EDGE_SLACK bytes of the stretch s[p:p+m] (file name from offset o) matched by chance:
+    the same file resumes right after them where the shortened stretch ends, reaching past
+    `reach`, and another file holds those k bytes at or after its previous stretch (anywhere
+    if it has none in this stream yet, as when its first bytes are fewer than an anchor).
+    None otherwise."""
+    for k in range(1, min(EDGE_SLACK, m - 1) + 1):
+        resume = _match_len(s, p + m, files[name].data, o + m - k)
+        if resume < MIN_ANCHOR or p + m + resume <= reach:
+            continue
+        t = s[p + m - k:p + m]
+        held = [n for n, x in files.items()
+                if n != name and x.data.find(t, nxt[n] or 0) >= 0]
+        if not held:
+            return None  # the k bytes twice in a row: the alignment reports it
+        at = [n for n in held if nxt[n] is not None and files[n].data.startswith(t, nxt[n])]
+        return k, (at or held)[0], bool(at)
+    return None
 
 
 def align_streams_multi(files, streams, min_offset=0):
